@@ -8,4 +8,8 @@
 //! * [`protocol`] — the KOI-net 2.1 wire protocol: RIDs, knowledge objects, canonical JSON, keys, signed
 //!   envelopes. Pure; knows nothing of storage or servers.
 
+pub mod config;
+pub mod daemon;
+pub mod index;
+pub mod node;
 pub mod protocol;

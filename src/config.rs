@@ -1,0 +1,530 @@
+//! The daemon's TOML configuration: every key, its default, and validation with errors that name the key and
+//! the fix. `config.toml.example` documents the same keys; keep them in step.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::protocol::{NodeRid, Rid, RidType};
+
+/// A configuration problem, phrased for the person who has to fix the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type. toml's message names the key and line.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What toml said, including the key and line.
+        message: String,
+    },
+    /// A value that parses but makes no sense.
+    #[error("config file {path}: `{key}` {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key, e.g. `poll.interval`.
+        key: &'static str,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+    /// The environment variable that should hold the key password is not set.
+    #[error(
+        "the node key password variable `{var}` (set by `node.key_password_env`) is not set: export it, or put \
+         `{var}=…` in the service's EnvironmentFile"
+    )]
+    MissingPassword {
+        /// The variable's name.
+        var: String,
+    },
+    /// The data directory cannot be created or written.
+    #[error("data directory {path} (`node.data_dir`) is not usable: {source}. Create it, or fix its owner and permissions")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Who this node is and where it keeps its state.
+    #[serde(default)]
+    pub node: NodeConfig,
+    /// The node we join the network through (usually a coordinator). Required.
+    pub first_contact: FirstContactConfig,
+    /// How often and how patiently neighbours are polled.
+    #[serde(default)]
+    pub poll: PollConfig,
+    /// The local query API.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// What is indexed and for how long.
+    #[serde(default)]
+    pub index: IndexConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The file this was loaded from (relative paths inside it are relative to its directory).
+    #[serde(skip)]
+    pub source: PathBuf,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Name part of our node RID (`orn:koi-net.node:<name>+<hash>`).
+    #[serde(default = "default_node_name")]
+    pub name: String,
+    /// Holds the sled store and the key file; relative to the config file's directory.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Environment variable holding the private key password (never put the password in this file).
+    #[serde(default = "default_key_password_env")]
+    pub key_password_env: String,
+}
+
+/// `[first_contact]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstContactConfig {
+    /// Base URL of its KOI-net API, e.g. `http://127.0.0.1:8080/koi-net`.
+    pub url: String,
+    /// Its node RID, which pins its public key.
+    pub rid: Rid,
+}
+
+/// `[poll]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollConfig {
+    /// Time between polls (humantime, e.g. `5s`). Ignored when `cron` is set.
+    #[serde(default = "default_interval", deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// A 6-field cron expression (seconds first) to poll on instead of `interval`.
+    #[serde(default)]
+    pub cron: Option<String>,
+    /// Most events per poll request; 0 = all the neighbour holds.
+    #[serde(default)]
+    pub limit: u32,
+    /// Per-request timeout.
+    #[serde(default = "default_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// Longest wait between retries of a failing neighbour.
+    #[serde(default = "default_max_backoff", deserialize_with = "de_duration")]
+    pub max_backoff: Duration,
+    /// RIDs per `fetch_bundles` request during catch-up.
+    #[serde(default = "default_fetch_batch")]
+    pub fetch_batch: usize,
+}
+
+/// `[api]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address the query API listens on. Keep it on loopback: the API has no authentication.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `[index]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IndexConfig {
+    /// RID types of interest: we subscribe to nodes that provide events of these types.
+    #[serde(default = "default_rid_types")]
+    pub rid_types: Vec<RidType>,
+    /// Drop events older than this (humantime, e.g. `90d`); unset keeps everything.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub retention: Option<Duration>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// `text` (for terminals and journald) or `json` (for log shippers).
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_node_name() -> String {
+    "github_indexer".to_owned()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/koi-github-indexer")
+}
+fn default_key_password_env() -> String {
+    "KOI_KEY_PASSWORD".to_owned()
+}
+fn default_interval() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_fetch_batch() -> usize {
+    100
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8004))
+}
+fn default_rid_types() -> Vec<RidType> {
+    vec![
+        RidType::parse(RidType::GITHUB_EVENT).unwrap_or_else(|_| unreachable!()),
+        RidType::parse(RidType::GITHUB_REPO).unwrap_or_else(|_| unreachable!()),
+    ]
+}
+fn default_log_level() -> String {
+    "info".to_owned()
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: default_node_name(),
+            data_dir: default_data_dir(),
+            key_password_env: default_key_password_env(),
+        }
+    }
+}
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            interval: default_interval(),
+            cron: None,
+            limit: 0,
+            timeout: default_timeout(),
+            max_backoff: default_max_backoff(),
+            fetch_batch: default_fetch_batch(),
+        }
+    }
+}
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: default_listen(),
+        }
+    }
+}
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            rid_types: default_rid_types(),
+            retention: None,
+        }
+    }
+}
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            format: LogFormat::default(),
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "`{text}` is not a duration ({e}); write e.g. \"5s\", \"2m\", \"90d\""
+        ))
+    })
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    de_duration(deserializer).map(Some)
+}
+
+impl Config {
+    /// Reads, parses and validates the file. Does not touch the data directory or the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text as if read from `path`.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        config.source = path.to_owned();
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        if config.node.data_dir.is_relative() {
+            config.node.data_dir = base.join(&config.node.data_dir);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn invalid(&self, key: &'static str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.source.clone(),
+            key,
+            problem: problem.into(),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let name = &self.node.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(self.invalid(
+                "node.name",
+                format!("`{name}` must be non-empty letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+        if self.node.key_password_env.is_empty() {
+            return Err(self.invalid("node.key_password_env", "must name an environment variable"));
+        }
+        let url = &self.first_contact.url;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || reqwest::Url::parse(url).is_err()
+        {
+            return Err(self.invalid(
+                "first_contact.url",
+                format!(
+                    "`{url}` is not an http(s) URL; write e.g. \"http://127.0.0.1:8080/koi-net\""
+                ),
+            ));
+        }
+        if let Err(e) = NodeRid::from_rid(&self.first_contact.rid) {
+            return Err(self.invalid(
+                "first_contact.rid",
+                format!("{e}; copy the coordinator's RID from its logs or /status"),
+            ));
+        }
+        if self.poll.interval.is_zero() {
+            return Err(self.invalid("poll.interval", "must be greater than zero"));
+        }
+        if self.poll.timeout.is_zero() {
+            return Err(self.invalid("poll.timeout", "must be greater than zero"));
+        }
+        if self.poll.fetch_batch == 0 {
+            return Err(self.invalid("poll.fetch_batch", "must be at least 1"));
+        }
+        if let Some(cron) = &self.poll.cron {
+            if let Err(e) = check_cron(cron) {
+                return Err(self.invalid("poll.cron", e));
+            }
+        }
+        if self.index.rid_types.is_empty() {
+            return Err(self.invalid(
+                "index.rid_types",
+                "is empty: list at least \"orn:github.event\"",
+            ));
+        }
+        if let Some(r) = self.index.retention {
+            if r.is_zero() {
+                return Err(self.invalid(
+                    "index.retention",
+                    "must be greater than zero; remove the key to keep everything",
+                ));
+            }
+        }
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
+            return Err(self.invalid(
+                "log.level",
+                format!(
+                    "`{}` is not one of error, warn, info, debug, trace",
+                    self.log.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the key password from the environment variable the config names.
+    pub fn key_password(&self) -> Result<String, ConfigError> {
+        std::env::var(&self.node.key_password_env).map_err(|_| ConfigError::MissingPassword {
+            var: self.node.key_password_env.clone(),
+        })
+    }
+
+    /// Creates the data directory if needed and checks it is writable.
+    pub fn prepare_data_dir(&self) -> Result<PathBuf, ConfigError> {
+        let dir = &self.node.data_dir;
+        let err = |source| ConfigError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(err)?;
+        let probe = dir.join(".write-test");
+        std::fs::write(&probe, b"ok").map_err(err)?;
+        let _ = std::fs::remove_file(&probe);
+        Ok(dir.clone())
+    }
+
+    /// Warnings that do not stop start-up (e.g. a timeout longer than the interval).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.poll.cron.is_none() && self.poll.timeout > self.poll.interval {
+            out.push(format!(
+                "poll.timeout ({}) is longer than poll.interval ({}): a slow neighbour's polls will overlap its schedule \
+                 and be skipped",
+                humantime::format_duration(self.poll.timeout),
+                humantime::format_duration(self.poll.interval)
+            ));
+        }
+        if !self.api.listen.ip().is_loopback() {
+            out.push(format!(
+                "api.listen {} is not a loopback address: the query API has no authentication",
+                self.api.listen
+            ));
+        }
+        out
+    }
+}
+
+/// Validates a cron expression by building the scheduler job it will drive.
+fn check_cron(expr: &str) -> Result<(), String> {
+    tokio_cron_scheduler::Job::new_async(expr, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| {
+            format!("`{expr}` is not a valid cron expression ({e:?}); write 6 fields with seconds first, e.g. \"*/5 * * * * *\"")
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[first_contact]
+url = "http://127.0.0.1:8080/koi-net"
+rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27178a028ef5ee26f4cc50"
+"#;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/koi/config.toml"))
+    }
+
+    #[test]
+    fn every_key_but_first_contact_has_a_default() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.node.name, "github_indexer");
+        assert_eq!(
+            c.node.data_dir,
+            PathBuf::from("/var/lib/koi-github-indexer")
+        );
+        assert_eq!(c.node.key_password_env, "KOI_KEY_PASSWORD");
+        assert_eq!(c.poll.interval, Duration::from_secs(5));
+        assert_eq!(c.poll.timeout, Duration::from_secs(10));
+        assert_eq!(c.poll.limit, 0);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8004");
+        assert_eq!(c.index.rid_types.len(), 2);
+        assert_eq!(c.log.format, LogFormat::Text);
+        assert!(c.warnings().iter().any(|w| w.contains("poll.timeout")));
+    }
+
+    #[test]
+    fn relative_data_dir_is_relative_to_the_config_file() {
+        let c = parse(&format!("[node]\ndata_dir = \"state\"\n{MINIMAL}")).unwrap();
+        assert_eq!(c.node.data_dir, PathBuf::from("/etc/koi/state"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix() {
+        let cases = [
+            (
+                format!("[poll]\nintervall = \"5s\"\n{MINIMAL}"),
+                "intervall",
+            ),
+            (
+                format!("[poll]\ninterval = \"5 parsecs\"\n{MINIMAL}"),
+                "not a duration",
+            ),
+            (
+                format!("[poll]\ncron = \"every tuesday\"\n{MINIMAL}"),
+                "poll.cron",
+            ),
+            (format!("[log]\nlevel = \"loud\"\n{MINIMAL}"), "log.level"),
+            ("[node]\nname = \"x\"\n".to_owned(), "first_contact"),
+            (MINIMAL.replace("http://", "ftp://"), "first_contact.url"),
+            (MINIMAL.replace("+7538", "+zz38"), "first_contact.rid"),
+            (
+                format!("[index]\nretention = \"0s\"\n{MINIMAL}"),
+                "index.retention",
+            ),
+            (
+                format!("[api]\nlisten = \"localhost\"\n{MINIMAL}"),
+                "listen",
+            ),
+        ];
+        for (text, needle) in cases {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(needle), "expected `{needle}` in: {err}");
+            assert!(err.contains("/etc/koi/config.toml"), "{err}");
+        }
+    }
+
+    #[test]
+    fn cron_and_retention_parse() {
+        let c = parse(&format!(
+            "[poll]\ncron = \"*/5 * * * * *\"\n[index]\nretention = \"90d\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(c.poll.cron.as_deref(), Some("*/5 * * * * *"));
+        assert_eq!(c.index.retention, Some(Duration::from_secs(90 * 86400)));
+    }
+
+    #[test]
+    fn missing_password_variable_names_the_variable() {
+        let mut c = parse(MINIMAL).unwrap();
+        c.node.key_password_env = "KOI_TEST_SURELY_UNSET_VAR".into();
+        let err = c.key_password().unwrap_err().to_string();
+        assert!(err.contains("KOI_TEST_SURELY_UNSET_VAR"), "{err}");
+    }
+
+    #[test]
+    fn unusable_data_dir_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, "x").unwrap();
+        let mut c = parse(MINIMAL).unwrap();
+        c.node.data_dir = file.join("sub");
+        let err = c.prepare_data_dir().unwrap_err().to_string();
+        assert!(err.contains("node.data_dir"), "{err}");
+    }
+}

@@ -1,0 +1,142 @@
+//! `koi-github-indexer run`: wires configuration, identity, storage, the node and the query API together, and
+//! shuts them down in order on SIGTERM/SIGINT (stop polling, drain the inbox, flush sled, exit 0).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::index::Index;
+use crate::node::identity::Identity;
+use crate::node::{Node, NodeSettings};
+
+/// File name of the sled database inside the data directory.
+pub const DB_DIR: &str = "db";
+
+/// Runs the daemon until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    let password = config.key_password()?;
+    let data_dir = config.prepare_data_dir()?;
+    let identity = Identity::load_or_create(&data_dir, &config.node.name, &password)?;
+    if identity.created {
+        tracing::info!(key = %identity.key_path.display(), "created a new node key (new identity)");
+    }
+    let db_path = data_dir.join(DB_DIR);
+    let db = sled::open(&db_path).with_context(|| {
+        format!(
+            "cannot open the store at {}: is another koi-github-indexer running on this data_dir? (sled allows one \
+             process)",
+            db_path.display()
+        )
+    })?;
+    let index = Index::open(&db)
+        .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
+
+    let settings = NodeSettings {
+        first_contact_url: config.first_contact.url.clone(),
+        first_contact_rid: config.first_contact.rid.clone(),
+        interest: config.index.rid_types.clone(),
+        poll_limit: config.poll.limit,
+        timeout: config.poll.timeout,
+        interval: config.poll.interval,
+        max_backoff: config.poll.max_backoff,
+        fetch_batch: config.poll.fetch_batch,
+    };
+    let node = Node::new(settings, identity.clone(), db.clone(), index.clone())?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let ticks = spawn_schedule(&config, shutdown_rx.clone()).await?;
+
+    tracing::info!(
+        node_rid = %identity.rid,
+        data_dir = %data_dir.display(),
+        api = %config.api.listen,
+        neighbours = ?node.neighbour_status().iter().map(|n| n.rid.clone()).collect::<Vec<_>>(),
+        "koi-github-indexer started"
+    );
+
+    let node_task = tokio::spawn(Arc::clone(&node).run(ticks, shutdown_rx.clone()));
+    wait_for_signal().await;
+    tracing::info!("shutdown signal received");
+    let _ = shutdown_tx.send(true);
+    node_task.await.context("node task panicked")??;
+    db.flush_async().await.context("final flush of the store")?;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Ticks on `poll.interval`, or on `poll.cron` when set. A tick that finds the previous one unconsumed is dropped.
+async fn spawn_schedule(
+    config: &Config,
+    mut shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<mpsc::Receiver<()>> {
+    let (tx, rx) = mpsc::channel(1);
+    if let Some(expr) = config.poll.cron.clone() {
+        let scheduler = tokio_cron_scheduler::JobScheduler::new()
+            .await
+            .context("starting the cron scheduler")?;
+        let job_tx = tx.clone();
+        let job = tokio_cron_scheduler::Job::new_async(expr.as_str(), move |_, _| {
+            let tx = job_tx.clone();
+            Box::pin(async move {
+                let _ = tx.try_send(());
+            })
+        })
+        .map_err(|e| anyhow::anyhow!("poll.cron `{expr}`: {e:?}"))?;
+        scheduler
+            .add(job)
+            .await
+            .map_err(|e| anyhow::anyhow!("poll.cron: {e:?}"))?;
+        scheduler
+            .start()
+            .await
+            .map_err(|e| anyhow::anyhow!("poll.cron: {e:?}"))?;
+        let _ = tx.try_send(()); // poll once at start rather than waiting for the first cron beat
+        tokio::spawn(async move {
+            let mut scheduler = scheduler;
+            let _ = shutdown.changed().await;
+            let _ = scheduler.shutdown().await;
+            drop(tx);
+        });
+    } else {
+        let interval = config.poll.interval;
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(interval);
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = timer.tick() => { let _ = tx.try_send(()); }
+                    _ = shutdown.changed() => break,
+                }
+            }
+        });
+    }
+    Ok(rx)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,80 @@
+//! TEMPORARY stand-in with the agreed interface; replaced by the real index on merge of branch `index`.
+
+use crate::protocol::{Bundle, Manifest, Rid, RidType};
+
+/// Index errors.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// sled failed.
+    #[error("index storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+/// What applying a bundle did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyOutcome {
+    /// Written.
+    Indexed {
+        /// First time seen.
+        new: bool,
+    },
+    /// Same hash as held.
+    Unchanged,
+    /// Older than held.
+    Stale,
+    /// Not a type the index keeps.
+    Ignored,
+}
+
+/// Stand-in index.
+#[derive(Clone)]
+pub struct Index {
+    bundles: sled::Tree,
+}
+
+impl Index {
+    /// Opens.
+    pub fn open(db: &sled::Db) -> Result<Index, IndexError> {
+        Ok(Index {
+            bundles: db.open_tree("index.stub")?,
+        })
+    }
+    /// Applies.
+    pub fn apply_bundle(&self, bundle: &Bundle) -> Result<ApplyOutcome, IndexError> {
+        if !(bundle.rid().is_type(RidType::GITHUB_EVENT)
+            || bundle.rid().is_type(RidType::GITHUB_REPO))
+        {
+            return Ok(ApplyOutcome::Ignored);
+        }
+        let old = self.cached_manifest(bundle.rid())?;
+        if let Some(old) = &old {
+            if old.sha256_hash == bundle.manifest.sha256_hash {
+                return Ok(ApplyOutcome::Unchanged);
+            }
+            if old.timestamp > bundle.manifest.timestamp {
+                return Ok(ApplyOutcome::Stale);
+            }
+        }
+        self.bundles.insert(
+            bundle.rid().as_str(),
+            serde_json::to_vec(bundle).unwrap_or_default(),
+        )?;
+        Ok(ApplyOutcome::Indexed { new: old.is_none() })
+    }
+    /// Forgets.
+    pub fn forget(&self, rid: &Rid) -> Result<bool, IndexError> {
+        Ok(self.bundles.remove(rid.as_str())?.is_some())
+    }
+    /// Cached manifest.
+    pub fn cached_manifest(&self, rid: &Rid) -> Result<Option<Manifest>, IndexError> {
+        Ok(self
+            .bundles
+            .get(rid.as_str())?
+            .and_then(|v| serde_json::from_slice::<Bundle>(&v).ok())
+            .map(|b| b.manifest))
+    }
+    /// Count.
+    pub fn event_count(&self) -> usize {
+        self.bundles.len()
+    }
+}

@@ -1,0 +1,341 @@
+//! The KOI-net HTTP client: signs each request, and verifies each response's envelope (addressed to us, sent by
+//! the node we called, signed by that node's key) before any of its payload is used.
+
+use std::time::Duration;
+
+use crate::protocol::envelope::sign_envelope;
+use crate::protocol::{
+    Bundle, BundlesPayload, EnvelopeError, ErrorResponse, Event, EventsPayload, FetchBundles,
+    FetchManifests, FetchRids, ManifestsPayload, PollEvents, ProtocolErrorKind, ReceivedEnvelope,
+    RequestPayload, ResponsePayload, Rid, RidType, RidsPayload,
+};
+
+use super::identity::Identity;
+
+/// A request to a neighbour failed. Every case names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No answer within the timeout.
+    #[error("{url}: no answer within {timeout:?}")]
+    Timeout {
+        /// Endpoint.
+        url: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// Connection refused, DNS, TLS, reset…
+    #[error("{url}: {source}")]
+    Transport {
+        /// Endpoint.
+        url: String,
+        /// reqwest's error.
+        source: reqwest::Error,
+    },
+    /// The neighbour answered a KOI-net protocol error.
+    #[error("{url}: neighbour answered protocol error `{kind}`")]
+    Protocol {
+        /// Endpoint.
+        url: String,
+        /// Which error.
+        kind: ProtocolErrorKind,
+    },
+    /// Any other non-200 answer.
+    #[error("{url}: HTTP {status}: {body}")]
+    Status {
+        /// Endpoint.
+        url: String,
+        /// HTTP status.
+        status: u16,
+        /// Start of the body.
+        body: String,
+    },
+    /// The response envelope failed verification (forged, mis-targeted, malformed).
+    #[error("{url}: response rejected: {source}")]
+    Envelope {
+        /// Endpoint.
+        url: String,
+        /// Why.
+        source: EnvelopeError,
+    },
+    /// Signed by someone other than the node we called.
+    #[error("{url}: response signed by {got}, but we called {expected}")]
+    WrongSender {
+        /// Endpoint.
+        url: String,
+        /// Who we called.
+        expected: Rid,
+        /// Who signed.
+        got: Rid,
+    },
+    /// A verified response of the wrong payload type.
+    #[error("{url}: expected a {expected} response")]
+    UnexpectedPayload {
+        /// Endpoint.
+        url: String,
+        /// What we asked for.
+        expected: &'static str,
+    },
+}
+
+impl ClientError {
+    /// Short outcome label for metrics and the poll log.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            ClientError::Timeout { .. } => "timeout",
+            ClientError::Protocol {
+                kind: ProtocolErrorKind::UnknownNode,
+                ..
+            } => "unknown_node",
+            ClientError::Envelope { .. } | ClientError::WrongSender { .. } => "bad_signature",
+            _ => "error",
+        }
+    }
+
+    /// Whether the neighbour said it does not know us (so we should introduce ourselves again).
+    pub fn is_unknown_node(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Protocol {
+                kind: ProtocolErrorKind::UnknownNode,
+                ..
+            }
+        )
+    }
+}
+
+/// A neighbour to call: where, who, and the key we hold for it (if any).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// Its node RID.
+    pub rid: Rid,
+    /// Its KOI-net base URL (`…/koi-net`).
+    pub base_url: String,
+    /// Its public key from its profile; `None` until we learn it (then only a self-introducing payload verifies).
+    pub public_key: Option<String>,
+}
+
+/// A verified response, with the key that verified it if the response itself introduced it.
+#[derive(Debug)]
+pub struct Verified<T> {
+    /// The payload.
+    pub payload: T,
+    /// The key the payload introduced, when we had none for the sender.
+    pub introduced_key: Option<String>,
+}
+
+/// Signs and sends requests as this node.
+#[derive(Clone)]
+pub struct KoiClient {
+    http: reqwest::Client,
+    identity: Identity,
+}
+
+impl KoiClient {
+    /// A client speaking as `identity`.
+    pub fn new(identity: Identity) -> KoiClient {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("koi-github-indexer/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default();
+        KoiClient { http, identity }
+    }
+
+    /// Our RID.
+    pub fn me(&self) -> &Rid {
+        &self.identity.rid
+    }
+
+    /// Sends `payload` to `peer`; returns the verified response payload (`None` for a broadcast's `null`).
+    async fn call(
+        &self,
+        peer: &Peer,
+        payload: &RequestPayload,
+        timeout: Duration,
+    ) -> Result<Verified<Option<ResponsePayload>>, ClientError> {
+        let url = format!("{}{}", peer.base_url.trim_end_matches('/'), payload.path());
+        // Serialising our own payload types cannot fail.
+        let body = sign_envelope(payload, &self.identity.rid, &peer.rid, &self.identity.key)
+            .unwrap_or_default();
+        let response = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|source| transport(&url, timeout, source))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|source| transport(&url, timeout, source))?;
+        if status.as_u16() == 400 {
+            if let Ok(err) = serde_json::from_slice::<ErrorResponse>(&bytes) {
+                return Err(ClientError::Protocol {
+                    url,
+                    kind: err.error,
+                });
+            }
+        }
+        if !status.is_success() {
+            return Err(ClientError::Status {
+                url,
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+            });
+        }
+        if bytes.trim_ascii() == b"null" {
+            return Ok(Verified {
+                payload: None,
+                introduced_key: None,
+            });
+        }
+        let envelope = ReceivedEnvelope::parse(&bytes).map_err(|source| ClientError::Envelope {
+            url: url.clone(),
+            source,
+        })?;
+        if envelope.source_node() != &peer.rid {
+            return Err(ClientError::WrongSender {
+                url,
+                expected: peer.rid.clone(),
+                got: envelope.source_node().clone(),
+            });
+        }
+        let used_key = envelope
+            .verify_with_known_or_introduced(&self.identity.rid, peer.public_key.as_deref())
+            .map_err(|source| ClientError::Envelope {
+                url: url.clone(),
+                source,
+            })?;
+        let payload = envelope
+            .payload::<ResponsePayload>()
+            .map_err(|source| ClientError::Envelope { url, source })?;
+        Ok(Verified {
+            payload: Some(payload),
+            introduced_key: peer.public_key.is_none().then_some(used_key),
+        })
+    }
+
+    /// `POST /events/poll`.
+    pub async fn poll(
+        &self,
+        peer: &Peer,
+        limit: u32,
+        timeout: Duration,
+    ) -> Result<Verified<Vec<Event>>, ClientError> {
+        let r = self
+            .call(
+                peer,
+                &RequestPayload::PollEvents(PollEvents { limit }),
+                timeout,
+            )
+            .await?;
+        match r.payload {
+            Some(ResponsePayload::EventsPayload(EventsPayload { events })) => Ok(Verified {
+                payload: events,
+                introduced_key: r.introduced_key,
+            }),
+            _ => Err(unexpected(peer, "/events/poll", "events_payload")),
+        }
+    }
+
+    /// `POST /rids/fetch`.
+    pub async fn fetch_rids(
+        &self,
+        peer: &Peer,
+        rid_types: Vec<RidType>,
+        timeout: Duration,
+    ) -> Result<Vec<Rid>, ClientError> {
+        match self
+            .call(
+                peer,
+                &RequestPayload::FetchRids(FetchRids { rid_types }),
+                timeout,
+            )
+            .await?
+            .payload
+        {
+            Some(ResponsePayload::RidsPayload(RidsPayload { rids })) => Ok(rids),
+            _ => Err(unexpected(peer, "/rids/fetch", "rids_payload")),
+        }
+    }
+
+    /// `POST /manifests/fetch`.
+    pub async fn fetch_manifests(
+        &self,
+        peer: &Peer,
+        rid_types: Vec<RidType>,
+        rids: Vec<Rid>,
+        timeout: Duration,
+    ) -> Result<ManifestsPayload, ClientError> {
+        let payload = RequestPayload::FetchManifests(FetchManifests { rid_types, rids });
+        match self.call(peer, &payload, timeout).await?.payload {
+            Some(ResponsePayload::ManifestsPayload(m)) => Ok(m),
+            _ => Err(unexpected(peer, "/manifests/fetch", "manifests_payload")),
+        }
+    }
+
+    /// `POST /bundles/fetch`.
+    pub async fn fetch_bundles(
+        &self,
+        peer: &Peer,
+        rids: Vec<Rid>,
+        timeout: Duration,
+    ) -> Result<BundlesPayload, ClientError> {
+        match self
+            .call(
+                peer,
+                &RequestPayload::FetchBundles(FetchBundles { rids }),
+                timeout,
+            )
+            .await?
+            .payload
+        {
+            Some(ResponsePayload::BundlesPayload(b)) => Ok(b),
+            _ => Err(unexpected(peer, "/bundles/fetch", "bundles_payload")),
+        }
+    }
+
+    /// `POST /events/broadcast`.
+    pub async fn broadcast(
+        &self,
+        peer: &Peer,
+        events: Vec<Event>,
+        timeout: Duration,
+    ) -> Result<(), ClientError> {
+        self.call(
+            peer,
+            &RequestPayload::EventsPayload(EventsPayload { events }),
+            timeout,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A fresh bundle of our own profile.
+    pub fn profile_bundle(&self) -> Bundle {
+        self.identity.profile_bundle()
+    }
+}
+
+fn transport(url: &str, timeout: Duration, source: reqwest::Error) -> ClientError {
+    if source.is_timeout() {
+        ClientError::Timeout {
+            url: url.to_owned(),
+            timeout,
+        }
+    } else {
+        ClientError::Transport {
+            url: url.to_owned(),
+            source,
+        }
+    }
+}
+
+fn unexpected(peer: &Peer, path: &str, expected: &'static str) -> ClientError {
+    ClientError::UnexpectedPayload {
+        url: format!("{}{path}", peer.base_url.trim_end_matches('/')),
+        expected,
+    }
+}

@@ -1,0 +1,171 @@
+//! The durable inbox between polling and indexing.
+//!
+//! Polling is destructive: a neighbour forgets what it handed us. So every polled event is written here and
+//! flushed to disk *before* anything else happens to it, and removed only after its effects are durable. A crash
+//! at any point replays the inbox on the next start; indexing is idempotent (a bundle whose hash we already hold
+//! is a no-op), so a replay never indexes anything twice.
+
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::{Event, Rid};
+
+/// Tree name inside the shared sled database.
+const TREE: &str = "node.inbox";
+
+/// An inbox problem (always a storage problem).
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// sled failed.
+    #[error("inbox storage: {0}")]
+    Storage(#[from] sled::Error),
+    /// An entry on disk is not readable (written by an incompatible version, or corrupted).
+    #[error("inbox entry {key} is unreadable: {source}")]
+    Corrupt {
+        /// The entry's sequence number.
+        key: u64,
+        /// The decode error.
+        source: serde_json::Error,
+    },
+}
+
+/// One received event and the neighbour it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InboxEntry {
+    /// The neighbour that sent it (first choice for fetching its bundle).
+    pub source: Rid,
+    /// The event as received (signature already verified).
+    pub event: Event,
+}
+
+/// The inbox: a sled tree keyed by a monotonically increasing big-endian sequence, so iteration is arrival order.
+#[derive(Clone)]
+pub struct Inbox {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+impl Inbox {
+    /// Opens the inbox in the shared database.
+    pub fn open(db: &sled::Db) -> Result<Inbox, InboxError> {
+        Ok(Inbox {
+            db: db.clone(),
+            tree: db.open_tree(TREE)?,
+        })
+    }
+
+    /// Appends events atomically and waits until they are on disk.
+    pub async fn push_durable(
+        &self,
+        source: &Rid,
+        events: Vec<Event>,
+    ) -> Result<usize, InboxError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        let count = events.len();
+        for event in events {
+            let key = self.db.generate_id()?;
+            let entry = InboxEntry {
+                source: source.clone(),
+                event,
+            };
+            // Serialising our own types to JSON cannot fail.
+            let value = serde_json::to_vec(&entry).unwrap_or_default();
+            batch.insert(&key.to_be_bytes(), value);
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush_async().await?;
+        Ok(count)
+    }
+
+    /// Every entry, oldest first. Unreadable entries are returned as errors so the caller can log and drop them.
+    pub fn entries(&self) -> impl Iterator<Item = Result<(u64, InboxEntry), InboxError>> + '_ {
+        self.tree.iter().map(|item| {
+            let (k, v) = item?;
+            let mut key_bytes = [0u8; 8];
+            key_bytes.copy_from_slice(&k[..8.min(k.len())]);
+            let key = u64::from_be_bytes(key_bytes);
+            serde_json::from_slice(&v)
+                .map(|entry| (key, entry))
+                .map_err(|source| InboxError::Corrupt { key, source })
+        })
+    }
+
+    /// Removes handled entries. Call only after their effects have been flushed.
+    pub fn remove(&self, keys: &[u64]) -> Result<(), InboxError> {
+        let mut batch = sled::Batch::default();
+        for key in keys {
+            batch.remove(&key.to_be_bytes());
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// How many events wait.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rid(s: &str) -> Rid {
+        Rid::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn entries_survive_a_reopen_in_order_and_leave_when_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = rid(
+            "orn:koi-net.node:s+0000000000000000000000000000000000000000000000000000000000000000",
+        );
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let inbox = Inbox::open(&db).unwrap();
+            let events = (0..5)
+                .map(|i| Event::forget(rid(&format!("orn:github.event:a/b:{i}"))))
+                .collect();
+            assert_eq!(inbox.push_durable(&source, events).await.unwrap(), 5);
+        }
+        let db = crate::node::open_db_retrying(dir.path()).unwrap();
+        let inbox = Inbox::open(&db).unwrap();
+        let entries: Vec<_> = inbox.entries().map(Result::unwrap).collect();
+        let ids: Vec<_> = entries
+            .iter()
+            .map(|(_, e)| e.event.rid.to_string())
+            .collect();
+        assert_eq!(
+            ids,
+            (0..5)
+                .map(|i| format!("orn:github.event:a/b:{i}"))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(entries[0].1.source, source);
+        inbox.remove(&[entries[0].0, entries[3].0]).unwrap();
+        assert_eq!(inbox.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_entry_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let inbox = Inbox::open(&db).unwrap();
+        db.open_tree(TREE)
+            .unwrap()
+            .insert(7u64.to_be_bytes(), b"not json".to_vec())
+            .unwrap();
+        let results: Vec<_> = inbox.entries().collect();
+        assert!(matches!(
+            results[0],
+            Err(InboxError::Corrupt { key: 7, .. })
+        ));
+    }
+}

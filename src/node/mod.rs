@@ -1,0 +1,819 @@
+//! The partial node: joins the network, negotiates edges, polls neighbours on a schedule, and feeds every
+//! verified event through the durable inbox into the index.
+//!
+//! Read top to bottom:
+//! * [`Node::run`] — the main loop: replay the inbox, then on every tick start a poll of each neighbour that is
+//!   due (each its own task with its own timeout and backoff), subscribe to newly learned providers, and catch up.
+//! * [`Node::poll_neighbour`] — one poll: verified events are made durable in the [`inbox`] before anything else.
+//! * [`Node::process_inbox`] — the single consumer of the inbox: node/edge events update the [`graph`], GitHub
+//!   events go to the index, and entries leave the inbox only after their effects are flushed.
+//! * [`Node::catch_up`] — fetch what a provider already holds (manifests, then bundles in batches).
+//!
+//! Submodules: [`identity`] (our key, RID, profile), [`client`] (signed requests, verified responses),
+//! [`graph`] (profiles and edges in sled), [`inbox`], [`edges`] (negotiation decisions), [`backoff`].
+
+pub mod backoff;
+pub mod client;
+pub mod edges;
+pub mod graph;
+pub mod identity;
+pub mod inbox;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+use crate::index::{ApplyOutcome, Index};
+use crate::protocol::{Bundle, EdgeProfile, Event, EventType, NodeProfile, Rid, RidType};
+
+use backoff::Backoff;
+use client::{ClientError, KoiClient, Peer};
+use edges::{decide_edge, EdgeDecision};
+use graph::{Graph, GraphChange};
+use identity::Identity;
+use inbox::{Inbox, InboxEntry};
+
+/// What the node needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// First contact's base URL.
+    pub first_contact_url: String,
+    /// First contact's RID.
+    pub first_contact_rid: Rid,
+    /// RID types we subscribe to and index.
+    pub interest: Vec<RidType>,
+    /// Max events per poll (0 = all).
+    pub poll_limit: u32,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Poll interval (also the first backoff step).
+    pub interval: Duration,
+    /// Longest backoff.
+    pub max_backoff: Duration,
+    /// RIDs per fetch_bundles request.
+    pub fetch_batch: usize,
+}
+
+/// A runtime failure of the node's own storage (network failures are handled and retried, not returned).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The inbox failed.
+    #[error(transparent)]
+    Inbox(#[from] inbox::InboxError),
+    /// The graph failed.
+    #[error(transparent)]
+    Graph(#[from] graph::GraphError),
+    /// The index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
+    /// sled failed.
+    #[error("storage: {0}")]
+    Storage(#[from] sled::Error),
+}
+
+/// Why handling one inbox entry did not finish; decides whether the entry stays.
+enum Unhandled {
+    /// Try again later (a neighbour was unreachable); the entry stays in the inbox.
+    Retry(String),
+    /// The event is bad (bad hash, bad profile); it is dropped.
+    Reject(String),
+}
+
+/// Per-neighbour poll state, in memory.
+#[derive(Debug, Default)]
+struct NeighbourState {
+    backoff: Option<Backoff>,
+    in_flight: bool,
+    /// Consecutive `unknown_node` answers (first join: the coordinator may not have processed our handshake yet).
+    unknown_node: u32,
+}
+
+/// A snapshot of a neighbour for the status API.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NeighbourStatus {
+    /// Its RID.
+    pub rid: String,
+    /// Its base URL, when known.
+    pub base_url: Option<String>,
+    /// Consecutive failed polls.
+    pub failures: u32,
+    /// Whether its catch-up has completed since start.
+    pub caught_up: bool,
+}
+
+/// The running node. Shared between its tasks behind an `Arc`.
+pub struct Node {
+    settings: NodeSettings,
+    identity: Identity,
+    client: KoiClient,
+    db: sled::Db,
+    graph: Graph,
+    inbox: Inbox,
+    index: Index,
+    /// Backoff and in-flight flags per neighbour.
+    neighbours: Mutex<HashMap<Rid, NeighbourState>>,
+    /// Providers whose catch-up finished this run, and those being caught up right now.
+    caught_up: Mutex<HashSet<Rid>>,
+    catching_up: Mutex<HashSet<Rid>>,
+    /// Set while a subscription pass runs, so slow passes never pile up.
+    maintaining: std::sync::atomic::AtomicBool,
+    /// Wakes the inbox consumer after a poll added events.
+    inbox_ready: Notify,
+    /// One inbox pass at a time: processing is sequential so events apply in arrival order.
+    inbox_lock: tokio::sync::Mutex<()>,
+}
+
+impl Node {
+    /// Assembles a node over an open database.
+    pub fn new(
+        settings: NodeSettings,
+        identity: Identity,
+        db: sled::Db,
+        index: Index,
+    ) -> Result<Arc<Node>, NodeError> {
+        Ok(Arc::new(Node {
+            client: KoiClient::new(identity.clone()),
+            graph: Graph::open(&db)?,
+            inbox: Inbox::open(&db)?,
+            settings,
+            identity,
+            db,
+            index,
+            neighbours: Mutex::new(HashMap::new()),
+            caught_up: Mutex::new(HashSet::new()),
+            catching_up: Mutex::new(HashSet::new()),
+            maintaining: std::sync::atomic::AtomicBool::new(false),
+            inbox_ready: Notify::new(),
+            inbox_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    /// Our RID.
+    pub fn rid(&self) -> &Rid {
+        &self.identity.rid
+    }
+
+    /// Events waiting in the inbox.
+    pub fn inbox_depth(&self) -> usize {
+        self.inbox.len()
+    }
+
+    /// The network graph.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// Runs until `shutdown` turns true: replays the inbox, then polls on every tick from `ticks`.
+    /// On shutdown, in-flight polls finish (each bounded by its timeout), the inbox is drained, and sled flushed.
+    pub async fn run(
+        self: Arc<Self>,
+        mut ticks: tokio::sync::mpsc::Receiver<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Result<(), NodeError> {
+        // Crash recovery: whatever a previous run received but did not finish is handled first.
+        let replay = self.inbox.len();
+        if replay > 0 {
+            tracing::info!(
+                events = replay,
+                "replaying events left in the inbox by the previous run"
+            );
+        }
+        self.process_inbox().await?;
+
+        let consumer = {
+            let node = Arc::clone(&self);
+            let mut shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = node.inbox_ready.notified() => {}
+                        _ = shutdown.changed() => break,
+                    }
+                    if let Err(e) = node.process_inbox().await {
+                        tracing::error!(error = %e, "inbox processing failed; will retry on the next poll");
+                    }
+                }
+            })
+        };
+
+        let mut tasks = JoinSet::new();
+        loop {
+            tokio::select! {
+                tick = ticks.recv() => if tick.is_none() { break },
+                _ = shutdown.changed() => break,
+            }
+            while tasks.try_join_next().is_some() {}
+            self.tick(&mut tasks);
+        }
+
+        tracing::info!("shutting down: finishing polls in flight and draining the inbox");
+        while tasks.join_next().await.is_some() {}
+        let _ = consumer.await;
+        self.process_inbox().await?;
+        self.db.flush_async().await?;
+        let _ = shutdown.borrow_and_update();
+        Ok(())
+    }
+
+    /// One scheduler beat: start due polls, subscriptions and catch-ups as independent tasks.
+    fn tick(self: &Arc<Self>, tasks: &mut JoinSet<()>) {
+        let now = Instant::now();
+        for peer in self.peers() {
+            let due = {
+                let mut states = lock(&self.neighbours);
+                let state = states.entry(peer.rid.clone()).or_default();
+                let ready = state.backoff.as_ref().is_none_or(|b| b.ready(now));
+                if ready && !state.in_flight {
+                    state.in_flight = true;
+                    true
+                } else {
+                    false
+                }
+            };
+            if due {
+                let node = Arc::clone(self);
+                tasks.spawn(async move {
+                    node.poll_neighbour(&peer).await;
+                    if let Some(state) = lock(&node.neighbours).get_mut(&peer.rid) {
+                        state.in_flight = false;
+                    }
+                });
+            }
+        }
+        if !self
+            .maintaining
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            let node = Arc::clone(self);
+            tasks.spawn(async move {
+                Arc::clone(&node).maintain_subscriptions().await;
+                node.maintaining
+                    .store(false, std::sync::atomic::Ordering::Release);
+            });
+        }
+    }
+
+    /// The neighbours to poll: the first contact, and every source of a POLL edge to us.
+    fn peers(&self) -> Vec<Peer> {
+        let mut peers = vec![self.peer_for(&self.settings.first_contact_rid)];
+        match self.graph.poll_sources(self.rid()) {
+            Ok(edges) => {
+                for edge in edges {
+                    if peers.iter().all(|p| p.rid != edge.source) {
+                        let peer = self.peer_for(&edge.source);
+                        if !peer.base_url.is_empty() {
+                            peers.push(peer);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot read the network graph"),
+        }
+        peers
+    }
+
+    /// Where and with which key to reach `rid`, from the graph (and the config for the first contact).
+    fn peer_for(&self, rid: &Rid) -> Peer {
+        let profile = self.graph.node(rid).ok().flatten();
+        let base_url = if rid == &self.settings.first_contact_rid {
+            Some(self.settings.first_contact_url.clone())
+        } else {
+            profile.as_ref().and_then(|p| p.base_url.clone())
+        };
+        Peer {
+            rid: rid.clone(),
+            base_url: base_url.unwrap_or_default(),
+            public_key: profile.and_then(|p| p.public_key),
+        }
+    }
+
+    fn backoff_failed(&self, peer: &Peer, error: &ClientError) -> Duration {
+        let mut states = lock(&self.neighbours);
+        let state = states.entry(peer.rid.clone()).or_default();
+        let backoff = state
+            .backoff
+            .get_or_insert_with(|| Backoff::new(self.settings.interval, self.settings.max_backoff));
+        let wait = backoff.failed(Instant::now());
+        tracing::warn!(
+            neighbour = %peer.rid, url = %peer.base_url, cause = %error, retry_in = ?wait,
+            failures = backoff.failures(), "poll failed"
+        );
+        wait
+    }
+
+    /// Polls one neighbour and makes what it returns durable.
+    pub async fn poll_neighbour(&self, peer: &Peer) {
+        let is_first_contact = peer.rid == self.settings.first_contact_rid;
+        if is_first_contact
+            && !self.graph.joined(&peer.rid).unwrap_or(false)
+            && self.unknown_node_count(&peer.rid) == 0
+        {
+            // Not joined yet (or forgotten): introduce ourselves before polling.
+            self.handshake(peer).await;
+        }
+        let started = Instant::now();
+        match self
+            .client
+            .poll(peer, self.settings.poll_limit, self.settings.timeout)
+            .await
+        {
+            Ok(verified) => {
+                let events = verified.payload;
+                let count = events.len();
+                match self.inbox.push_durable(&peer.rid, events).await {
+                    Ok(_) => {}
+                    Err(e) => {
+                        // The neighbour has already forgotten these events; all we can do is say so loudly.
+                        tracing::error!(neighbour = %peer.rid, events = count, error = %e, "could not store polled events");
+                        return;
+                    }
+                }
+                {
+                    let mut states = lock(&self.neighbours);
+                    let state = states.entry(peer.rid.clone()).or_default();
+                    state.backoff = None;
+                    state.unknown_node = 0;
+                }
+                if is_first_contact && !self.graph.joined(&peer.rid).unwrap_or(true) {
+                    let _ = self.graph.set_joined(&peer.rid, true);
+                    tracing::info!(neighbour = %peer.rid, "joined the network through the first contact");
+                }
+                tracing::debug!(neighbour = %peer.rid, url = %peer.base_url, events = count, elapsed = ?started.elapsed(), "polled");
+                if count > 0 {
+                    self.inbox_ready.notify_one();
+                }
+            }
+            Err(error) => {
+                if error.is_unknown_node() {
+                    let n = {
+                        let mut states = lock(&self.neighbours);
+                        let state = states.entry(peer.rid.clone()).or_default();
+                        state.unknown_node += 1;
+                        state.unknown_node
+                    };
+                    // Right after a handshake the neighbour may simply not have processed it yet: retry the
+                    // poll a few times, then introduce ourselves again.
+                    if n % 4 == 0 {
+                        if is_first_contact {
+                            let _ = self.graph.set_joined(&peer.rid, false);
+                            self.handshake(peer).await;
+                        } else {
+                            self.introduce_to_provider(peer).await;
+                        }
+                    }
+                }
+                self.backoff_failed(peer, &error);
+            }
+        }
+    }
+
+    fn unknown_node_count(&self, rid: &Rid) -> u32 {
+        lock(&self.neighbours)
+            .get(rid)
+            .map_or(0, |s| s.unknown_node)
+    }
+
+    /// Join handshake: `[FORGET(me), NEW(my profile)]` to the first contact.
+    async fn handshake(&self, peer: &Peer) {
+        let events = vec![
+            Event::forget(self.rid().clone()),
+            Event::from_bundle(EventType::New, self.client.profile_bundle()),
+        ];
+        match self
+            .client
+            .broadcast(peer, events, self.settings.timeout)
+            .await
+        {
+            Ok(()) => tracing::info!(neighbour = %peer.rid, url = %peer.base_url, "handshake sent"),
+            Err(e) => {
+                tracing::warn!(neighbour = %peer.rid, url = %peer.base_url, cause = %e, "handshake failed")
+            }
+        }
+    }
+
+    /// Sends a provider our profile and our POLL edge proposal in one payload: it accepts a node it does not
+    /// know yet when the payload carries that node's own profile (PROTOCOL.md, join step 7).
+    async fn introduce_to_provider(&self, peer: &Peer) {
+        let edge = self
+            .graph
+            .poll_sources(self.rid())
+            .ok()
+            .and_then(|edges| edges.into_iter().find(|e| e.source == peer.rid));
+        let Some(edge) = edge else { return };
+        let proposal = edges::poll_edge_proposal(self.rid(), &peer.rid, edge.rid_types.clone());
+        let events = vec![
+            Event::from_bundle(EventType::New, self.client.profile_bundle()),
+            Event::from_bundle(EventType::New, proposal.to_bundle()),
+        ];
+        match self
+            .client
+            .broadcast(peer, events, self.settings.timeout)
+            .await
+        {
+            Ok(()) => {
+                tracing::info!(provider = %peer.rid, rid_types = ?proposal.rid_types, "proposed a POLL edge")
+            }
+            Err(e) => {
+                tracing::warn!(provider = %peer.rid, url = %peer.base_url, cause = %e, "edge proposal failed")
+            }
+        }
+    }
+
+    /// Proposes POLL edges to providers we learned of, and starts catch-ups not yet done this run.
+    async fn maintain_subscriptions(self: Arc<Self>) {
+        let nodes = match self.graph.nodes() {
+            Ok(nodes) => nodes,
+            Err(e) => return tracing::error!(error = %e, "cannot read the network graph"),
+        };
+        let sources: HashSet<Rid> = self
+            .graph
+            .poll_sources(self.rid())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.source)
+            .collect();
+        for (rid, profile) in &nodes {
+            let wanted = edges::wanted_types(self.rid(), rid, profile, &self.settings.interest);
+            if wanted.is_empty() || sources.contains(rid) {
+                continue;
+            }
+            // Record our proposal first, so the provider is polled (and re-introduced to) from now on.
+            let proposal = edges::poll_edge_proposal(self.rid(), rid, wanted);
+            if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+                tracing::error!(error = %e, "cannot store edge proposal");
+                continue;
+            }
+            self.introduce_to_provider(&self.peer_for(rid)).await;
+        }
+        for source in sources {
+            if lock(&self.caught_up).contains(&source)
+                || !lock(&self.catching_up).insert(source.clone())
+            {
+                continue;
+            }
+            let node = Arc::clone(&self);
+            let ok = node.catch_up(&source).await;
+            lock(&self.catching_up).remove(&source);
+            if ok {
+                lock(&self.caught_up).insert(source);
+            }
+        }
+    }
+
+    /// Fetches what `provider` holds of our types: manifests first (one request), then bundles of what is new
+    /// or changed, in batches. Returns whether it completed.
+    pub async fn catch_up(&self, provider: &Rid) -> bool {
+        let peer = self.peer_for(provider);
+        let profile: Option<NodeProfile> = self.graph.node(provider).ok().flatten();
+        let types: Vec<RidType> = match &profile {
+            Some(p) => self
+                .settings
+                .interest
+                .iter()
+                .filter(|t| p.provides.state.contains(t))
+                .cloned()
+                .collect(),
+            None => return false,
+        };
+        if types.is_empty() || peer.base_url.is_empty() {
+            return true;
+        }
+        let manifests = match self
+            .client
+            .fetch_manifests(&peer, types.clone(), vec![], self.settings.timeout)
+            .await
+        {
+            Ok(m) => m.manifests,
+            Err(e) => {
+                tracing::warn!(provider = %provider, url = %peer.base_url, cause = %e, "catch-up: fetching manifests failed; will retry");
+                if e.is_unknown_node() {
+                    self.introduce_to_provider(&peer).await;
+                }
+                return false;
+            }
+        };
+        let mut wanted = Vec::new();
+        for manifest in &manifests {
+            match self.index.cached_manifest(&manifest.rid) {
+                Ok(Some(held))
+                    if held.sha256_hash == manifest.sha256_hash
+                        || held.timestamp > manifest.timestamp => {}
+                Ok(_) => wanted.push(manifest.rid.clone()),
+                Err(e) => {
+                    tracing::error!(error = %e, "index read failed during catch-up");
+                    return false;
+                }
+            }
+        }
+        let mut indexed = 0;
+        for batch in wanted.chunks(self.settings.fetch_batch) {
+            let bundles = match self
+                .client
+                .fetch_bundles(&peer, batch.to_vec(), self.settings.timeout)
+                .await
+            {
+                Ok(b) => b.bundles,
+                Err(e) => {
+                    tracing::warn!(provider = %provider, cause = %e, "catch-up: fetching bundles failed; will retry");
+                    return false;
+                }
+            };
+            for bundle in bundles {
+                match self.apply_indexed_bundle(&bundle) {
+                    Ok(true) => indexed += 1,
+                    Ok(false) => {}
+                    Err(Unhandled::Reject(why)) => {
+                        tracing::warn!(provider = %provider, rid = %bundle.rid(), reason = %why, "catch-up: bundle rejected")
+                    }
+                    Err(Unhandled::Retry(why)) => {
+                        tracing::warn!(provider = %provider, reason = %why, "catch-up interrupted; will retry");
+                        return false;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.db.flush_async().await {
+            tracing::error!(error = %e, "flush after catch-up failed");
+            return false;
+        }
+        tracing::info!(provider = %provider, held = manifests.len(), fetched = wanted.len(), indexed, "caught up");
+        true
+    }
+
+    /// Handles every inbox entry once; removes those whose effects are durable (or which are rejected).
+    pub async fn process_inbox(&self) -> Result<(), NodeError> {
+        let _pass = self.inbox_lock.lock().await;
+        let mut done = Vec::new();
+        let entries: Vec<_> = self.inbox.entries().collect();
+        for entry in entries {
+            let (key, entry) = match entry {
+                Ok(pair) => pair,
+                Err(inbox::InboxError::Corrupt { key, source }) => {
+                    tracing::error!(entry = key, error = %source, "dropping unreadable inbox entry");
+                    done.push(key);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match self.handle(&entry).await {
+                Ok(()) => done.push(key),
+                Err(Unhandled::Reject(reason)) => {
+                    tracing::warn!(neighbour = %entry.source, rid = %entry.event.rid, reason = %reason, "event rejected");
+                    done.push(key);
+                }
+                Err(Unhandled::Retry(reason)) => {
+                    tracing::warn!(neighbour = %entry.source, rid = %entry.event.rid, reason = %reason, "event kept in the inbox for retry");
+                }
+            }
+        }
+        if !done.is_empty() {
+            // Effects first, then forget the entries: a crash in between replays them, harmlessly.
+            self.db.flush_async().await?;
+            self.inbox.remove(&done)?;
+        }
+        Ok(())
+    }
+
+    /// Applies one received event.
+    async fn handle(&self, entry: &InboxEntry) -> Result<(), Unhandled> {
+        let event = &entry.event;
+        let rid = &event.rid;
+        let is_node = rid.is_type(RidType::NODE);
+        let is_edge = rid.is_type(RidType::EDGE);
+        let is_interest = self
+            .settings
+            .interest
+            .iter()
+            .any(|t| rid.is_type(t.as_str()));
+        if !(is_node || is_edge || is_interest) {
+            return Ok(());
+        }
+        if event.event_type == EventType::Forget {
+            if is_interest {
+                self.index
+                    .forget(rid)
+                    .map_err(|e| Unhandled::Retry(e.to_string()))?;
+                tracing::debug!(rid = %rid, "forgotten");
+            } else if rid != self.rid() {
+                self.graph
+                    .remove(rid)
+                    .map_err(|e| Unhandled::Retry(e.to_string()))?;
+            }
+            return Ok(());
+        }
+        let bundle = match event.bundle() {
+            Some(bundle) => bundle,
+            None => {
+                let Some(manifest) = &event.manifest else {
+                    return Err(Unhandled::Reject(
+                        "NEW/UPDATE event with neither manifest nor contents".into(),
+                    ));
+                };
+                if is_interest {
+                    if let Ok(Some(held)) = self.index.cached_manifest(rid) {
+                        if held.sha256_hash == manifest.sha256_hash
+                            || held.timestamp > manifest.timestamp
+                        {
+                            return Ok(()); // already have it (or newer)
+                        }
+                    }
+                }
+                self.fetch_bundle(rid, &entry.source).await?
+            }
+        };
+        if bundle.rid() != rid {
+            return Err(Unhandled::Reject(format!(
+                "event for {rid} carries a bundle for {}",
+                bundle.rid()
+            )));
+        }
+        if is_node {
+            self.apply_node_bundle(&bundle)
+        } else if is_edge {
+            self.apply_edge_bundle(&bundle, &entry.source).await
+        } else {
+            self.apply_indexed_bundle(&bundle).map(|_| ())
+        }
+    }
+
+    /// Fetches `rid`'s bundle from the event's source first, then any other provider of its state.
+    async fn fetch_bundle(&self, rid: &Rid, source: &Rid) -> Result<Bundle, Unhandled> {
+        let mut candidates = vec![source.clone()];
+        for (node, profile) in self.graph.nodes().unwrap_or_default() {
+            if &node != source
+                && profile
+                    .provides
+                    .state
+                    .iter()
+                    .any(|t| rid.is_type(t.as_str()))
+            {
+                candidates.push(node);
+            }
+        }
+        let mut last_error = String::from("no node provides its state");
+        for candidate in candidates {
+            let peer = self.peer_for(&candidate);
+            if peer.base_url.is_empty() {
+                continue;
+            }
+            match self
+                .client
+                .fetch_bundles(&peer, vec![rid.clone()], self.settings.timeout)
+                .await
+            {
+                Ok(payload) => {
+                    if let Some(bundle) = payload.bundles.into_iter().find(|b| b.rid() == rid) {
+                        return Ok(bundle);
+                    }
+                    last_error = format!("{candidate} does not hold it");
+                }
+                Err(e) => last_error = e.to_string(),
+            }
+        }
+        Err(Unhandled::Retry(format!(
+            "could not fetch bundle of {rid}: {last_error}"
+        )))
+    }
+
+    /// Verifies the hash and hands a GitHub bundle to the index. Returns whether it changed the index.
+    fn apply_indexed_bundle(&self, bundle: &Bundle) -> Result<bool, Unhandled> {
+        bundle
+            .verify_hash()
+            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        match self.index.apply_bundle(bundle) {
+            Ok(ApplyOutcome::Indexed { new }) => {
+                tracing::debug!(rid = %bundle.rid(), new, "indexed");
+                Ok(true)
+            }
+            Ok(outcome) => {
+                tracing::debug!(rid = %bundle.rid(), ?outcome, "not indexed");
+                Ok(false)
+            }
+            Err(e) => Err(Unhandled::Retry(format!("index write failed: {e}"))),
+        }
+    }
+
+    fn apply_node_bundle(&self, bundle: &Bundle) -> Result<(), Unhandled> {
+        bundle
+            .verify_hash()
+            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        if bundle.rid() == self.rid() {
+            return Ok(());
+        }
+        let profile: NodeProfile = bundle
+            .contents_as()
+            .map_err(|e| Unhandled::Reject(format!("bad node profile: {e}")))?;
+        // A profile must carry the key its RID names, or it could redirect us to an impostor.
+        let key_ok = match (
+            crate::protocol::NodeRid::from_rid(bundle.rid()),
+            &profile.public_key,
+        ) {
+            (Ok(node), Some(key)) => node.matches_public_key(key),
+            _ => false,
+        };
+        if !key_ok {
+            return Err(Unhandled::Reject(
+                "node profile's public key does not hash to its RID".into(),
+            ));
+        }
+        match self.graph.upsert_node(bundle) {
+            Ok(GraphChange::Updated(p)) => {
+                tracing::info!(node = %bundle.rid(), base_url = ?p.base_url, provides = ?p.provides.event, "learned node profile");
+                Ok(())
+            }
+            Ok(GraphChange::Unchanged) => Ok(()),
+            Err(e) => Err(Unhandled::Retry(e.to_string())),
+        }
+    }
+
+    async fn apply_edge_bundle(&self, bundle: &Bundle, source: &Rid) -> Result<(), Unhandled> {
+        bundle
+            .verify_hash()
+            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        let edge: EdgeProfile = bundle
+            .contents_as()
+            .map_err(|e| Unhandled::Reject(format!("bad edge profile: {e}")))?;
+        if edge.rid().rid() != bundle.rid() {
+            return Err(Unhandled::Reject(
+                "edge RID does not match its source and target".into(),
+            ));
+        }
+        if &edge.source != self.rid() && &edge.target != self.rid() {
+            // Edges between other nodes: nothing for a partial node to do.
+            return Ok(());
+        }
+        match decide_edge(self.rid(), &edge) {
+            EdgeDecision::Approve => {
+                let approved = edges::approved(&edge);
+                let peer = self.peer_for(&edge.target);
+                let peer = if peer.base_url.is_empty() {
+                    self.peer_for(source)
+                } else {
+                    peer
+                };
+                self.client
+                    .broadcast(
+                        &peer,
+                        vec![Event::from_bundle(EventType::Update, approved.to_bundle())],
+                        self.settings.timeout,
+                    )
+                    .await
+                    .map_err(|e| Unhandled::Retry(format!("approving edge failed: {e}")))?;
+                tracing::info!(edge = %bundle.rid(), target = %edge.target, "approved edge proposed by neighbour");
+                self.graph
+                    .upsert_edge(&approved.to_bundle())
+                    .map_err(|e| Unhandled::Retry(e.to_string()))?;
+            }
+            EdgeDecision::Subscribed { source } => {
+                self.graph
+                    .upsert_edge(bundle)
+                    .map_err(|e| Unhandled::Retry(e.to_string()))?;
+                tracing::info!(provider = %source, rid_types = ?edge.rid_types, "POLL edge approved; polling it");
+            }
+            EdgeDecision::Ignore => {}
+        }
+        Ok(())
+    }
+
+    /// Neighbour states for the status API.
+    pub fn neighbour_status(&self) -> Vec<NeighbourStatus> {
+        let states = lock(&self.neighbours);
+        let caught_up = lock(&self.caught_up);
+        self.peers()
+            .into_iter()
+            .map(|p| NeighbourStatus {
+                failures: states
+                    .get(&p.rid)
+                    .and_then(|s| s.backoff.as_ref())
+                    .map_or(0, |b| b.failures()),
+                caught_up: caught_up.contains(&p.rid),
+                base_url: (!p.base_url.is_empty()).then_some(p.base_url),
+                rid: p.rid.to_string(),
+            })
+            .collect()
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (a panicked task must not wedge the node).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Opens a sled database, retrying briefly: sled's background flusher may still hold the file lock for a moment
+/// after the previous handle in this process was dropped (seen in tests that reopen a store).
+pub fn open_db_retrying(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    let mut attempt = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return Ok(db),
+            Err(_) if attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
