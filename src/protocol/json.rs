@@ -1,9 +1,9 @@
 //! The two JSON encodings the protocol depends on, byte for byte.
 //!
 //! * [`to_wire_json`]: compact JSON as koi-net's Pydantic models re-serialise a payload before checking its
-//!   signature (`model_dump_json`): no spaces, non-ASCII as raw UTF-8, and floats written the way Python's
-//!   `repr(float)` writes them (`1e+21`, `1e-07`, `1.0`). serde_json's own float style (`1e21`) would make the
-//!   Python side compute different bytes and reject our signature.
+//!   signature (`model_dump_json`): no spaces, non-ASCII as raw UTF-8, and floats written the way pydantic-core
+//!   writes them (`1e+21`, `1e-7`, `0.00001`, `1.0`) — which is neither serde_json's style (`1e21`) nor Python's
+//!   `repr` (`1e-07`, `1e-05`). Any difference makes the Python side compute other bytes and reject our signature.
 //! * [`content_hash`]: RFC 8785 canonical JSON (JCS) of bundle contents, then SHA-256 — the `sha256_hash` of a
 //!   manifest. The JCS crate canonicalises numbers as IEEE doubles, as rid-lib does.
 
@@ -13,13 +13,13 @@ use serde::Serialize;
 use serde_json::ser::Formatter;
 use sha2::{Digest, Sha256};
 
-/// A serde_json formatter writing compact JSON with Python-style floats.
+/// A serde_json formatter writing compact JSON with pydantic-core-style floats.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
     fn write_f64<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f64) -> io::Result<()> {
-        writer.write_all(python_float_repr(value).as_bytes())
+        writer.write_all(pydantic_float(value).as_bytes())
     }
 
     fn write_f32<W: ?Sized + io::Write>(&mut self, writer: &mut W, value: f32) -> io::Result<()> {
@@ -27,9 +27,10 @@ impl Formatter for PythonFormatter {
     }
 }
 
-/// Python's `repr(float)`: the shortest digits that round-trip, fixed notation when the decimal exponent is in
-/// `-4..16`, otherwise `d.ddde±XX` with at least two exponent digits.
-pub fn python_float_repr(value: f64) -> String {
+/// A float as pydantic-core's JSON serialiser writes it (measured against pydantic 2 under koi-net 2.1.2): the
+/// shortest digits that round-trip; fixed notation with at least one fractional digit when the decimal exponent
+/// is in `-5..16`; otherwise `d.ddde±N` with an explicit sign and no zero padding.
+pub fn pydantic_float(value: f64) -> String {
     if !value.is_finite() {
         // JSON has no NaN/Infinity; serde_json writes `null` for them, and so do we.
         return "null".to_owned();
@@ -41,7 +42,7 @@ pub fn python_float_repr(value: f64) -> String {
     let negative = mantissa.starts_with('-');
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
     let sign = if negative { "-" } else { "" };
-    if (-4..16).contains(&exp) {
+    if (-5..16).contains(&exp) {
         let point = exp + 1; // position of the decimal point within `digits`
         let (int_part, frac_part) = if point <= 0 {
             (
@@ -72,7 +73,7 @@ pub fn python_float_repr(value: f64) -> String {
             digits
         };
         let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+        format!("{sign}{mantissa}e{exp_sign}{}", exp.abs())
     }
 }
 
@@ -106,14 +107,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn floats_are_written_as_python_repr_writes_them() {
+    fn floats_are_written_as_pydantic_writes_them() {
+        // Each pair was printed by `model_dump_json` of pydantic 2 as installed with koi-net 2.1.2.
         for (value, expected) in [
             (1.0, "1.0"),
             (1.5, "1.5"),
             (-0.0, "-0.0"),
             (0.0001, "0.0001"),
-            (0.00001, "1e-05"),
-            (1e-7, "1e-07"),
+            (0.00001, "0.00001"),
+            (0.000012345, "0.000012345"),
+            (1e-6, "1e-6"),
+            (1.2345e-6, "1.2345e-6"),
+            (1e-7, "1e-7"),
+            (9999000000000000.0, "9999000000000000.0"),
+            (1.2345678901234567e19, "1.2345678901234567e+19"),
             (1e15, "1000000000000000.0"),
             (1e16, "1e+16"),
             (1e21, "1e+21"),
@@ -124,7 +131,7 @@ mod tests {
             (5e-324, "5e-324"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
         ] {
-            assert_eq!(python_float_repr(value), expected, "{value:e}");
+            assert_eq!(pydantic_float(value), expected, "{value:e}");
         }
     }
 
