@@ -435,6 +435,29 @@ impl Node {
             .into_iter()
             .map(|e| e.source)
             .collect();
+        // Subscribe to the first contact's node and edge events once joined, so we hear of new providers.
+        let first_contact = self.settings.first_contact_rid.clone();
+        let joined = self.graph.joined(&first_contact).unwrap_or(false);
+        if joined && !sources.contains(&first_contact) {
+            let proposal = edges::poll_edge_proposal(self.rid(), &first_contact, network_types());
+            let peer = self.peer_for(&first_contact);
+            let events = vec![Event::from_bundle(EventType::New, proposal.to_bundle())];
+            match self
+                .client
+                .broadcast(&peer, events, self.settings.timeout)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(neighbour = %first_contact, "proposed a POLL edge for node and edge events");
+                    if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+                        tracing::error!(error = %e, "cannot store edge proposal");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(neighbour = %first_contact, cause = %e, "edge proposal failed; will retry")
+                }
+            }
+        }
         for (rid, profile) in &nodes {
             let wanted = edges::wanted_types(self.rid(), rid, profile, &self.settings.interest);
             if wanted.is_empty() || sources.contains(rid) {
@@ -448,7 +471,11 @@ impl Node {
             }
             self.introduce_to_provider(&self.peer_for(rid)).await;
         }
-        for source in sources {
+        let mut to_catch_up: Vec<Rid> = sources.into_iter().collect();
+        if joined && !to_catch_up.contains(&first_contact) {
+            to_catch_up.push(first_contact);
+        }
+        for source in to_catch_up {
             if lock(&self.caught_up).contains(&source)
                 || !lock(&self.catching_up).insert(source.clone())
             {
@@ -468,7 +495,7 @@ impl Node {
     pub async fn catch_up(&self, provider: &Rid) -> bool {
         let peer = self.peer_for(provider);
         let profile: Option<NodeProfile> = self.graph.node(provider).ok().flatten();
-        let types: Vec<RidType> = match &profile {
+        let mut types: Vec<RidType> = match &profile {
             Some(p) => self
                 .settings
                 .interest
@@ -478,6 +505,14 @@ impl Node {
                 .collect(),
             None => return false,
         };
+        if provider == &self.settings.first_contact_rid {
+            // Node discovery: the profiles the first contact already holds, e.g. sensors that joined before us.
+            types.extend(
+                network_types()
+                    .into_iter()
+                    .filter(|t| t.as_str() == RidType::NODE),
+            );
+        }
         if types.is_empty() || peer.base_url.is_empty() {
             return true;
         }
@@ -497,6 +532,12 @@ impl Node {
         };
         let mut wanted = Vec::new();
         for manifest in &manifests {
+            if manifest.rid.is_type(RidType::NODE) {
+                if &manifest.rid != self.rid() {
+                    wanted.push(manifest.rid.clone());
+                }
+                continue;
+            }
             match self.index.cached_manifest(&manifest.rid) {
                 Ok(Some(held))
                     if held.sha256_hash == manifest.sha256_hash
@@ -522,7 +563,12 @@ impl Node {
                 }
             };
             for bundle in bundles {
-                match self.apply_indexed_bundle(&bundle) {
+                let applied = if bundle.rid().is_type(RidType::NODE) {
+                    self.apply_node_bundle(&bundle).map(|()| false)
+                } else {
+                    self.apply_indexed_bundle(&bundle)
+                };
+                match applied {
                     Ok(true) => indexed += 1,
                     Ok(false) => {}
                     Err(Unhandled::Reject(why)) => {
@@ -795,6 +841,14 @@ impl Node {
             })
             .collect()
     }
+}
+
+/// The RID types a node subscribes to at its first contact to follow the network itself.
+fn network_types() -> Vec<RidType> {
+    [RidType::NODE, RidType::EDGE]
+        .iter()
+        .filter_map(|t| RidType::parse(t).ok())
+        .collect()
 }
 
 /// Locks a std mutex, recovering from poisoning (a panicked task must not wedge the node).
