@@ -189,7 +189,8 @@ fn default_interval() -> Duration {
     Duration::from_secs(5)
 }
 fn default_timeout() -> Duration {
-    Duration::from_secs(10)
+    // Equal to the default interval: a poll never outlives its beat.
+    Duration::from_secs(5)
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(300)
@@ -407,6 +408,11 @@ impl Config {
                 humantime::format_duration(self.poll.interval)
             ));
         }
+        if self.index.retention.is_some() {
+            out.push(
+                "index.retention is accepted but pruning is not implemented yet: events are kept (see issue 4)".to_owned(),
+            );
+        }
         if !self.api.listen.ip().is_loopback() {
             out.push(format!(
                 "api.listen {} is not a loopback address: the query API has no authentication",
@@ -450,12 +456,14 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
         );
         assert_eq!(c.node.key_password_env, "KOI_KEY_PASSWORD");
         assert_eq!(c.poll.interval, Duration::from_secs(5));
-        assert_eq!(c.poll.timeout, Duration::from_secs(10));
+        assert_eq!(c.poll.timeout, Duration::from_secs(5));
         assert_eq!(c.poll.limit, 0);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8004");
         assert_eq!(c.index.rid_types.len(), 2);
         assert_eq!(c.log.format, LogFormat::Text);
-        assert!(c.warnings().iter().any(|w| w.contains("poll.timeout")));
+        assert!(c.warnings().is_empty(), "{:?}", c.warnings());
+        let slow = parse(&format!("[poll]\ntimeout = \"30s\"\n{MINIMAL}")).unwrap();
+        assert!(slow.warnings().iter().any(|w| w.contains("poll.timeout")));
     }
 
     #[test]

@@ -59,11 +59,47 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "koi-github-indexer started"
     );
 
+    let api_ctx = crate::api::ApiContext {
+        index: index.clone(),
+        status: {
+            let node = Arc::clone(&node);
+            let name = config.node.name.clone();
+            let data_dir = data_dir.display().to_string();
+            Arc::new(move || {
+                let mut details = serde_json::Map::new();
+                details.insert("node_name".into(), name.clone().into());
+                details.insert("node_rid".into(), node.rid().to_string().into());
+                details.insert("node_type".into(), "PARTIAL".into());
+                details.insert("data_dir".into(), data_dir.clone().into());
+                details.insert("inbox".into(), node.inbox_depth().into());
+                details.insert(
+                    "neighbours".into(),
+                    serde_json::to_value(node.neighbour_status()).unwrap_or_default(),
+                );
+                details
+            })
+        },
+    };
+    let mut api_shutdown = shutdown_rx.clone();
+    let (api_addr, api_server) = warp::serve(crate::api::routes(api_ctx))
+        .try_bind_with_graceful_shutdown(config.api.listen, async move {
+            let _ = api_shutdown.changed().await;
+        })
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (`api.listen`): is the port in use?",
+                config.api.listen
+            )
+        })?;
+    let api_task = tokio::spawn(api_server);
+    tracing::info!(api = %api_addr, "query API listening");
+
     let node_task = tokio::spawn(Arc::clone(&node).run(ticks, shutdown_rx.clone()));
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
     let _ = shutdown_tx.send(true);
     node_task.await.context("node task panicked")??;
+    let _ = api_task.await;
     db.flush_async().await.context("final flush of the store")?;
     tracing::info!("stopped cleanly");
     Ok(())

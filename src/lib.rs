@@ -8,6 +8,7 @@
 //! * [`protocol`] — the KOI-net 2.1 wire protocol: RIDs, knowledge objects, canonical JSON, keys, signed
 //!   envelopes. Pure; knows nothing of storage or servers.
 
+pub mod api;
 pub mod config;
 pub mod daemon;
 pub mod index;

@@ -1,4 +1,6 @@
-//! TEMPORARY stand-in with the agreed interface; replaced by the real index on merge of branch `index`.
+//! The index. Today: the RID cache — every `orn:github.event` / `orn:github.repo` bundle received, keyed by RID,
+//! deduplicated by content hash and manifest timestamp. That dedupe is what makes the node's inbox replay
+//! exactly-once. Parsed event rows, secondary indexes and queries (issue 4) are to be built on this interface.
 
 use crate::protocol::{Bundle, Manifest, Rid, RidType};
 
@@ -26,20 +28,20 @@ pub enum ApplyOutcome {
     Ignored,
 }
 
-/// Stand-in index.
+/// The index over one shared sled database (tree `index.rid_cache`).
 #[derive(Clone)]
 pub struct Index {
     bundles: sled::Tree,
 }
 
 impl Index {
-    /// Opens.
+    /// Opens the index trees in the shared database.
     pub fn open(db: &sled::Db) -> Result<Index, IndexError> {
         Ok(Index {
-            bundles: db.open_tree("index.stub")?,
+            bundles: db.open_tree("index.rid_cache")?,
         })
     }
-    /// Applies.
+    /// Stores a NEW/UPDATE bundle unless we hold the same hash or a newer version. The caller verified its hash.
     pub fn apply_bundle(&self, bundle: &Bundle) -> Result<ApplyOutcome, IndexError> {
         if !(bundle.rid().is_type(RidType::GITHUB_EVENT)
             || bundle.rid().is_type(RidType::GITHUB_REPO))
@@ -61,11 +63,11 @@ impl Index {
         )?;
         Ok(ApplyOutcome::Indexed { new: old.is_none() })
     }
-    /// Forgets.
+    /// Removes a RID (FORGET). Idempotent.
     pub fn forget(&self, rid: &Rid) -> Result<bool, IndexError> {
         Ok(self.bundles.remove(rid.as_str())?.is_some())
     }
-    /// Cached manifest.
+    /// The manifest held for `rid`, if any (used to skip fetching bundles we already have).
     pub fn cached_manifest(&self, rid: &Rid) -> Result<Option<Manifest>, IndexError> {
         Ok(self
             .bundles
@@ -73,7 +75,7 @@ impl Index {
             .and_then(|v| serde_json::from_slice::<Bundle>(&v).ok())
             .map(|b| b.manifest))
     }
-    /// Count.
+    /// Number of bundles held.
     pub fn event_count(&self) -> usize {
         self.bundles.len()
     }
