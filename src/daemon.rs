@@ -93,10 +93,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?;
     let api_task = tokio::spawn(api_server);
     tracing::info!(api = %api_addr, "query API listening");
+    // systemd (Type=notify): ready once the API answers. A no-op outside systemd.
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 
     let node_task = tokio::spawn(Arc::clone(&node).run(ticks, shutdown_rx.clone()));
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     let _ = shutdown_tx.send(true);
     node_task.await.context("node task panicked")??;
     let _ = api_task.await;
