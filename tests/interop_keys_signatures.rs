@@ -16,6 +16,19 @@ fn write_body(dir: &std::path::Path, body: &[u8]) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// `koi_tool verify` arguments for a body in `file` signed by the key `pk`, addressed to `target`.
+fn verify_args<'a>(pk: &'a str, file: &'a str, target: &'a Rid) -> [&'a str; 7] {
+    [
+        "verify",
+        "--public-key",
+        pk,
+        "--body",
+        file,
+        "--target",
+        target.as_str(),
+    ]
+}
+
 #[test]
 fn python_loads_a_key_file_we_wrote_and_we_load_one_it_wrote() {
     let dir = tempfile::tempdir().unwrap();
@@ -76,18 +89,7 @@ fn python_verifies_envelopes_we_signed_and_rejects_tampered_ones() {
     for payload in sample_payloads(&me) {
         let body = sign_envelope(&payload, &me, &them, &key).unwrap();
         let file = write_body(dir.path(), &body);
-        let ok = koi_tool(
-            &[
-                "verify",
-                "--public-key",
-                &pk,
-                "--body",
-                &file,
-                "--target",
-                them.as_str(),
-            ],
-            PASSWORD,
-        );
+        let ok = koi_tool(&verify_args(&pk, &file, &them), PASSWORD);
         assert_eq!(ok["ok"], true, "{}", String::from_utf8_lossy(&body));
     }
     // One byte of payload changed: koi-net rejects the signature.
@@ -98,18 +100,7 @@ fn python_verifies_envelopes_we_signed_and_rejects_tampered_ones() {
         dir.path(),
         body.replace("\"limit\":50", "\"limit\":51").as_bytes(),
     );
-    let out = koi_tool_output(
-        &[
-            "verify",
-            "--public-key",
-            &pk,
-            "--body",
-            &file,
-            "--target",
-            them.as_str(),
-        ],
-        PASSWORD,
-    );
+    let out = koi_tool_output(&verify_args(&pk, &file, &them), PASSWORD);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_signature"));
 }
