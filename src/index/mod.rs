@@ -2,6 +2,8 @@
 //! deduplicated by content hash and manifest timestamp. That dedupe is what makes the node's inbox replay
 //! exactly-once. Parsed event rows, secondary indexes and queries (issue 4) are to be built on this interface.
 
+pub mod github;
+
 use crate::protocol::{Bundle, Manifest, Rid, RidType};
 
 /// Index errors.
