@@ -57,3 +57,6 @@ pub enum ApplyOutcome {
     /// the reason. Retrying cannot help.
     Invalid(String),
 }
+
+#[cfg(test)]
+mod tests;

@@ -165,8 +165,9 @@ fn abort(e: IndexError) -> ConflictableTransactionError<IndexError> {
     ConflictableTransactionError::Abort(e)
 }
 
+/// A key for messages: text as is, other bytes (separators, times) escaped.
 fn printable(key: &[u8]) -> String {
-    String::from_utf8_lossy(key).replace('\0', "␀")
+    key.escape_ascii().to_string()
 }
 
 fn decode<T: DeserializeOwned>(
