@@ -211,11 +211,15 @@ fn webhook<'a>(kind: &'a str, action: Option<&'a str>, p: &'a Value, repo: &str)
                         .trim_end()
                         .to_owned()
                 }
-                None if deleted => {
-                    let branch =
-                        text(p, &["ref"]).map_or("?", |r| r.trim_start_matches("refs/heads/"));
-                    format!("Branch {branch} deleted in {repo}")
-                }
+                None if deleted => match text(p, &["ref"]).unwrap_or("?") {
+                    r if r.starts_with("refs/tags/") => {
+                        format!("Tag {} deleted in {repo}", &r["refs/tags/".len()..])
+                    }
+                    r => format!(
+                        "Branch {} deleted in {repo}",
+                        r.trim_start_matches("refs/heads/")
+                    ),
+                },
                 None => format!("Push to {repo}"),
             };
             (text(p, &["head_commit", "timestamp"]), sha, summary)
