@@ -396,32 +396,35 @@ fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
         })
 }
 
+/// Turns warp's rejections into JSON errors. A request refused by several routes carries all their reasons: the
+/// specific ones (body too large, …) are checked before "wrong method", which the other routes add.
 async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject::{InvalidQuery, LengthRequired, MethodNotAllowed, PayloadTooLarge};
     let (status, message) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "no such endpoint; see README.md, API reference".to_owned(),
         )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: this API is read-only (GET), except POST …/repositories to add a repository"
-                .to_owned(),
-        )
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+    } else if rejection.find::<PayloadTooLarge>().is_some() {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is larger than {MAX_BODY} bytes"),
         )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+    } else if rejection.find::<LengthRequired>().is_some() {
         (
             StatusCode::LENGTH_REQUIRED,
             "a Content-Length header is required".to_owned(),
         )
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+    } else if rejection.find::<InvalidQuery>().is_some() {
         (
             StatusCode::BAD_REQUEST,
             "the query string cannot be decoded".to_owned(),
+        )
+    } else if rejection.find::<MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: this API is read-only (GET), except POST …/repositories to add a repository"
+                .to_owned(),
         )
     } else {
         (
