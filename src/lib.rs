@@ -7,8 +7,14 @@
 //!
 //! * [`protocol`] — the KOI-net 2.1 wire protocol: RIDs, knowledge objects, canonical JSON, keys, signed
 //!   envelopes. Pure; knows nothing of storage or servers.
+//! * [`index`] — GitHub event and repository bundles parsed into rows, kept in sled with secondary indexes (a
+//!   repository's events by time, by type, by commit), deduplicated by hash and timestamp; the queries.
+//! * [`api`] — the local HTTP API (warp) over the index, in the Python processor's paths and JSON shapes.
+//! * [`cli`] — the query commands (`list-repos`, `show-events`, …): through the running daemon's API, or straight
+//!   from the store when the daemon is stopped.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod index;

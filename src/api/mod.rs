@@ -1,68 +1,436 @@
-//! The local, read-only query API (warp), under `/api/processor/github`.
+//! The local query API (warp), under `/api/processor/github`, with the paths and JSON shapes of the Python processor
+//! it replaces:
 //!
-//! Today it serves `/health` and `/status`; the repository and event queries of issue 4 build on the same
-//! context. Every error is JSON (`{"error": …}`), including unknown paths.
+//! | route | answer |
+//! |---|---|
+//! | `GET /health` | `{"status":"ok"}` |
+//! | `GET /status` | `{"status":"active","message":…,"details":{…node details, events, repositories, event_types, latest_event}}` |
+//! | `GET /repositories` | `[Repository]`, most recently updated first |
+//! | `GET /repositories/{repo}` | one `Repository` |
+//! | `GET /repositories/{repo}/events?limit&offset&event_type&since&until` | `[EventRow]`, newest first |
+//! | `GET /events/{event_rid}` | `EventRow` plus `"bundle"` |
+//! | `GET /commits/{sha}/events?limit&offset` | `[EventRow]`, newest first (`sha` may be abbreviated) |
+//! | `POST /repositories` `{"repo":"owner/name"}` | the only write: adds a repository (201, or 200 if held) |
+//!
+//! `{repo}` is `owner/name` or the URL-encoded repository RID; `{event_rid}` is the event RID, URL-encoded or not.
+//! Every error is JSON, `{"error": "…"}`: 400 for bad parameters (saying which and why), 404 for an unknown
+//! repository, event or path, 405 for a wrong method, 500 when the store fails. Index reads run on tokio's
+//! blocking pool: sled may touch the disk.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use percent_encoding::percent_decode_str;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 use warp::http::StatusCode;
+use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::index::Index;
+use crate::index::{parse_repo_ref, EventQuery, Index, IndexError};
+use crate::protocol::{GithubEventRid, Rid, Timestamp};
+
+/// Largest page a client may ask for.
+pub const MAX_LIMIT: usize = 100;
+/// Page size when `limit` is not given.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest request body accepted (the one write takes a repository name).
+const MAX_BODY: u64 = 4096;
 
 /// What the handlers need.
 #[derive(Clone)]
 pub struct ApiContext {
     /// The index, for counts and queries.
     pub index: Index,
-    /// Node-provided details for `/status` (node_name, node_rid, node_type, data_dir, neighbours, inbox …).
+    /// Node-provided details for `/status` (node_name, node_rid, node_type, data_dir, neighbours, inbox …); the
+    /// handler adds the index's counts to them.
     pub status: Arc<dyn Fn() -> Map<String, Value> + Send + Sync>,
 }
 
-/// All routes, with JSON errors for anything unmatched.
+/// A failed request: status and the message for `{"error": …}`.
+#[derive(Debug)]
+struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
+}
+
+impl From<IndexError> for ApiError {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::InvalidRepository { .. } => ApiError::bad_request(e.to_string()),
+            e => {
+                tracing::error!(error = %e, "index query failed");
+                ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            }
+        }
+    }
+}
+
+type Answer = Result<Response, ApiError>;
+
+fn json_with_status(status: StatusCode, body: &impl Serialize) -> Response {
+    warp::reply::with_status(warp::reply::json(body), status).into_response()
+}
+
+fn ok(body: &impl Serialize) -> Answer {
+    Ok(json_with_status(StatusCode::OK, body))
+}
+
+fn finish(answer: Answer) -> Response {
+    answer.unwrap_or_else(|ApiError(status, message)| {
+        json_with_status(status, &json!({"error": message}))
+    })
+}
+
+/// Runs an index query on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    index: &Index,
+    query: impl FnOnce(Index) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let index = index.clone();
+    tokio::task::spawn_blocking(move || query(index))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("query task failed: {e}"),
+            )
+        })?
+}
+
+/// Every route, with JSON errors for anything unmatched.
 pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let base = warp::path("api")
         .and(warp::path("processor"))
         .and(warp::path("github"));
+    let ctx = warp::any().map(move || ctx.clone());
+    let params = warp::query::<Vec<(String, String)>>();
+
     let health = base
         .and(warp::path("health"))
         .and(warp::path::end())
         .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "ok"})));
+        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
     let status = base
         .and(warp::path("status"))
         .and(warp::path::end())
         .and(warp::get())
-        .map(move || {
-            let mut details = (ctx.status)();
-            details.insert("events".into(), json!(ctx.index.event_count()));
-            warp::reply::json(&json!({
-                "status": "active",
-                "message": "koi-github-indexer is running",
-                "details": details,
-            }))
+        .and(ctx.clone())
+        .then(|ctx: ApiContext| async move { finish(status(ctx).await) });
+    let list_repos = base
+        .and(warp::path("repositories"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(ctx.clone())
+        .then(|ctx: ApiContext| async move {
+            finish(blocking(&ctx.index, |index| ok(&index.repositories()?)).await)
         });
-    health.or(status).recover(json_rejection)
+    let add_repo = base
+        .and(warp::path("repositories"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::body::content_length_limit(MAX_BODY))
+        .and(warp::body::bytes())
+        .and(ctx.clone())
+        .then(
+            |body: warp::hyper::body::Bytes, ctx: ApiContext| async move {
+                finish(add_repository(body, ctx).await)
+            },
+        );
+    let repo = base
+        .and(warp::path("repositories"))
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |tail: warp::path::Tail, params, ctx: ApiContext| async move {
+                finish(repository_path(tail.as_str().to_owned(), params, ctx).await)
+            },
+        );
+    let event = base
+        .and(warp::path("events"))
+        .and(warp::path::tail())
+        .and(warp::get())
+        .and(ctx.clone())
+        .then(|tail: warp::path::Tail, ctx: ApiContext| async move {
+            finish(event(tail.as_str().to_owned(), ctx).await)
+        });
+    let commit = base
+        .and(warp::path("commits"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("events"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(params)
+        .and(ctx)
+        .then(|sha: String, params, ctx: ApiContext| async move {
+            finish(commit_events(sha, params, ctx).await)
+        });
+    health
+        .or(status)
+        .unify()
+        .or(list_repos)
+        .unify()
+        .or(add_repo)
+        .unify()
+        .or(repo)
+        .unify()
+        .or(event)
+        .unify()
+        .or(commit)
+        .unify()
+        .recover(json_rejection)
 }
 
-async fn json_rejection(rejection: Rejection) -> Result<impl Reply, Infallible> {
-    let (code, message) = if rejection.is_not_found() {
+async fn status(ctx: ApiContext) -> Answer {
+    let mut details = (ctx.status)();
+    let (counts, latest) = blocking(&ctx.index, |index| {
+        Ok((index.counts()?, index.latest_event()?))
+    })
+    .await?;
+    details.insert("events".into(), json!(counts.events));
+    details.insert("repositories".into(), json!(counts.repositories));
+    details.insert("event_types".into(), json!(counts.by_type));
+    details.insert("latest_event".into(), json!(latest));
+    ok(&json!({
+        "status": "active",
+        "message": "koi-github-indexer is running",
+        "details": details,
+    }))
+}
+
+async fn add_repository(body: warp::hyper::body::Bytes, ctx: ApiContext) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        repo: String,
+    }
+    let body: Body = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON like {{\"repo\": \"owner/name\"}}: {e}"
+        ))
+    })?;
+    let (repo, created) = blocking(&ctx.index, move |index| {
+        Ok(index.add_repository(&body.repo)?)
+    })
+    .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_with_status(status, &repo))
+}
+
+fn decode_path(raw: &str) -> Result<String, ApiError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| {
+            ApiError::bad_request(format!("path `{raw}` is not valid percent-encoded UTF-8"))
+        })
+}
+
+/// `/repositories/{repo}` or `/repositories/{repo}/events`.
+async fn repository_path(tail: String, params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
+    let tail = tail.trim_end_matches('/');
+    let listing = tail
+        .strip_suffix("/events")
+        .map(decode_path)
+        .transpose()?
+        .and_then(|name| parse_repo_ref(&name).ok());
+    match listing {
+        Some(repo) => {
+            let query = events_query(&params)?;
+            let name = repo.full_name().to_owned();
+            let page = blocking(&ctx.index, move |index| {
+                Ok(index.events_page(&repo, &query)?)
+            })
+            .await?;
+            match page {
+                Some(rows) => ok(&rows),
+                None => Err(ApiError::not_found(format!(
+                    "repository {name} is not indexed"
+                ))),
+            }
+        }
+        None => {
+            if !params.is_empty() {
+                return Err(ApiError::bad_request(
+                    "a repository takes no query parameters (did you mean …/events?)",
+                ));
+            }
+            let repo = parse_repo_ref(&decode_path(tail)?)?;
+            let name = repo.full_name().to_owned();
+            match blocking(&ctx.index, move |index| Ok(index.repository(&repo)?)).await? {
+                Some(row) => ok(&row),
+                None => Err(ApiError::not_found(format!(
+                    "repository {name} is not indexed"
+                ))),
+            }
+        }
+    }
+}
+
+async fn event(tail: String, ctx: ApiContext) -> Answer {
+    let text = decode_path(&tail)?;
+    let rid = Rid::parse(&text)
+        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
+        .map_err(|e| {
+            ApiError::bad_request(format!("{e}; expected a GitHub event RID, URL-encoded"))
+        })?;
+    let shown = rid.to_string();
+    match blocking(&ctx.index, move |index| Ok(index.event(&rid)?)).await? {
+        Some(details) => ok(&details),
+        None => Err(ApiError::not_found(format!("event {shown} is not indexed"))),
+    }
+}
+
+async fn commit_events(sha: String, params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
+    if !(4..=64).contains(&sha.len()) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "`{sha}` is not a commit SHA: expected 4 to 64 hex digits"
+        )));
+    }
+    let query = parse_params(&params, &["limit", "offset"])?;
+    let rows = blocking(&ctx.index, move |index| Ok(index.events_by_commit(&sha)?)).await?;
+    let page: Vec<_> = rows
+        .into_iter()
+        .skip(query.offset)
+        .take(query.limit)
+        .collect();
+    ok(&page)
+}
+
+fn events_query(params: &[(String, String)]) -> Result<EventQuery, ApiError> {
+    parse_params(params, &["limit", "offset", "event_type", "since", "until"])
+}
+
+/// Parses the query parameters named in `accepted` into an [`EventQuery`]; anything else is a 400 that says what
+/// was wrong.
+fn parse_params(params: &[(String, String)], accepted: &[&str]) -> Result<EventQuery, ApiError> {
+    let mut query = EventQuery {
+        limit: DEFAULT_LIMIT,
+        ..EventQuery::default()
+    };
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in params {
+        if !accepted.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter `{name}`: accepted here are {}",
+                accepted.join(", ")
+            )));
+        }
+        if seen.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is given more than once"
+            )));
+        }
+        seen.push(name);
+        match name.as_str() {
+            "limit" => {
+                query.limit = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{value}`"
+                        ))
+                    })?;
+            }
+            "offset" => {
+                query.offset = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "offset must be a whole number ≥ 0, got `{value}`"
+                    ))
+                })?;
+            }
+            "event_type" => {
+                if value.is_empty() || value.chars().any(char::is_control) {
+                    return Err(ApiError::bad_request(
+                        "event_type must be a GitHub event name such as `push`",
+                    ));
+                }
+                query.event_type = Some(value.clone());
+            }
+            "since" => query.since = Some(parse_time(name, value)?),
+            "until" => query.until = Some(parse_time(name, value)?),
+            _ => {}
+        }
+    }
+    if let (Some(since), Some(until)) = (query.since, query.until) {
+        if since > until {
+            return Err(ApiError::bad_request(format!(
+                "since ({}) is after until ({})",
+                since.to_rfc3339_utc(),
+                until.to_rfc3339_utc()
+            )));
+        }
+    }
+    Ok(query)
+}
+
+/// RFC 3339, or a date (midnight UTC).
+fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
+    Timestamp::parse(value)
+        .or_else(|e| {
+            chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| Timestamp::from(t.and_utc()))
+                .ok_or(e)
+        })
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "{name} must be an RFC 3339 time like 2026-11-24T12:00:00Z or a date like 2026-11-24, got \
+                 `{value}` (write a `+` offset as %2B)"
+            ))
+        })
+}
+
+/// Turns warp's rejections into JSON errors. A request refused by several routes carries all their reasons: the
+/// specific ones (body too large, …) are checked before "wrong method", which the other routes add.
+async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
+    use warp::reject::{InvalidQuery, LengthRequired, MethodNotAllowed, PayloadTooLarge};
+    let (status, message) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "no such endpoint; see README.md, API reference".to_owned(),
         )
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+    } else if rejection.find::<PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    } else if rejection.find::<LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "a Content-Length header is required".to_owned(),
+        )
+    } else if rejection.find::<InvalidQuery>().is_some() {
+        (
+            StatusCode::BAD_REQUEST,
+            "the query string cannot be decoded".to_owned(),
+        )
+    } else if rejection.find::<MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,
-            "this API is read-only: use GET".to_owned(),
+            "method not allowed: this API is read-only (GET), except POST …/repositories to add a repository"
+                .to_owned(),
         )
     } else {
-        (StatusCode::BAD_REQUEST, format!("{rejection:?}"))
+        (
+            StatusCode::BAD_REQUEST,
+            format!("bad request: {rejection:?}"),
+        )
     };
-    Ok(warp::reply::with_status(
-        warp::reply::json(&json!({"error": message})),
-        code,
-    ))
+    Ok(json_with_status(status, &json!({"error": message})))
 }

@@ -1,14 +1,19 @@
-//! Parsing GitHubEvent bundle contents into an event row, for every format a GitHub sensor emits: webhook
-//! (`webhook_event_type` + `repository` + `payload`), backfill (`event_source_type` = `backfill_*`), and anything
-//! else (a generic row from the RID — never dropped, never a panic).
+//! Pure parsing of GitHub bundle contents — no storage here.
+//!
+//! * [`parse_event`]: an `orn:github.event` bundle's contents into an [`EventRow`], for every format a GitHub sensor
+//!   emits: webhook (`webhook_event_type` + `repository` + `payload`, any webhook event type), backfill
+//!   (`event_source_type` = `backfill_repo_details|backfill_commit|backfill_issue|backfill_pr`), and anything else
+//!   (a generic row from the RID — never dropped, never a panic).
+//! * [`repo_details_from_event`] and [`parse_repo_bundle`]: what an event's `repository` object, a
+//!   `backfill_repo_details` payload or an `orn:github.repo` bundle tells about the repository.
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::protocol::{Contents, GithubEventRid, Timestamp};
 
-/// One indexed GitHub event, as the API will show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One indexed GitHub event, as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRow {
     /// The event's RID.
     pub event_rid: String,
@@ -23,29 +28,89 @@ pub struct EventRow {
     pub commit_sha: Option<String>,
     /// One line for humans.
     pub summary: String,
+    /// The RID of the bundle the row was made from (the event RID; kept for the Python processor's shape).
+    pub bundle_rid: String,
     /// `opened`, `closed`, … when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<String>,
     /// Who did it, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
 }
 
+/// What a bundle says about a repository. `None` = not said (never "cleared").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoDetails {
+    /// Web address, e.g. `https://github.com/octo-org/hello-world`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    /// The repository's description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// e.g. `main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_branch: Option<String>,
+    /// Stargazers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stars: Option<u64>,
+    /// Forks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forks: Option<u64>,
+    /// SPDX id (or name) of the licence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+}
+
+impl RepoDetails {
+    /// True when nothing is known.
+    pub fn is_empty(&self) -> bool {
+        *self == RepoDetails::default()
+    }
+
+    /// Takes every field `newer` knows.
+    pub fn merge(&mut self, newer: RepoDetails) {
+        fn take<T>(slot: &mut Option<T>, value: Option<T>) {
+            if value.is_some() {
+                *slot = value;
+            }
+        }
+        take(&mut self.repo_url, newer.repo_url);
+        take(&mut self.description, newer.description);
+        take(&mut self.default_branch, newer.default_branch);
+        take(&mut self.stars, newer.stars);
+        take(&mut self.forks, newer.forks);
+        take(&mut self.license, newer.license);
+    }
+}
+
+/// Follows `path` through nested objects.
+fn at<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(value, |v, key| v.get(key))
+}
+
 fn text<'a>(value: &'a Value, path: &[&str]) -> Option<&'a str> {
-    path.iter()
-        .try_fold(value, |v, key| v.get(key))?
-        .as_str()
-        .filter(|s| !s.is_empty())
+    at(value, path)?.as_str().filter(|s| !s.is_empty())
 }
 
 fn number(value: &Value, path: &[&str]) -> Option<i64> {
-    path.iter().try_fold(value, |v, key| v.get(key))?.as_i64()
+    at(value, path)?.as_i64()
 }
 
 fn first_line(message: &str) -> &str {
     message.lines().next().unwrap_or("").trim()
 }
 
+/// The first 7 characters of a SHA (characters, not bytes: a malformed SHA must not split a code point).
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    match sha.char_indices().nth(7) {
+        Some((i, _)) => &sha[..i],
+        None => sha,
+    }
+}
+
+/// A SHA if it looks like one (hex), unless it is GitHub's all-zero "no commit" (a deleted branch's `after`).
+fn real_sha(sha: Option<&str>) -> Option<&str> {
+    sha.filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()) && !s.bytes().all(|b| b == b'0'))
 }
 
 /// Normalises a time found in the contents to RFC 3339 UTC, if it parses.
@@ -54,125 +119,239 @@ fn utc(time: Option<&str>) -> Option<String> {
         .map(|t| t.to_rfc3339_utc())
 }
 
-/// Parses `contents` of the event `rid` into a row.
-pub fn parse_event(
-    rid: &GithubEventRid,
-    manifest_time: &Timestamp,
-    contents: &Contents,
-) -> EventRow {
-    let c = Value::Object(contents.clone());
-    let repo = rid.full_name();
-    let payload = c.get("payload").cloned().unwrap_or(Value::Null);
-    let (event_type, time, commit_sha, summary, action, actor) =
-        if let Some(kind) = text(&c, &["webhook_event_type"]) {
-            webhook(kind, &c, &payload, &repo)
-        } else if let Some(kind) = text(&c, &["event_source_type"]) {
-            backfill(kind, &payload, &repo)
-        } else {
-            (None, None, None, None, None, None)
-        };
-    EventRow {
-        event_rid: rid.rid().to_string(),
-        repo_rid: rid.repo_rid().rid().to_string(),
-        event_type: event_type.unwrap_or_else(|| "unknown".to_owned()),
-        timestamp: utc(time.as_deref()).unwrap_or_else(|| manifest_time.to_rfc3339_utc()),
-        commit_sha,
-        summary: summary.unwrap_or_else(|| format!("Event {} in {repo}", rid.event_id())),
-        action,
-        actor,
+/// `branch` → `Branch`.
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+/// `"<prefix>: <title>"`, or just the prefix when the title is empty.
+fn titled(prefix: String, title: Option<&str>) -> String {
+    match title.map(first_line).filter(|t| !t.is_empty()) {
+        Some(title) => format!("{prefix}: {title}"),
+        None => prefix,
     }
 }
 
-type Parts = (
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
+/// What a format-specific parser found; anything `None` falls back to the generic value.
+#[derive(Default)]
+struct Found<'a> {
+    event_type: Option<&'a str>,
+    time: Option<&'a str>,
+    sha: Option<&'a str>,
+    summary: Option<String>,
+    action: Option<&'a str>,
+    actor: Option<&'a str>,
+}
 
-fn webhook(kind: &str, c: &Value, p: &Value, repo: &str) -> Parts {
-    let action = text(c, &["action"])
-        .or_else(|| text(p, &["action"]))
-        .map(str::to_owned);
-    let actor = text(p, &["sender", "login"])
-        .or_else(|| text(p, &["pusher", "name"]))
-        .map(str::to_owned);
+/// Parses the contents of the event `rid` into a row. Total: every input gives a row.
+pub fn parse_event(
+    rid: &GithubEventRid,
+    manifest_timestamp: &Timestamp,
+    contents: &Contents,
+) -> EventRow {
+    let repo = rid.full_name();
+    let payload = contents.get("payload").unwrap_or(&Value::Null);
+    let found = if let Some(kind) = contents
+        .get("webhook_event_type")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        let action = contents
+            .get("action")
+            .and_then(Value::as_str)
+            .or_else(|| text(payload, &["action"]));
+        webhook(kind, action, payload, &repo)
+    } else if let Some(kind) = contents.get("event_source_type").and_then(Value::as_str) {
+        backfill(kind, payload, &repo)
+    } else {
+        Found::default()
+    };
+    let event_rid = rid.rid().to_string();
+    EventRow {
+        repo_rid: rid.repo_rid().rid().to_string(),
+        // Index keys use NUL as separator: a type name with control characters is not a real one.
+        event_type: found
+            .event_type
+            .filter(|t| !t.chars().any(char::is_control))
+            .unwrap_or("unknown")
+            .to_owned(),
+        timestamp: utc(found.time).unwrap_or_else(|| manifest_timestamp.to_rfc3339_utc()),
+        commit_sha: real_sha(found.sha).map(str::to_ascii_lowercase),
+        summary: found
+            .summary
+            .unwrap_or_else(|| format!("Event {} in {repo}", rid.event_id())),
+        action: found.action.map(str::to_owned),
+        actor: found.actor.map(str::to_owned),
+        bundle_rid: event_rid.clone(),
+        event_rid,
+    }
+}
+
+/// A webhook delivery: `kind` is the `X-GitHub-Event` name.
+fn webhook<'a>(kind: &'a str, action: Option<&'a str>, p: &'a Value, repo: &str) -> Found<'a> {
+    let verb = action.unwrap_or("updated");
+    let mut found = Found {
+        event_type: Some(kind),
+        action,
+        actor: text(p, &["sender", "login"]).or_else(|| text(p, &["pusher", "name"])),
+        ..Found::default()
+    };
     let (time, sha, summary) = match kind {
         "push" => {
-            let sha = text(p, &["head_commit", "id"]).or_else(|| text(p, &["after"]));
-            let message = text(p, &["head_commit", "message"])
-                .map(first_line)
-                .unwrap_or("");
+            let sha = real_sha(text(p, &["head_commit", "id"]).or_else(|| text(p, &["after"])));
+            let deleted = p.get("deleted").and_then(Value::as_bool) == Some(true);
             let summary = match sha {
-                Some(sha) => format!("Push to {repo}: {} {message}", short(sha))
-                    .trim_end()
-                    .to_owned(),
+                Some(sha) => {
+                    let message = text(p, &["head_commit", "message"]).map_or("", first_line);
+                    format!("Push to {repo}: {} {message}", short(sha))
+                        .trim_end()
+                        .to_owned()
+                }
+                None if deleted => match text(p, &["ref"]).unwrap_or("?") {
+                    r if r.starts_with("refs/tags/") => {
+                        format!("Tag {} deleted in {repo}", &r["refs/tags/".len()..])
+                    }
+                    r => format!(
+                        "Branch {} deleted in {repo}",
+                        r.trim_start_matches("refs/heads/")
+                    ),
+                },
                 None => format!("Push to {repo}"),
             };
             (text(p, &["head_commit", "timestamp"]), sha, summary)
         }
-        "pull_request" => {
+        "pull_request" | "pull_request_review" | "pull_request_review_comment" => {
             let pr = p.get("pull_request").unwrap_or(&Value::Null);
             let n = number(pr, &["number"])
                 .or_else(|| number(p, &["number"]))
                 .unwrap_or_default();
             let merged = pr.get("merged").and_then(Value::as_bool) == Some(true);
-            let verb = action.clone().unwrap_or_else(|| "updated".to_owned());
-            let suffix = if merged { " (merged)" } else { "" };
             let sha = if merged {
                 text(pr, &["merge_commit_sha"])
             } else {
                 text(pr, &["head", "sha"])
             };
-            (
-                text(pr, &["updated_at"]),
-                sha,
-                format!("Pull request #{n} {verb}{suffix} in {repo}"),
-            )
+            let summary = match kind {
+                "pull_request" => {
+                    let suffix = if merged { " (merged)" } else { "" };
+                    format!("Pull request #{n} {verb}{suffix} in {repo}")
+                }
+                "pull_request_review" => format!("Review {verb} on pull request #{n} in {repo}"),
+                _ => format!("Review comment {verb} on pull request #{n} in {repo}"),
+            };
+            let time = match kind {
+                "pull_request_review" => text(p, &["review", "submitted_at"]),
+                "pull_request_review_comment" => text(p, &["comment", "updated_at"]),
+                _ => None,
+            }
+            .or_else(|| text(pr, &["updated_at"]));
+            (time, sha, summary)
         }
         "issues" => {
             let n = number(p, &["issue", "number"]).unwrap_or_default();
-            let verb = action.clone().unwrap_or_else(|| "updated".to_owned());
-            let title = text(p, &["issue", "title"]).unwrap_or("");
             (
                 text(p, &["issue", "updated_at"]),
                 None,
-                format!("Issue #{n} {verb} in {repo}: {title}")
-                    .trim_end_matches([' ', ':'])
-                    .to_owned(),
+                titled(
+                    format!("Issue #{n} {verb} in {repo}"),
+                    text(p, &["issue", "title"]),
+                ),
+            )
+        }
+        "issue_comment" => {
+            let n = number(p, &["issue", "number"]).unwrap_or_default();
+            let on = if p.get("issue").and_then(|i| i.get("pull_request")).is_some() {
+                "pull request"
+            } else {
+                "issue"
+            };
+            (
+                text(p, &["comment", "updated_at"]).or_else(|| text(p, &["comment", "created_at"])),
+                None,
+                format!("Comment {verb} on {on} #{n} in {repo}"),
             )
         }
         "release" => {
             let tag = text(p, &["release", "tag_name"]).unwrap_or("?");
-            let verb = action.clone().unwrap_or_else(|| "updated".to_owned());
             (
-                text(p, &["release", "published_at"]),
+                text(p, &["release", "published_at"])
+                    .or_else(|| text(p, &["release", "created_at"])),
                 None,
                 format!("Release {tag} {verb} in {repo}"),
             )
         }
-        other => {
-            let verb = action
-                .as_deref()
-                .map(|a| format!(" {a}"))
+        "create" | "delete" => {
+            let ref_type = text(p, &["ref_type"]).unwrap_or("ref");
+            let name = text(p, &["ref"]).unwrap_or("?");
+            let done = if kind == "create" {
+                "created"
+            } else {
+                "deleted"
+            };
+            (
+                None,
+                None,
+                format!("{} {name} {done} in {repo}", capitalised(ref_type)),
+            )
+        }
+        "fork" => {
+            let to = text(p, &["forkee", "full_name"]).unwrap_or("?");
+            (
+                text(p, &["forkee", "created_at"]),
+                None,
+                format!("{repo} forked to {to}"),
+            )
+        }
+        "star" => {
+            let what = if action == Some("deleted") {
+                "unstarred"
+            } else {
+                "starred"
+            };
+            let who = found.actor.unwrap_or("someone");
+            (
+                text(p, &["starred_at"]),
+                None,
+                format!("{repo} {what} by {who}"),
+            )
+        }
+        "watch" => {
+            let who = found.actor.unwrap_or("someone");
+            (None, None, format!("{repo} starred by {who}"))
+        }
+        "workflow_run" | "check_suite" | "check_run" => {
+            let run = p.get(kind).unwrap_or(&Value::Null);
+            let name = text(run, &["name"])
+                .or_else(|| text(run, &["app", "name"]))
+                .unwrap_or(kind);
+            let outcome = text(run, &["conclusion"])
+                .or_else(|| text(run, &["status"]))
+                .map(|c| format!(" ({c})"))
                 .unwrap_or_default();
+            (
+                text(run, &["updated_at"]).or_else(|| text(run, &["completed_at"])),
+                text(run, &["head_sha"]),
+                format!("Workflow {name} {verb}{outcome} in {repo}"),
+            )
+        }
+        other => {
+            let verb = action.map(|a| format!(" {a}")).unwrap_or_default();
             (None, None, format!("{other}{verb} in {repo}"))
         }
     };
-    (
-        Some(kind.to_owned()),
-        time.map(str::to_owned),
-        sha.map(str::to_owned),
-        Some(summary),
-        action,
-        actor,
-    )
+    found.time = time;
+    found.sha = sha;
+    found.summary = Some(summary);
+    found
 }
 
-fn backfill(kind: &str, p: &Value, repo: &str) -> Parts {
-    let (event_type, time, sha, summary): (&str, Option<&str>, Option<&str>, String) = match kind {
+/// A backfill item: a GitHub REST object fetched by the sensor.
+fn backfill<'a>(kind: &str, p: &'a Value, repo: &str) -> Found<'a> {
+    let (event_type, time, sha, summary) = match kind {
         "backfill_repo_details" => (
             "repository",
             text(p, &["updated_at"]),
@@ -181,56 +360,111 @@ fn backfill(kind: &str, p: &Value, repo: &str) -> Parts {
         ),
         "backfill_commit" => {
             let sha = text(p, &["sha"]);
-            let message = text(p, &["commit", "message"])
-                .map(first_line)
-                .unwrap_or("");
-            let summary = format!(
-                "Commit {} in {repo}: {message}",
-                sha.map(short).unwrap_or("?")
-            );
             (
                 "commit",
-                text(p, &["commit", "author", "date"]),
+                text(p, &["commit", "author", "date"])
+                    .or_else(|| text(p, &["commit", "committer", "date"])),
                 sha,
-                summary.trim_end_matches([' ', ':']).to_owned(),
+                titled(
+                    format!("Commit {} in {repo}", sha.map(short).unwrap_or("?")),
+                    text(p, &["commit", "message"]),
+                ),
             )
         }
-        "backfill_issue" => {
+        "backfill_issue" | "backfill_pr" => {
             let n = number(p, &["number"]).unwrap_or_default();
             let state = text(p, &["state"]).unwrap_or("?");
-            let title = text(p, &["title"]).unwrap_or("");
+            let (event_type, noun, sha) = if kind == "backfill_issue" {
+                ("issue", "Issue", None)
+            } else {
+                (
+                    "pull_request",
+                    "Pull request",
+                    text(p, &["merge_commit_sha"]),
+                )
+            };
             (
-                "issue",
-                text(p, &["updated_at"]),
-                None,
-                format!("Issue #{n} ({state}) in {repo}: {title}"),
-            )
-        }
-        "backfill_pr" => {
-            let n = number(p, &["number"]).unwrap_or_default();
-            let state = text(p, &["state"]).unwrap_or("?");
-            let title = text(p, &["title"]).unwrap_or("");
-            let sha = text(p, &["merge_commit_sha"]);
-            (
-                "pull_request",
+                event_type,
                 text(p, &["updated_at"]),
                 sha,
-                format!("Pull request #{n} ({state}) in {repo}: {title}"),
+                titled(
+                    format!("{noun} #{n} ({state}) in {repo}"),
+                    text(p, &["title"]),
+                ),
             )
         }
-        _ => return (None, None, None, None, None, None),
+        _ => return Found::default(),
     };
-    let actor = text(p, &["commit", "author", "name"])
-        .or_else(|| text(p, &["user", "login"]))
-        .map(str::to_owned);
-    (
-        Some(event_type.to_owned()),
-        time.map(str::to_owned),
-        sha.map(str::to_owned),
-        Some(summary),
-        None,
-        actor,
-    )
+    Found {
+        event_type: Some(event_type),
+        time,
+        sha,
+        summary: Some(summary),
+        action: None,
+        actor: text(p, &["author", "login"])
+            .or_else(|| text(p, &["commit", "author", "name"]))
+            .or_else(|| text(p, &["user", "login"])),
+    }
+}
+
+/// Licence as GitHub writes it (`{"spdx_id": "MIT", "name": …}`) or as a plain string.
+fn license(value: Option<&Value>) -> Option<String> {
+    match value? {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Object(o) => o
+            .get("spdx_id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty() && *s != "NOASSERTION")
+            .or_else(|| o.get("name").and_then(Value::as_str))
+            .or_else(|| o.get("key").and_then(Value::as_str))
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// Details of a GitHub REST/webhook repository object (or an `orn:github.repo` bundle, which uses `stars`).
+fn details_of_repository_object(r: &Map<String, Value>) -> RepoDetails {
+    let text = |key: &str| {
+        r.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let count = |keys: &[&str]| keys.iter().find_map(|k| r.get(*k).and_then(Value::as_u64));
+    RepoDetails {
+        repo_url: text("html_url"),
+        description: text("description"),
+        default_branch: text("default_branch"),
+        stars: count(&["stargazers_count", "stars", "stargazers"]),
+        forks: count(&["forks_count", "forks"]),
+        license: license(r.get("license")),
+    }
+}
+
+/// What an event's contents say about its repository: the webhook's `repository` object, or the payload of a
+/// `backfill_repo_details` item. Empty for anything else.
+pub fn repo_details_from_event(contents: &Contents) -> RepoDetails {
+    if let Some(repository) = contents.get("repository").and_then(Value::as_object) {
+        return details_of_repository_object(repository);
+    }
+    match (
+        contents.get("event_source_type").and_then(Value::as_str),
+        contents.get("payload").and_then(Value::as_object),
+    ) {
+        (Some("backfill_repo_details"), Some(payload)) => details_of_repository_object(payload),
+        _ => RepoDetails::default(),
+    }
+}
+
+/// An `orn:github.repo` bundle's contents (`{owner, repo, description, stars, forks, updated_at, readme_content,
+/// license, default_branch}`; a GitHub REST repository object works too). Returns the details and the time they
+/// are from (`updated_at`), if it is given and parses.
+pub fn parse_repo_bundle(contents: &Contents) -> (RepoDetails, Option<Timestamp>) {
+    let time = contents
+        .get("updated_at")
+        .and_then(Value::as_str)
+        .and_then(|t| Timestamp::parse(t).ok());
+    (details_of_repository_object(contents), time)
 }
 
 #[cfg(test)]
@@ -256,6 +490,13 @@ mod tests {
                 (GithubEventRid::from_rid(&rid).unwrap(), contents)
             })
             .collect()
+    }
+
+    fn obj(v: Value) -> Contents {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
     }
 
     #[test]
@@ -330,7 +571,9 @@ mod tests {
             ]
         );
         assert_eq!(rows[1].action.as_deref(), Some("opened"));
+        assert_eq!(rows[5].actor.as_deref(), Some("bors"));
         assert_eq!(rows[0].repo_rid, "orn:github.repo:octo-org/hello-world");
+        assert_eq!(rows[0].bundle_rid, rows[0].event_rid);
     }
 
     #[test]
@@ -340,29 +583,74 @@ mod tests {
         let t = Timestamp::parse("2026-11-24T12:00:00+02:00").unwrap();
         for contents in [
             serde_json::json!({}),
-            serde_json::json!({"webhook_event_type": "star", "action": "created", "payload": {"sender": {"login": "mona"}}}),
             serde_json::json!({"webhook_event_type": "push", "payload": "not an object"}),
+            serde_json::json!({"webhook_event_type": "push", "payload": {"head_commit": {"id": "é€"}}}),
+            serde_json::json!({"webhook_event_type": "create", "payload": {"ref_type": "", "ref": 3}}),
+            serde_json::json!({"webhook_event_type": 7, "event_source_type": ["x"]}),
             serde_json::json!({"event_source_type": "backfill_somethingnew", "payload": [1, 2]}),
+            serde_json::json!({"event_source_type": "backfill_commit", "payload": {"commit": {"author": {"date": "not a date"}}}}),
         ] {
-            let Value::Object(c) = contents else {
-                unreachable!()
-            };
-            let row = parse_event(&rid, &t, &c);
-            assert!(!row.summary.is_empty());
-            assert_eq!(row.timestamp, "2026-11-24T10:00:00Z");
+            let row = parse_event(&rid, &t, &obj(contents.clone()));
+            assert!(!row.summary.is_empty(), "{contents}");
+            assert_eq!(row.timestamp, "2026-11-24T10:00:00Z", "{contents}");
         }
-        let Value::Object(star) = serde_json::json!({"webhook_event_type": "star", "action": "created", "payload": {"sender": {"login": "mona"}}})
-        else {
-            unreachable!()
-        };
-        let row = parse_event(&rid, &t, &star);
+        let row = parse_event(&rid, &t, &obj(serde_json::json!({})));
         assert_eq!(
-            (
-                row.event_type.as_str(),
-                row.summary.as_str(),
-                row.actor.as_deref()
-            ),
-            ("star", "star created in a/b", Some("mona"))
+            (row.event_type.as_str(), row.summary.as_str()),
+            ("unknown", "Event x:1 in a/b")
         );
+    }
+
+    #[test]
+    fn a_deleted_branch_push_has_no_commit() {
+        let rid = GithubEventRid::from_rid(&Rid::parse("orn:github.event:a/b:d").unwrap()).unwrap();
+        let t = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let row = parse_event(
+            &rid,
+            &t,
+            &obj(
+                serde_json::json!({"webhook_event_type": "push", "payload": {
+                "ref": "refs/heads/topic", "deleted": true, "head_commit": null,
+                "after": "0000000000000000000000000000000000000000"}}),
+            ),
+        );
+        assert_eq!(row.commit_sha, None);
+        assert_eq!(row.summary, "Branch topic deleted in a/b");
+    }
+
+    #[test]
+    fn repository_details_come_from_events_and_repo_bundles() {
+        let (_, push) = &fixtures()[0];
+        let d = repo_details_from_event(push);
+        assert_eq!(
+            d.repo_url.as_deref(),
+            Some("https://github.com/octo-org/hello-world")
+        );
+        assert_eq!(d.default_branch.as_deref(), Some("main"));
+        assert_eq!(d.description, None);
+        let (_, backfill) = &fixtures()[4];
+        assert_eq!(repo_details_from_event(backfill).stars, Some(99000));
+
+        let (d, time) = parse_repo_bundle(&obj(
+            serde_json::json!({"owner": "a", "repo": "b", "description": "Bee", "stars": 5,
+                "forks": 2, "updated_at": "2026-11-01T00:00:00Z", "readme_content": "# b",
+                "license": "MIT", "default_branch": "trunk"}),
+        ));
+        assert_eq!(
+            d,
+            RepoDetails {
+                repo_url: None,
+                description: Some("Bee".into()),
+                default_branch: Some("trunk".into()),
+                stars: Some(5),
+                forks: Some(2),
+                license: Some("MIT".into()),
+            }
+        );
+        assert_eq!(time.unwrap().to_rfc3339_utc(), "2026-11-01T00:00:00Z");
+        let (d, _) = parse_repo_bundle(&obj(
+            serde_json::json!({"license": {"key": "apache-2.0", "spdx_id": "Apache-2.0"}, "stars": "many"}),
+        ));
+        assert_eq!((d.license.as_deref(), d.stars), (Some("Apache-2.0"), None));
     }
 }

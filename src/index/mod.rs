@@ -1,84 +1,62 @@
-//! The index. Today: the RID cache — every `orn:github.event` / `orn:github.repo` bundle received, keyed by RID,
-//! deduplicated by content hash and manifest timestamp. That dedupe is what makes the node's inbox replay
-//! exactly-once. Parsed event rows, secondary indexes and queries (issue 4) are to be built on this interface.
+//! The index: every `orn:github.event` and `orn:github.repo` bundle the node receives, as rows that can be queried
+//! fast, plus the bundles themselves (the RID cache).
+//!
+//! * [`github`] — pure parsing of bundle contents into an [`EventRow`] and [`RepoDetails`].
+//! * [`store`] — the sled keyspace and [`Index`], its writes (apply, forget, prune, add a repository) and queries.
+//! * [`error`] — [`IndexError`].
+//!
+//! # Keyspace
+//!
+//! The index lives in the daemon's one sled database, beside the node's trees, in trees named `index.*`
+//! (`␀` is a 0 byte; `time` is 8 big-endian bytes that sort newest first: the event's µs since the epoch, sign bit
+//! flipped, all bits inverted):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `index.meta` | `schema_version` | u32 BE ([`SCHEMA_VERSION`]) |
+//! | | `count:events`, `count:repos`, `type:<event_type>` | u64 BE counters |
+//! | `index.manifests` | RID | manifest JSON (dedupe state; a tombstone after retention prunes the event) |
+//! | `index.contents` | RID | bundle contents JSON |
+//! | `index.events` | event RID | [`EventRow`] JSON |
+//! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
+//! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
+//! | `index.by_type` | `event_type ␀ repo ␀ time event_rid` | empty |
+//! | `index.by_commit` | `sha ␀ event_rid` | empty |
+//! | `index.repo_commits` | `repo ␀ time event_rid` | SHA (a repository's latest commit is its first entry) |
+//!
+//! Every write (apply, forget, prune, add) is one sled transaction over all these trees: a row and its index
+//! entries and counters change together or not at all, and the dedupe check (same hash → unchanged, older →
+//! stale) is inside the same transaction, so an inbox replayed after a crash never counts an event twice.
+//! [`Index::check_consistency`] verifies the invariants (the property test runs it after random sequences).
 
+pub mod error;
 pub mod github;
+pub mod store;
 
-use crate::protocol::{Bundle, Manifest, Rid, RidType};
-
-/// Index errors.
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    /// sled failed.
-    #[error("index storage: {0}")]
-    Storage(#[from] sled::Error),
-}
+pub use error::IndexError;
+pub use github::{parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails};
+pub use store::{
+    parse_repo_ref, Counts, EventDetails, EventQuery, Index, Repository, SCHEMA_VERSION,
+};
 
 /// What applying a bundle did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyOutcome {
-    /// Written.
+    /// Written (row, index entries, cached bundle).
     Indexed {
-        /// First time seen.
+        /// No row (or, for a repository, no bundle) was held for the RID before.
         new: bool,
     },
-    /// Same hash as held.
+    /// The manifest held has the same hash: nothing to do.
     Unchanged,
-    /// Older than held.
+    /// The manifest held is newer: dropped.
     Stale,
-    /// Not a type the index keeps.
+    /// Not a RID type the index keeps.
     Ignored,
+    /// A RID of an indexed type that is malformed (e.g. `orn:github.event:` without an event id): dropped, with
+    /// the reason. Retrying cannot help.
+    Invalid(String),
 }
 
-/// The index over one shared sled database (tree `index.rid_cache`).
-#[derive(Clone)]
-pub struct Index {
-    bundles: sled::Tree,
-}
-
-impl Index {
-    /// Opens the index trees in the shared database.
-    pub fn open(db: &sled::Db) -> Result<Index, IndexError> {
-        Ok(Index {
-            bundles: db.open_tree("index.rid_cache")?,
-        })
-    }
-    /// Stores a NEW/UPDATE bundle unless we hold the same hash or a newer version. The caller verified its hash.
-    pub fn apply_bundle(&self, bundle: &Bundle) -> Result<ApplyOutcome, IndexError> {
-        if !(bundle.rid().is_type(RidType::GITHUB_EVENT)
-            || bundle.rid().is_type(RidType::GITHUB_REPO))
-        {
-            return Ok(ApplyOutcome::Ignored);
-        }
-        let old = self.cached_manifest(bundle.rid())?;
-        if let Some(old) = &old {
-            if old.sha256_hash == bundle.manifest.sha256_hash {
-                return Ok(ApplyOutcome::Unchanged);
-            }
-            if old.timestamp > bundle.manifest.timestamp {
-                return Ok(ApplyOutcome::Stale);
-            }
-        }
-        self.bundles.insert(
-            bundle.rid().as_str(),
-            serde_json::to_vec(bundle).unwrap_or_default(),
-        )?;
-        Ok(ApplyOutcome::Indexed { new: old.is_none() })
-    }
-    /// Removes a RID (FORGET). Idempotent.
-    pub fn forget(&self, rid: &Rid) -> Result<bool, IndexError> {
-        Ok(self.bundles.remove(rid.as_str())?.is_some())
-    }
-    /// The manifest held for `rid`, if any (used to skip fetching bundles we already have).
-    pub fn cached_manifest(&self, rid: &Rid) -> Result<Option<Manifest>, IndexError> {
-        Ok(self
-            .bundles
-            .get(rid.as_str())?
-            .and_then(|v| serde_json::from_slice::<Bundle>(&v).ok())
-            .map(|b| b.manifest))
-    }
-    /// Number of bundles held.
-    pub fn event_count(&self) -> usize {
-        self.bundles.len()
-    }
-}
+#[cfg(test)]
+mod tests;

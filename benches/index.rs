@@ -1,0 +1,290 @@
+//! Index benchmark: ingest rate of realistic GitHubEvent bundles, and latency of a repository's first page.
+//!
+//! ```sh
+//! cargo bench --bench index                                  # 10k and 100k events
+//! INDEX_BENCH_EVENTS=10000,1000000 cargo bench --bench index # the sizes of the README's table
+//! ```
+//!
+//! For each size: a fresh sled store in a temporary directory (or under `INDEX_BENCH_DIR`), `n` bundles of a few KB
+//! (webhook pushes, issues and pull requests with GitHub-sized repository objects, backfill commits) over 20
+//! repositories, one of which gets half of all events. Ingest is `Index::apply_bundle` one bundle at a time, as
+//! the node calls it, then one flush; bundle generation and hashing are not timed. Then 2,000 first-page queries
+//! (limit 50) of the big repository, plain and filtered by `event_type=push`, and their p50/p99.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index};
+use koi_github_indexer::protocol::knowledge::hash_contents;
+use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
+
+const REPOS: usize = 20;
+const CHUNK: usize = 10_000;
+const QUERIES: usize = 2_000;
+
+fn repo_name(i: usize) -> String {
+    format!("bench-org/repo-{i:02}")
+}
+
+/// A repository object shaped like GitHub's webhook `repository` (about 2.5 KB of JSON).
+fn repository(name: &str, i: usize) -> Value {
+    let api = format!("https://api.github.com/repos/{name}");
+    let mut repo = Map::new();
+    for (key, value) in [
+        ("id", json!(1_296_269 + i)),
+        ("node_id", json!("MDEwOlJlcG9zaXRvcnkxMjk2MjY5")),
+        ("name", json!(name.split('/').nth(1))),
+        ("full_name", json!(name)),
+        ("private", json!(false)),
+        (
+            "owner",
+            json!({"login": "bench-org", "id": 1, "type": "Organization",
+                          "avatar_url": "https://avatars.githubusercontent.com/u/1?v=4",
+                          "html_url": "https://github.com/bench-org"}),
+        ),
+        ("html_url", json!(format!("https://github.com/{name}"))),
+        (
+            "description",
+            json!("A repository used by the index benchmark, with a description of usual length"),
+        ),
+        ("fork", json!(false)),
+        ("created_at", json!("2020-01-26T19:01:12Z")),
+        ("updated_at", json!("2026-11-20T09:15:02Z")),
+        ("pushed_at", json!("2026-11-20T09:15:02Z")),
+        ("clone_url", json!(format!("https://github.com/{name}.git"))),
+        ("size", json!(108)),
+        ("stargazers_count", json!(80 + i)),
+        ("watchers_count", json!(80 + i)),
+        ("language", json!("Rust")),
+        ("forks_count", json!(9)),
+        ("open_issues_count", json!(2)),
+        (
+            "license",
+            json!({"key": "mit", "name": "MIT License", "spdx_id": "MIT"}),
+        ),
+        ("topics", json!(["koi", "github", "index"])),
+        ("default_branch", json!("main")),
+    ] {
+        repo.insert(key.to_owned(), value);
+    }
+    for url in [
+        "forks",
+        "keys",
+        "collaborators",
+        "teams",
+        "hooks",
+        "issue_events",
+        "events",
+        "assignees",
+        "branches",
+        "tags",
+        "blobs",
+        "git_tags",
+        "git_refs",
+        "trees",
+        "statuses",
+        "languages",
+        "stargazers",
+        "contributors",
+        "subscribers",
+        "subscription",
+        "commits",
+        "git_commits",
+        "comments",
+        "issue_comment",
+        "contents",
+        "compare",
+        "merges",
+        "archive",
+        "downloads",
+        "issues",
+        "pulls",
+        "milestones",
+        "notifications",
+        "labels",
+        "releases",
+        "deployments",
+    ] {
+        repo.insert(format!("{url}_url"), json!(format!("{api}/{url}")));
+    }
+    Value::Object(repo)
+}
+
+fn sender() -> Value {
+    json!({"login": "octocat", "id": 583231, "node_id": "MDQ6VXNlcjU4MzIzMQ==", "type": "User",
+           "avatar_url": "https://avatars.githubusercontent.com/u/583231?v=4",
+           "html_url": "https://github.com/octocat", "site_admin": false})
+}
+
+/// The `n`-th benchmark bundle. Event times are spread over a year, one minute apart per repository.
+fn event(n: usize) -> Bundle {
+    let repo_index = if n % 2 == 0 {
+        0
+    } else {
+        1 + (n / 2) % (REPOS - 1)
+    };
+    let name = repo_name(repo_index);
+    let time = Timestamp::from(
+        chrono::DateTime::from_timestamp(1_764_000_000 - (n as i64) * 30, 0).unwrap_or_default(),
+    )
+    .to_string();
+    let sha = format!("{:040x}", n as u128 * 0x9e37_79b9_7f4a_7c15);
+    let (event_id, contents) = match n % 4 {
+        0 | 1 => {
+            let commits: Vec<Value> = (0..3)
+                .map(|c| {
+                    json!({"id": format!("{:040x}", (n * 3 + c) as u128 * 0x9e37_79b9), "tree_id": sha,
+                           "distinct": true, "message": format!("Change {c} of push {n}\n\nA longer body explaining it."),
+                           "timestamp": time, "url": format!("https://github.com/{name}/commit/{sha}"),
+                           "author": {"name": "Mona Lisa", "email": "mona@example.com", "username": "mona"},
+                           "committer": {"name": "GitHub", "email": "noreply@github.com", "username": "web-flow"},
+                           "added": [], "removed": [], "modified": ["src/lib.rs", "README.md"]})
+                })
+                .collect();
+            (
+                format!("push-{n}"),
+                json!({"webhook_event_type": "push", "repository": repository(&name, repo_index),
+                       "payload": {"ref": "refs/heads/main", "before": format!("{:040x}", n), "after": sha,
+                                   "created": false, "deleted": false, "forced": false,
+                                   "compare": format!("https://github.com/{name}/compare/a...b"),
+                                   "commits": commits, "head_commit": {"id": sha, "message": format!("Change of push {n}"),
+                                   "timestamp": time}, "pusher": {"name": "mona", "email": "mona@example.com"},
+                                   "sender": sender()}}),
+            )
+        }
+        2 => (
+            format!("issues-{n}"),
+            json!({"webhook_event_type": "issues", "action": "opened", "repository": repository(&name, repo_index),
+                   "payload": {"action": "opened", "issue": {"number": n, "title": format!("Issue {n}"),
+                               "state": "open", "created_at": time, "updated_at": time, "user": sender(),
+                               "body": "Steps to reproduce: run it. Expected: it works. Actual: it does not.",
+                               "labels": [{"name": "bug", "color": "d73a4a"}], "comments": 0},
+                               "sender": sender()}}),
+        ),
+        _ => (
+            format!("commit_{sha}"),
+            json!({"event_source_type": "backfill_commit",
+                   "payload": {"sha": sha, "node_id": "C_kwDOA", "url": format!("https://api.github.com/repos/{name}/commits/{sha}"),
+                               "html_url": format!("https://github.com/{name}/commit/{sha}"),
+                               "commit": {"author": {"name": "bors", "email": "bors@rust-lang.org", "date": time},
+                                          "committer": {"name": "bors", "email": "bors@rust-lang.org", "date": time},
+                                          "message": format!("Auto merge of #{n}\n\nDetails of the change."),
+                                          "tree": {"sha": sha}, "comment_count": 0},
+                               "author": sender(), "committer": sender(), "parents": [{"sha": sha}],
+                               "stats": {"total": 12, "additions": 10, "deletions": 2}}}),
+        ),
+    };
+    let Value::Object(contents) = contents else {
+        unreachable!("a JSON object literal")
+    };
+    let rid = Rid::parse(&format!("orn:github.event:{name}:{event_id}")).expect("valid RID");
+    Bundle {
+        manifest: Manifest {
+            rid,
+            timestamp: Timestamp::parse(&time).expect("valid time"),
+            sha256_hash: hash_contents(&contents),
+            extra: Map::new(),
+        },
+        contents,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration) {
+    let repo = parse_repo_ref(&repo_name(0)).expect("valid name");
+    let mut times = Vec::with_capacity(QUERIES);
+    for _ in 0..QUERIES {
+        let start = Instant::now();
+        let page = index
+            .events_page(&repo, query)
+            .expect("query")
+            .expect("repo exists");
+        times.push(start.elapsed());
+        assert_eq!(page.len(), query.limit);
+    }
+    times.sort();
+    (percentile(&times, 0.5), percentile(&times, 0.99))
+}
+
+fn run(n: usize) {
+    let dir = match std::env::var_os("INDEX_BENCH_DIR") {
+        Some(base) => tempfile::tempdir_in(base),
+        None => tempfile::tempdir(),
+    }
+    .expect("temporary directory");
+    let db = sled::open(dir.path().join("db")).expect("open sled");
+    let index = Index::open(&db).expect("open index");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+
+    let mut ingest = Duration::ZERO;
+    let mut bytes = 0usize;
+    let mut done = 0;
+    while done < n {
+        let chunk: Vec<Bundle> = (done..n.min(done + CHUNK)).map(event).collect();
+        bytes += chunk
+            .iter()
+            .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
+            .sum::<usize>();
+        let start = Instant::now();
+        for bundle in &chunk {
+            index.apply_bundle(bundle).expect("apply");
+        }
+        ingest += start.elapsed();
+        done += chunk.len();
+    }
+    let start = Instant::now();
+    runtime.block_on(index.flush_async()).expect("flush");
+    let flush = start.elapsed();
+    assert_eq!(index.counts().expect("counts").events, n as u64);
+
+    let plain = first_page_latency(&index, &EventQuery::default());
+    let pushes = first_page_latency(
+        &index,
+        &EventQuery {
+            event_type: Some("push".into()),
+            ..EventQuery::default()
+        },
+    );
+    let size_on_disk = db.size_on_disk().unwrap_or(0);
+    println!(
+        "{n:>9} events ({:.1} KB/bundle): ingest {:>7.0} events/s ({:.1} s, then flush {:.2} s); \
+         first page p50 {:>6.0} µs p99 {:>6.0} µs; with event_type p50 {:>6.0} µs p99 {:>6.0} µs; store {} MB",
+        bytes as f64 / n as f64 / 1024.0,
+        n as f64 / ingest.as_secs_f64(),
+        ingest.as_secs_f64(),
+        flush.as_secs_f64(),
+        plain.0.as_secs_f64() * 1e6,
+        plain.1.as_secs_f64() * 1e6,
+        pushes.0.as_secs_f64() * 1e6,
+        pushes.1.as_secs_f64() * 1e6,
+        size_on_disk / 1_000_000,
+    );
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs it once at the smallest size as a smoke test.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let sizes = std::env::var("INDEX_BENCH_EVENTS").unwrap_or_else(|_| "10000,100000".to_owned());
+    let sizes: Vec<usize> = if smoke {
+        vec![1_000]
+    } else {
+        sizes
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .replace('_', "")
+                    .parse()
+                    .expect("INDEX_BENCH_EVENTS: numbers, comma-separated")
+            })
+            .collect()
+    };
+    for n in sizes {
+        run(n);
+    }
+}

@@ -1,0 +1,614 @@
+//! The query commands: `list-repos`, `show-events`, `event-details`, `add-repo`, `summary`.
+//!
+//! sled lets one process open a store, so while the daemon runs the commands ask its API, and when it is stopped
+//! they open the store themselves. [`run_query`] first calls `GET /health` at the API address (short connect
+//! timeout): an answer means "use the API"; a refused or timed-out connection means "open the store". If the
+//! store is then locked, a process holds it but does not answer on that address, and the error says exactly
+//! that. With `-v` the choice is printed on stderr; stdout carries only the result (a table, or JSON with
+//! `--json`).
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::index::{parse_repo_ref, Counts, EventDetails, EventQuery, EventRow, Index, Repository};
+use crate::protocol::{GithubEventRid, Rid};
+
+/// Path of the API under its base URL.
+const API_PREFIX: &str = "/api/processor/github";
+/// How long to wait for the daemon to accept a connection before deciding it is not running.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a query to a running daemon may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tables are at most this wide, so they fit an 80-column terminal.
+const WIDTH: usize = 79;
+
+/// A query of the index.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum QueryCommand {
+    /// List the indexed repositories, most recently updated first.
+    ListRepos,
+    /// Show a repository's events, newest first.
+    ShowEvents {
+        /// `owner/name` or `orn:github.repo:owner/name`.
+        repo: String,
+        /// Events per page (1–100).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        limit: u16,
+        /// Events to skip (for the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+        /// Only events of this type (`push`, `issues`, `pull_request`, …).
+        #[arg(long = "type")]
+        event_type: Option<String>,
+    },
+    /// Show one event: its row and the bundle it came from.
+    EventDetails {
+        /// The event RID, `orn:github.event:owner/name:id`.
+        rid: String,
+    },
+    /// Track a repository (it is listed with no events until some arrive). Idempotent.
+    AddRepo {
+        /// `owner/name`, `orn:github.repo:owner/name` or `https://github.com/owner/name`.
+        repo: String,
+    },
+    /// Totals, the latest event, and events by type with percentages.
+    Summary,
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Output {
+    /// JSON on stdout instead of a table.
+    pub json: bool,
+    /// Say on stderr whether the daemon's API or the store was used.
+    pub verbose: bool,
+}
+
+/// Where the answers come from.
+enum Source {
+    /// The running daemon.
+    Api {
+        client: reqwest::Client,
+        base: String,
+    },
+    /// The store, opened by this process (the daemon is not running).
+    Store {
+        index: Index,
+        /// Kept open for `index`; flushed and closed on drop.
+        _db: sled::Db,
+    },
+}
+
+/// Runs a query command against the daemon at `api_base` (e.g. `http://127.0.0.1:8004`), or, if nothing answers
+/// there, against the store in `data_dir`.
+pub async fn run_query(
+    cmd: &QueryCommand,
+    data_dir: &Path,
+    api_base: &str,
+    output: Output,
+) -> anyhow::Result<()> {
+    let source = Source::connect(data_dir, api_base, cmd, output.verbose).await?;
+    let text = match cmd {
+        QueryCommand::ListRepos => {
+            let repos = source.repositories().await?;
+            render(output, &repos, repo_table)?
+        }
+        QueryCommand::ShowEvents {
+            repo,
+            limit,
+            offset,
+            event_type,
+        } => {
+            let query = EventQuery {
+                limit: usize::from(*limit),
+                offset: *offset,
+                event_type: event_type.clone(),
+                since: None,
+                until: None,
+            };
+            let rows = source.events(repo, &query).await?;
+            render(output, &rows, |rows| event_table(rows, &query))?
+        }
+        QueryCommand::EventDetails { rid } => {
+            let details = source.event(rid).await?;
+            render(output, &details, event_details)?
+        }
+        QueryCommand::AddRepo { repo } => {
+            let (row, created) = source.add_repository(repo).await?;
+            render(output, &row, |row| {
+                let verb = if created { "Added" } else { "Already tracked:" };
+                format!("{verb} {} ({})\n", row.full_name, row.repo_rid)
+            })?
+        }
+        QueryCommand::Summary => {
+            let summary = source.summary().await?;
+            render(output, &summary, summary_text)?
+        }
+    };
+    if let Source::Store { index, .. } = &source {
+        index.flush_async().await.context("flushing the store")?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
+fn render<T: Serialize>(
+    output: Output,
+    value: &T,
+    table: impl FnOnce(&T) -> String,
+) -> anyhow::Result<String> {
+    if output.json {
+        Ok(serde_json::to_string_pretty(value)? + "\n")
+    } else {
+        Ok(table(value))
+    }
+}
+
+/// Totals and the latest event.
+#[derive(Debug, Clone, Serialize)]
+struct Summary {
+    events: u64,
+    repositories: u64,
+    event_types: std::collections::BTreeMap<String, u64>,
+    latest_event: Option<EventRow>,
+}
+
+impl Source {
+    async fn connect(
+        data_dir: &Path,
+        api_base: &str,
+        cmd: &QueryCommand,
+        verbose: bool,
+    ) -> anyhow::Result<Source> {
+        let base = api_base.trim_end_matches('/').to_owned();
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .context("building the HTTP client")?;
+        let health = format!("{base}{API_PREFIX}/health");
+        let not_answering = match client.get(&health).send().await {
+            Ok(response) if response.status().is_success() => {
+                if verbose {
+                    eprintln!("using the running daemon's API at {base}");
+                }
+                return Ok(Source::Api { client, base });
+            }
+            Ok(response) => bail!(
+                "{base} answers, but not as koi-github-indexer's API (HTTP {} on {health}): check --api or \
+                 `api.listen`",
+                response.status()
+            ),
+            Err(e) if e.is_connect() || e.is_timeout() => e,
+            Err(e) => return Err(e).with_context(|| format!("calling {health}")),
+        };
+        let db_path = data_dir.join(crate::daemon::DB_DIR);
+        let writes = matches!(cmd, QueryCommand::AddRepo { .. });
+        if !writes && !db_path.exists() {
+            bail!(
+                "no daemon answers at {base}, and there is no store at {}: nothing has been indexed with this \
+                 data_dir (check --data-dir or `node.data_dir`)",
+                db_path.display()
+            );
+        }
+        if verbose {
+            eprintln!(
+                "no daemon answers at {base} ({}); opening the store at {} directly",
+                error_chain(&not_answering),
+                db_path.display()
+            );
+        }
+        let db = sled::Config::new().path(&db_path).open().map_err(|e| {
+            if e.to_string().contains("could not acquire lock") {
+                anyhow!(
+                    "the store at {} is locked by another process (a running koi-github-indexer?), but no daemon \
+                     answers at {base} ({}). Check that --api or `api.listen` names the daemon's address, or wait \
+                     until it has started",
+                    db_path.display(),
+                    error_chain(&not_answering)
+                )
+            } else {
+                anyhow!(e).context(format!("opening the store at {}", db_path.display()))
+            }
+        })?;
+        let index = Index::open(&db)
+            .with_context(|| format!("opening the index in {}", db_path.display()))?;
+        Ok(Source::Store { index, _db: db })
+    }
+
+    /// GET (or POST `body`) `path` under the API prefix; a non-2xx answer becomes its `{"error"}` message.
+    async fn call<T: DeserializeOwned>(
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<(T, reqwest::StatusCode)> {
+        let url = format!("{base}{API_PREFIX}{path}");
+        let request = match body {
+            Some(body) => client.post(&url).json(&body),
+            None => client.get(&url),
+        };
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+            bail!("{message} (HTTP {status} from {url})");
+        }
+        let value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("unexpected answer from {url}"))?;
+        Ok((value, status))
+    }
+
+    async fn get<T: DeserializeOwned>(
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        Ok(Source::call(client, base, path, None).await?.0)
+    }
+
+    async fn repositories(&self) -> anyhow::Result<Vec<Repository>> {
+        match self {
+            Source::Api { client, base } => Source::get(client, base, "/repositories").await,
+            Source::Store { index, .. } => Ok(index.repositories()?),
+        }
+    }
+
+    async fn events(&self, repo: &str, query: &EventQuery) -> anyhow::Result<Vec<EventRow>> {
+        let repo = parse_repo_ref(repo)?;
+        match self {
+            Source::Api { client, base } => {
+                let mut path = format!(
+                    "/repositories/{}/events?limit={}&offset={}",
+                    utf8_percent_encode(repo.rid().as_str(), NON_ALPHANUMERIC),
+                    query.limit,
+                    query.offset
+                );
+                if let Some(t) = &query.event_type {
+                    let _ = write!(
+                        path,
+                        "&event_type={}",
+                        utf8_percent_encode(t, NON_ALPHANUMERIC)
+                    );
+                }
+                Source::get(client, base, &path).await
+            }
+            Source::Store { index, .. } => index
+                .events_page(&repo, query)?
+                .ok_or_else(|| anyhow!("repository {} is not indexed", repo.full_name())),
+        }
+    }
+
+    async fn event(&self, rid: &str) -> anyhow::Result<EventDetails> {
+        let rid = Rid::parse(rid.trim())
+            .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
+            .map_err(|e| {
+                anyhow!("{e}; expected a GitHub event RID such as orn:github.event:owner/name:id")
+            })?;
+        match self {
+            Source::Api { client, base } => {
+                let path = format!(
+                    "/events/{}",
+                    utf8_percent_encode(rid.as_str(), NON_ALPHANUMERIC)
+                );
+                Source::get(client, base, &path).await
+            }
+            Source::Store { index, .. } => index
+                .event(&rid)?
+                .ok_or_else(|| anyhow!("event {rid} is not indexed")),
+        }
+    }
+
+    async fn add_repository(&self, repo: &str) -> anyhow::Result<(Repository, bool)> {
+        match self {
+            Source::Api { client, base } => {
+                let body = serde_json::json!({"repo": repo});
+                let (row, status) = Source::call(client, base, "/repositories", Some(body)).await?;
+                Ok((row, status == reqwest::StatusCode::CREATED))
+            }
+            Source::Store { index, .. } => Ok(index.add_repository(repo)?),
+        }
+    }
+
+    async fn summary(&self) -> anyhow::Result<Summary> {
+        match self {
+            Source::Api { client, base } => {
+                let status: Value = Source::get(client, base, "/status").await?;
+                let details = &status["details"];
+                Ok(Summary {
+                    events: details["events"].as_u64().unwrap_or(0),
+                    repositories: details["repositories"].as_u64().unwrap_or(0),
+                    event_types: serde_json::from_value(details["event_types"].clone())
+                        .unwrap_or_default(),
+                    latest_event: serde_json::from_value(details["latest_event"].clone())
+                        .unwrap_or(None),
+                })
+            }
+            Source::Store { index, .. } => {
+                let Counts {
+                    events,
+                    repositories,
+                    by_type,
+                } = index.counts()?;
+                Ok(Summary {
+                    events,
+                    repositories,
+                    event_types: by_type,
+                    latest_event: index.latest_event()?,
+                })
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let _ = write!(text, ": {s}");
+        source = s.source();
+    }
+    text
+}
+
+/// Approximate terminal width of a character: 2 for East Asian wide characters and emoji, 0 for combining marks.
+fn char_width(c: char) -> usize {
+    match c as u32 {
+        0x0300..=0x036F | 0x200B..=0x200F | 0xFE00..=0xFE0F => 0,
+        0x1100..=0x115F
+        | 0x231A..=0x231B
+        | 0x2614..=0x2615
+        | 0x2E80..=0xA4CF
+        | 0xAC00..=0xD7A3
+        | 0xF900..=0xFAFF
+        | 0xFE30..=0xFE4F
+        | 0xFF00..=0xFF60
+        | 0xFFE0..=0xFFE6
+        | 0x1F300..=0x1F64F
+        | 0x1F900..=0x1F9FF
+        | 0x20000..=0x3FFFD => 2,
+        _ => 1,
+    }
+}
+
+/// `text` on one line in exactly `width` columns: cut with `…`, or padded.
+fn fit(text: &str, width: usize) -> String {
+    let text = text.lines().next().unwrap_or("");
+    let total: usize = text.chars().map(char_width).sum();
+    let mut out = String::with_capacity(width + 4);
+    let mut used = 0;
+    if total <= width {
+        out.push_str(text);
+        used = total;
+    } else {
+        for c in text.chars() {
+            if used + char_width(c) > width.saturating_sub(1) {
+                break;
+            }
+            out.push(c);
+            used += char_width(c);
+        }
+        out.push('…');
+        used += 1;
+    }
+    out.extend(std::iter::repeat_n(' ', width.saturating_sub(used)));
+    out
+}
+
+/// `2026-11-20T14:15:02Z` → `2026-11-20 14:15`.
+fn short_time(rfc3339: &str) -> String {
+    rfc3339
+        .get(..16)
+        .map(|t| t.replacen('T', " ", 1))
+        .unwrap_or_else(|| rfc3339.to_owned())
+}
+
+fn short_sha(sha: Option<&str>) -> &str {
+    sha.and_then(|s| s.get(..7)).unwrap_or("-")
+}
+
+fn repo_table(repos: &Vec<Repository>) -> String {
+    if repos.is_empty() {
+        return "No repositories indexed yet. Track one with `koi-github-indexer add-repo owner/name`.\n".into();
+    }
+    // 36 + 2 + 8 + 2 + 7 + 2 + 16 = 73 columns
+    let mut out = format!(
+        "{} {:>8}  {:<7}  {}\n",
+        fit("REPOSITORY", 37),
+        "EVENTS",
+        "COMMIT",
+        "LAST UPDATED"
+    );
+    for r in repos {
+        let _ = writeln!(
+            out,
+            "{} {:>8}  {:<7}  {}",
+            fit(&r.full_name, 37),
+            r.event_count,
+            short_sha(r.latest_commit_sha.as_deref()),
+            short_time(&r.last_updated)
+        );
+    }
+    out
+}
+
+fn event_table(rows: &Vec<EventRow>, query: &EventQuery) -> String {
+    if rows.is_empty() {
+        return if query.offset > 0 {
+            format!("No events after the first {}.\n", query.offset)
+        } else {
+            "No events indexed for this repository yet.\n".into()
+        };
+    }
+    const TIME: usize = 16;
+    const TYPE: usize = 13;
+    let summary_width = WIDTH - TIME - TYPE - 4;
+    let mut out = format!(
+        "{}  {}  SUMMARY\n",
+        fit("TIME (UTC)", TIME),
+        fit("TYPE", TYPE)
+    );
+    for row in rows {
+        let _ = writeln!(
+            out,
+            "{}  {}  {}",
+            fit(&short_time(&row.timestamp), TIME),
+            fit(&row.event_type, TYPE),
+            fit(&row.summary, summary_width).trim_end()
+        );
+    }
+    if rows.len() == query.limit {
+        let _ = writeln!(
+            out,
+            "(more may follow: --offset {})",
+            query.offset + rows.len()
+        );
+    }
+    out
+}
+
+fn event_details(details: &EventDetails) -> String {
+    let row = &details.row;
+    let mut out = String::new();
+    for (name, value) in [
+        ("event", Some(row.event_rid.as_str())),
+        ("repository", Some(row.repo_rid.as_str())),
+        ("type", Some(row.event_type.as_str())),
+        ("action", row.action.as_deref()),
+        ("actor", row.actor.as_deref()),
+        ("time", Some(row.timestamp.as_str())),
+        ("commit", row.commit_sha.as_deref()),
+        ("summary", Some(row.summary.as_str())),
+        (
+            "bundle hash",
+            Some(details.bundle.manifest.sha256_hash.as_str()),
+        ),
+        (
+            "received",
+            Some(&*details.bundle.manifest.timestamp.to_string()),
+        ),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{name:<12} {value}");
+        }
+    }
+    let contents = serde_json::to_string_pretty(&details.bundle.contents).unwrap_or_default();
+    let _ = writeln!(out, "contents:\n{contents}");
+    out
+}
+
+fn summary_text(s: &Summary) -> String {
+    let mut out = format!(
+        "Events:        {}\nRepositories:  {}\n",
+        s.events, s.repositories
+    );
+    match &s.latest_event {
+        Some(e) => {
+            let _ = writeln!(
+                out,
+                "Latest event:  {}",
+                fit(
+                    &format!("{}  {}", short_time(&e.timestamp), e.summary),
+                    WIDTH - 15
+                )
+                .trim_end()
+            );
+        }
+        None => out.push_str("Latest event:  none yet\n"),
+    }
+    if !s.event_types.is_empty() {
+        out.push_str("\nEVENT TYPE                  EVENTS   SHARE\n");
+        let mut types: Vec<_> = s.event_types.iter().collect();
+        types.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let total = s.event_types.values().sum::<u64>().max(1) as f64;
+        for (name, n) in types {
+            let _ = writeln!(
+                out,
+                "{} {:>9}  {:>5.1}%",
+                fit(name, 26),
+                n,
+                *n as f64 * 100.0 / total
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fit_cuts_and_pads_by_columns() {
+        assert_eq!(fit("abc", 5), "abc  ");
+        assert_eq!(fit("abcdef", 5), "abcd…");
+        assert_eq!(fit("naïve café ☕ ok", 13), "naïve café ☕");
+        assert_eq!(fit("☕☕☕☕", 5), "☕☕… ");
+        assert_eq!(fit("line one\nline two", 20).trim_end(), "line one");
+    }
+
+    #[test]
+    fn tables_fit_80_columns() {
+        let row = EventRow {
+            event_rid: "orn:github.event:a/b:1".into(),
+            repo_rid: "orn:github.repo:a/b".into(),
+            event_type: "pull_request_review_comment".into(),
+            timestamp: "2026-11-20T14:15:02Z".into(),
+            commit_sha: None,
+            summary: "x".repeat(200),
+            bundle_rid: "orn:github.event:a/b:1".into(),
+            action: None,
+            actor: None,
+        };
+        let text = event_table(&vec![row.clone()], &EventQuery::default());
+        let repo = Repository {
+            repo_rid: "orn:github.repo:a/b".into(),
+            full_name: format!("{}/{}", "o".repeat(39), "n".repeat(100)),
+            repo_url: String::new(),
+            first_indexed: "2026-11-20T14:15:02Z".into(),
+            last_updated: "2026-11-20T14:15:02Z".into(),
+            latest_commit_sha: Some("f".repeat(40)),
+            event_count: 12_345_678,
+            description: None,
+            default_branch: None,
+            stars: None,
+            forks: None,
+            license: None,
+        };
+        let summary = Summary {
+            events: 1,
+            repositories: 1,
+            event_types: [("x".repeat(60), 1)].into_iter().collect(),
+            latest_event: Some(row),
+        };
+        for text in [text, repo_table(&vec![repo]), summary_text(&summary)] {
+            for line in text.lines() {
+                assert!(line.chars().map(char_width).sum::<usize>() <= 80, "{line}");
+            }
+        }
+    }
+}

@@ -1,0 +1,993 @@
+//! The sled keyspace behind [`Index`] (described in the [module doc](super)): writes in one transaction per
+//! bundle, reads as prefix and range scans.
+
+use std::collections::BTreeMap;
+
+use chrono::SecondsFormat;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
+use sled::{IVec, Tree};
+
+use super::error::IndexError;
+use super::github::{
+    parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails,
+};
+use super::ApplyOutcome;
+use crate::protocol::{
+    Bundle, Contents, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
+};
+
+/// Version of the keyspace below. Bump it (and add a migration in [`Index::open`]) when it changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Tree names. All start with `index.`: the database is shared with the node's own trees.
+mod trees {
+    pub const META: &str = "index.meta";
+    pub const MANIFESTS: &str = "index.manifests";
+    pub const CONTENTS: &str = "index.contents";
+    pub const EVENTS: &str = "index.events";
+    pub const REPOS: &str = "index.repos";
+    pub const BY_REPO_TIME: &str = "index.by_repo_time";
+    pub const BY_TYPE: &str = "index.by_type";
+    pub const BY_COMMIT: &str = "index.by_commit";
+    pub const REPO_COMMITS: &str = "index.repo_commits";
+    /// The RID cache of the first, row-less index (schema 0); migrated by [`super::Index::open`].
+    pub const LEGACY_RID_CACHE: &str = "index.rid_cache";
+}
+
+const SCHEMA_KEY: &[u8] = b"schema_version";
+const EVENTS_COUNT: &[u8] = b"count:events";
+const REPOS_COUNT: &[u8] = b"count:repos";
+const TYPE_COUNT_PREFIX: &[u8] = b"type:";
+/// Separates the text parts of index keys. RIDs cannot contain it; event types and SHAs are checked not to.
+const SEP: u8 = 0;
+/// Events removed per transaction by [`Index::prune_older_than`].
+const PRUNE_CHUNK: usize = 256;
+
+/// The index over one shared sled database. Cheap to clone (it holds tree handles).
+#[derive(Clone)]
+pub struct Index {
+    /// Schema version and counters (`count:events`, `count:repos`, `type:<event_type>`).
+    meta: Tree,
+    /// RID → manifest JSON of the bundle held (the dedupe state; kept as a tombstone when retention prunes).
+    manifests: Tree,
+    /// RID → bundle contents JSON (the RID cache; with `manifests`, the bundle).
+    contents: Tree,
+    /// event RID → [`EventRow`] JSON.
+    events: Tree,
+    /// repo RID → repository record JSON.
+    repos: Tree,
+    /// `repo ␀ time event_rid` → empty: a repository's events, newest first.
+    by_repo_time: Tree,
+    /// `type ␀ repo ␀ time event_rid` → empty: a repository's events of one type, newest first.
+    by_type: Tree,
+    /// `sha ␀ event_rid` → empty: events about a commit.
+    by_commit: Tree,
+    /// `repo ␀ time event_rid` → SHA: a repository's events that name a commit, newest first.
+    repo_commits: Tree,
+}
+
+/// A repository as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Repository {
+    /// `orn:github.repo:<owner>/<name>`.
+    pub repo_rid: String,
+    /// `<owner>/<name>`.
+    pub full_name: String,
+    /// Web address (from the bundles, else `https://github.com/<owner>/<name>`).
+    pub repo_url: String,
+    /// When this node first indexed anything of it (RFC 3339 UTC).
+    pub first_indexed: String,
+    /// When this node last changed anything of it.
+    pub last_updated: String,
+    /// The commit of its newest event that names one.
+    pub latest_commit_sha: Option<String>,
+    /// Events indexed.
+    pub event_count: u64,
+    /// From the bundles, when known.
+    pub description: Option<String>,
+    /// From the bundles, when known.
+    pub default_branch: Option<String>,
+    /// From the bundles, when known.
+    pub stars: Option<u64>,
+    /// From the bundles, when known.
+    pub forks: Option<u64>,
+    /// From the bundles, when known.
+    pub license: Option<String>,
+}
+
+/// One event with the bundle it was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventDetails {
+    /// The row.
+    #[serde(flatten)]
+    pub row: EventRow,
+    /// The bundle held in the RID cache.
+    pub bundle: Bundle,
+}
+
+/// Totals for `/status` and `summary`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Event rows.
+    pub events: u64,
+    /// Repository rows.
+    pub repositories: u64,
+    /// Event rows per `event_type`.
+    pub by_type: BTreeMap<String, u64>,
+}
+
+/// Which events of a repository to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventQuery {
+    /// Page size.
+    pub limit: usize,
+    /// Events skipped (newest first).
+    pub offset: usize,
+    /// Only this `event_type`.
+    pub event_type: Option<String>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events at or before this time.
+    pub until: Option<Timestamp>,
+}
+
+impl Default for EventQuery {
+    fn default() -> Self {
+        EventQuery {
+            limit: 50,
+            offset: 0,
+            event_type: None,
+            since: None,
+            until: None,
+        }
+    }
+}
+
+/// What is stored per repository.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RepoRecord {
+    repo_rid: String,
+    first_indexed: String,
+    last_updated: String,
+    event_count: u64,
+    #[serde(default)]
+    details: RepoDetails,
+    /// Time (µs) of the source the details came from: an older source does not overwrite a newer one.
+    #[serde(default)]
+    details_at: Option<i64>,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
+
+fn abort(e: IndexError) -> ConflictableTransactionError<IndexError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+/// A key for messages: text as is, other bytes (separators, times) escaped.
+fn printable(key: &[u8]) -> String {
+    key.escape_ascii().to_string()
+}
+
+fn decode<T: DeserializeOwned>(
+    tree: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, IndexError> {
+    serde_json::from_slice(bytes).map_err(|e| IndexError::Corrupt {
+        tree,
+        key: printable(key),
+        problem: format!("cannot decode the entry: {e}"),
+    })
+}
+
+fn decode_u64(tree: &'static str, key: &[u8], bytes: &[u8]) -> Result<u64, IndexError> {
+    <[u8; 8]>::try_from(bytes)
+        .map(u64::from_be_bytes)
+        .map_err(|_| IndexError::Corrupt {
+            tree,
+            key: printable(key),
+            problem: format!("expected an 8-byte counter, found {} bytes", bytes.len()),
+        })
+}
+
+/// 8 bytes that sort newest first: order-preserving map of i64 to u64, inverted.
+fn time_key(micros: i64) -> [u8; 8] {
+    (!((micros as u64) ^ (1 << 63))).to_be_bytes()
+}
+
+fn time_from_key(bytes: &[u8]) -> Option<i64> {
+    let bytes = <[u8; 8]>::try_from(bytes.get(..8)?).ok()?;
+    Some(((!u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64)
+}
+
+/// `part ␀ part ␀ …`
+fn key_prefix(parts: &[&str]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 48);
+    for part in parts {
+        key.extend_from_slice(part.as_bytes());
+        key.push(SEP);
+    }
+    key
+}
+
+fn timed_key(parts: &[&str], micros: i64, rid: &str) -> Vec<u8> {
+    let mut key = key_prefix(parts);
+    key.extend_from_slice(&time_key(micros));
+    key.extend_from_slice(rid.as_bytes());
+    key
+}
+
+/// The first key after every key starting with `prefix` (which ends in [`SEP`]).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+fn type_count_key(event_type: &str) -> Vec<u8> {
+    [TYPE_COUNT_PREFIX, event_type.as_bytes()].concat()
+}
+
+fn now_text() -> String {
+    Timestamp::now()
+        .to_utc()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The microsecond time an event row is filed under.
+fn row_micros(row: &EventRow) -> Result<i64, IndexError> {
+    Timestamp::parse(&row.timestamp)
+        .map(|t| t.unix_micros())
+        .map_err(|e| IndexError::Corrupt {
+            tree: trees::EVENTS,
+            key: row.event_rid.clone(),
+            problem: e.to_string(),
+        })
+}
+
+/// The index entries of one event row.
+struct Entries {
+    by_repo_time: Vec<u8>,
+    by_type: Vec<u8>,
+    /// `(by_commit key, repo_commits key, sha)`
+    commit: Option<(Vec<u8>, Vec<u8>, String)>,
+    type_count: Vec<u8>,
+}
+
+impl Entries {
+    fn of(row: &EventRow) -> Result<Entries, IndexError> {
+        let micros = row_micros(row)?;
+        let rid = row.event_rid.as_str();
+        let repo = row.repo_rid.as_str();
+        Ok(Entries {
+            by_repo_time: timed_key(&[repo], micros, rid),
+            by_type: timed_key(&[&row.event_type, repo], micros, rid),
+            commit: row.commit_sha.as_ref().map(|sha| {
+                let mut by_commit = key_prefix(&[sha]);
+                by_commit.extend_from_slice(rid.as_bytes());
+                (by_commit, timed_key(&[repo], micros, rid), sha.clone())
+            }),
+            type_count: type_count_key(&row.event_type),
+        })
+    }
+}
+
+/// The trees inside one transaction.
+struct Tx<'a> {
+    meta: &'a TransactionalTree,
+    manifests: &'a TransactionalTree,
+    contents: &'a TransactionalTree,
+    events: &'a TransactionalTree,
+    repos: &'a TransactionalTree,
+    by_repo_time: &'a TransactionalTree,
+    by_type: &'a TransactionalTree,
+    by_commit: &'a TransactionalTree,
+    repo_commits: &'a TransactionalTree,
+}
+
+impl Tx<'_> {
+    fn get<T: DeserializeOwned>(
+        tree: &TransactionalTree,
+        name: &'static str,
+        key: &[u8],
+    ) -> TxResult<Option<T>> {
+        match tree.get(key)? {
+            Some(bytes) => decode(name, key, &bytes).map(Some).map_err(abort),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `delta` to a counter in `index.meta`; a counter at zero is removed.
+    fn add(&self, key: &[u8], delta: i64) -> TxResult<()> {
+        let old = match self.meta.get(key)? {
+            Some(bytes) => decode_u64(trees::META, key, &bytes).map_err(abort)?,
+            None => 0,
+        };
+        match old.saturating_add_signed(delta) {
+            0 => self.meta.remove(key).map(drop)?,
+            n => self.meta.insert(key, &n.to_be_bytes()).map(drop)?,
+        }
+        Ok(())
+    }
+
+    /// `Some(outcome)` when the bundle must not be written: same hash as held, or older.
+    fn dedupe(&self, rid: &Rid, manifest: &Manifest) -> TxResult<Option<ApplyOutcome>> {
+        let held: Option<Manifest> =
+            Tx::get(self.manifests, trees::MANIFESTS, rid.as_str().as_bytes())?;
+        Ok(match held {
+            Some(held) if held.sha256_hash == manifest.sha256_hash => Some(ApplyOutcome::Unchanged),
+            Some(held) if held.timestamp > manifest.timestamp => Some(ApplyOutcome::Stale),
+            _ => None,
+        })
+    }
+
+    fn insert_entries(&self, e: &Entries) -> TxResult<()> {
+        self.by_repo_time.insert(e.by_repo_time.as_slice(), &[])?;
+        self.by_type.insert(e.by_type.as_slice(), &[])?;
+        if let Some((by_commit, repo_commit, sha)) = &e.commit {
+            self.by_commit.insert(by_commit.as_slice(), &[])?;
+            self.repo_commits
+                .insert(repo_commit.as_slice(), sha.as_bytes())?;
+        }
+        self.add(&e.type_count, 1)
+    }
+
+    fn remove_entries(&self, e: &Entries) -> TxResult<()> {
+        self.by_repo_time.remove(e.by_repo_time.as_slice())?;
+        self.by_type.remove(e.by_type.as_slice())?;
+        if let Some((by_commit, repo_commit, _)) = &e.commit {
+            self.by_commit.remove(by_commit.as_slice())?;
+            self.repo_commits.remove(repo_commit.as_slice())?;
+        }
+        self.add(&e.type_count, -1)
+    }
+
+    /// Creates the repository row if needed, adds `events` to its count, and takes `details` unless the ones held
+    /// come from a newer source.
+    fn touch_repo(
+        &self,
+        repo_rid: &str,
+        now: &str,
+        events: i64,
+        details: Option<(&RepoDetails, i64)>,
+    ) -> TxResult<()> {
+        let mut record = match Tx::get::<RepoRecord>(self.repos, trees::REPOS, repo_rid.as_bytes())?
+        {
+            Some(record) => record,
+            None => {
+                self.add(REPOS_COUNT, 1)?;
+                RepoRecord {
+                    repo_rid: repo_rid.to_owned(),
+                    first_indexed: now.to_owned(),
+                    last_updated: now.to_owned(),
+                    event_count: 0,
+                    details: RepoDetails::default(),
+                    details_at: None,
+                }
+            }
+        };
+        record.event_count = record.event_count.saturating_add_signed(events);
+        now.clone_into(&mut record.last_updated);
+        if let Some((details, at)) = details {
+            if !details.is_empty() && record.details_at.is_none_or(|held| at >= held) {
+                record.details.merge(details.clone());
+                record.details_at = Some(at);
+            }
+        }
+        let bytes = serde_json::to_vec(&record).map_err(|e| abort(e.into()))?;
+        self.repos.insert(repo_rid.as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// Removes an event row, its index entries and its contents; adjusts the counts. The manifest is left to the
+    /// caller (FORGET removes it, retention keeps it as a tombstone).
+    fn remove_event(&self, rid: &[u8], now: &str) -> TxResult<bool> {
+        self.contents.remove(rid)?;
+        let Some(bytes) = self.events.remove(rid)? else {
+            return Ok(false);
+        };
+        let row: EventRow = decode(trees::EVENTS, rid, &bytes).map_err(abort)?;
+        self.remove_entries(&Entries::of(&row).map_err(abort)?)?;
+        self.add(EVENTS_COUNT, -1)?;
+        self.touch_repo(&row.repo_rid, now, -1, None)?;
+        Ok(true)
+    }
+}
+
+/// How `rid` is stored, from user or URL text: `owner/name`, `orn:github.repo:owner/name` or a GitHub URL.
+pub fn parse_repo_ref(text: &str) -> Result<GithubRepoRid, IndexError> {
+    let invalid = |problem: String| IndexError::InvalidRepository {
+        input: text.to_owned(),
+        problem,
+    };
+    let trimmed = text.trim();
+    if trimmed.starts_with("orn:") {
+        let rid = Rid::parse(trimmed).map_err(|e| invalid(e.problem))?;
+        return GithubRepoRid::from_rid(&rid).map_err(|e| invalid(e.problem));
+    }
+    let name = ["https://github.com/", "http://github.com/", "github.com/"]
+        .iter()
+        .find_map(|p| trimmed.strip_prefix(p))
+        .map(|rest| rest.trim_end_matches('/').trim_end_matches(".git"))
+        .unwrap_or(trimmed);
+    GithubRepoRid::parse_full_name(name).map_err(|e| invalid(e.problem))
+}
+
+impl Index {
+    /// Opens (creating if needed) the index trees in the shared database and checks their schema version.
+    pub fn open(db: &sled::Db) -> Result<Index, IndexError> {
+        let index = Index {
+            meta: db.open_tree(trees::META)?,
+            manifests: db.open_tree(trees::MANIFESTS)?,
+            contents: db.open_tree(trees::CONTENTS)?,
+            events: db.open_tree(trees::EVENTS)?,
+            repos: db.open_tree(trees::REPOS)?,
+            by_repo_time: db.open_tree(trees::BY_REPO_TIME)?,
+            by_type: db.open_tree(trees::BY_TYPE)?,
+            by_commit: db.open_tree(trees::BY_COMMIT)?,
+            repo_commits: db.open_tree(trees::REPO_COMMITS)?,
+        };
+        match index.meta.get(SCHEMA_KEY)? {
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| IndexError::Corrupt {
+                        tree: trees::META,
+                        key: printable(SCHEMA_KEY),
+                        problem: "the schema version is not a 4-byte number".into(),
+                    })?;
+                if found > SCHEMA_VERSION {
+                    return Err(IndexError::NewerSchema {
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+            }
+            None => {
+                index.migrate_rid_cache(db)?;
+                index
+                    .meta
+                    .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+        }
+        Ok(index)
+    }
+
+    /// Schema 0 kept only bundles, in `index.rid_cache`: index them into rows, then drop that tree. Safe to repeat
+    /// after a crash (applying is idempotent; the version is written after).
+    fn migrate_rid_cache(&self, db: &sled::Db) -> Result<(), IndexError> {
+        if !db
+            .tree_names()
+            .iter()
+            .any(|n| n.as_ref() == trees::LEGACY_RID_CACHE.as_bytes())
+        {
+            return Ok(());
+        }
+        let legacy = db.open_tree(trees::LEGACY_RID_CACHE)?;
+        for entry in legacy.iter() {
+            let (key, value) = entry?;
+            let bundle: Bundle = decode(trees::LEGACY_RID_CACHE, &key, &value)?;
+            self.apply_bundle(&bundle)?;
+        }
+        db.drop_tree(trees::LEGACY_RID_CACHE)?;
+        Ok(())
+    }
+
+    /// Runs `f` in one transaction over every index tree: all its writes land, or none.
+    fn transaction<T>(&self, f: impl Fn(&Tx) -> TxResult<T>) -> Result<T, IndexError> {
+        Ok((
+            &self.meta,
+            &self.manifests,
+            &self.contents,
+            &self.events,
+            &self.repos,
+            &self.by_repo_time,
+            &self.by_type,
+            &self.by_commit,
+            &self.repo_commits,
+        )
+            .transaction(
+                |(
+                    meta,
+                    manifests,
+                    contents,
+                    events,
+                    repos,
+                    by_repo_time,
+                    by_type,
+                    by_commit,
+                    repo_commits,
+                )| {
+                    f(&Tx {
+                        meta,
+                        manifests,
+                        contents,
+                        events,
+                        repos,
+                        by_repo_time,
+                        by_type,
+                        by_commit,
+                        repo_commits,
+                    })
+                },
+            )?)
+    }
+
+    /// Indexes a NEW/UPDATE bundle of an `orn:github.event` or `orn:github.repo`, unless the manifest held for its
+    /// RID has the same hash ([`ApplyOutcome::Unchanged`]) or a newer timestamp ([`ApplyOutcome::Stale`]). The
+    /// check and the writes are one transaction, so replaying a bundle never counts it twice. The caller has
+    /// verified the bundle's hash.
+    pub fn apply_bundle(&self, bundle: &Bundle) -> Result<ApplyOutcome, IndexError> {
+        let rid = bundle.rid();
+        if rid.is_type(RidType::GITHUB_EVENT) {
+            match GithubEventRid::from_rid(rid) {
+                Ok(event) => self.apply_event(bundle, &event),
+                Err(e) => Ok(ApplyOutcome::Invalid(e.to_string())),
+            }
+        } else if rid.is_type(RidType::GITHUB_REPO) {
+            match GithubRepoRid::from_rid(rid) {
+                Ok(repo) => self.apply_repo(bundle, &repo),
+                Err(e) => Ok(ApplyOutcome::Invalid(e.to_string())),
+            }
+        } else {
+            Ok(ApplyOutcome::Ignored)
+        }
+    }
+
+    fn apply_event(
+        &self,
+        bundle: &Bundle,
+        rid: &GithubEventRid,
+    ) -> Result<ApplyOutcome, IndexError> {
+        let row = parse_event(rid, &bundle.manifest.timestamp, &bundle.contents);
+        let entries = Entries::of(&row)?;
+        let at = row_micros(&row)?;
+        let details = repo_details_from_event(&bundle.contents);
+        let key = rid.rid().as_str().as_bytes();
+        let row_bytes = serde_json::to_vec(&row)?;
+        let manifest_bytes = serde_json::to_vec(&bundle.manifest)?;
+        let contents_bytes = serde_json::to_vec(&bundle.contents)?;
+        let now = now_text();
+        self.transaction(|tx| {
+            if let Some(outcome) = tx.dedupe(rid.rid(), &bundle.manifest)? {
+                return Ok(outcome);
+            }
+            let old = tx.events.insert(key, row_bytes.as_slice())?;
+            match &old {
+                Some(bytes) => {
+                    let old: EventRow = decode(trees::EVENTS, key, bytes).map_err(abort)?;
+                    tx.remove_entries(&Entries::of(&old).map_err(abort)?)?;
+                }
+                None => tx.add(EVENTS_COUNT, 1)?,
+            }
+            tx.insert_entries(&entries)?;
+            tx.manifests.insert(key, manifest_bytes.as_slice())?;
+            tx.contents.insert(key, contents_bytes.as_slice())?;
+            let added = if old.is_none() { 1 } else { 0 };
+            tx.touch_repo(&row.repo_rid, &now, added, Some((&details, at)))?;
+            Ok(ApplyOutcome::Indexed { new: old.is_none() })
+        })
+    }
+
+    fn apply_repo(&self, bundle: &Bundle, rid: &GithubRepoRid) -> Result<ApplyOutcome, IndexError> {
+        let (details, time) = parse_repo_bundle(&bundle.contents);
+        let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
+        let key = rid.rid().as_str().as_bytes();
+        let manifest_bytes = serde_json::to_vec(&bundle.manifest)?;
+        let contents_bytes = serde_json::to_vec(&bundle.contents)?;
+        let now = now_text();
+        self.transaction(|tx| {
+            if let Some(outcome) = tx.dedupe(rid.rid(), &bundle.manifest)? {
+                return Ok(outcome);
+            }
+            let old = tx.manifests.insert(key, manifest_bytes.as_slice())?;
+            tx.contents.insert(key, contents_bytes.as_slice())?;
+            tx.touch_repo(rid.rid().as_str(), &now, 0, Some((&details, at)))?;
+            Ok(ApplyOutcome::Indexed { new: old.is_none() })
+        })
+    }
+
+    /// FORGET: removes the RID's row, index entries and cached bundle, and adjusts the counts. A repository row
+    /// is removed only when no events of it remain (its events still name it). Returns whether anything was held.
+    pub fn forget(&self, rid: &Rid) -> Result<bool, IndexError> {
+        let key = rid.as_str().as_bytes();
+        let is_repo = rid.is_type(RidType::GITHUB_REPO);
+        let now = now_text();
+        self.transaction(|tx| {
+            let had_bundle = tx.manifests.remove(key)?.is_some();
+            let had_row = tx.remove_event(key, &now)?;
+            let mut had_repo = false;
+            if is_repo {
+                if let Some(record) = Tx::get::<RepoRecord>(tx.repos, trees::REPOS, key)? {
+                    had_repo = true;
+                    if record.event_count == 0 {
+                        tx.repos.remove(key)?;
+                        tx.add(REPOS_COUNT, -1)?;
+                    }
+                }
+            }
+            Ok(had_bundle || had_row || had_repo)
+        })
+    }
+
+    /// The manifest held for `rid`, if any (the node skips fetching bundles it already has).
+    pub fn cached_manifest(&self, rid: &Rid) -> Result<Option<Manifest>, IndexError> {
+        let key = rid.as_str().as_bytes();
+        self.manifests
+            .get(key)?
+            .map(|bytes| decode(trees::MANIFESTS, key, &bytes))
+            .transpose()
+    }
+
+    /// Retention: removes every event whose time is before `cutoff` (row, index entries, contents). Its manifest
+    /// is kept as a tombstone so the node does not fetch and index it again. Returns how many were removed.
+    pub fn prune_older_than(&self, cutoff: Timestamp) -> Result<usize, IndexError> {
+        let cutoff = cutoff.unix_micros();
+        let now = now_text();
+        let mut removed = 0;
+        for repo in self.repos.iter().keys() {
+            let prefix = [repo?.as_ref(), &[SEP]].concat();
+            let mut doomed: Vec<IVec> = Vec::new();
+            // Newest first, so the oldest are at the end: walk back until an event at or after the cutoff.
+            for key in self.by_repo_time.scan_prefix(&prefix).keys().rev() {
+                let key = key?;
+                let tail = &key[prefix.len()..];
+                match time_from_key(tail) {
+                    Some(t) if t < cutoff => doomed.push(IVec::from(&tail[8..])),
+                    _ => break,
+                }
+            }
+            for chunk in doomed.chunks(PRUNE_CHUNK) {
+                removed += self.transaction(|tx| {
+                    let mut n = 0;
+                    for rid in chunk {
+                        n += usize::from(tx.remove_event(rid, &now)?);
+                    }
+                    Ok(n)
+                })?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Adds a repository with no events yet (`add-repo`). Idempotent: returns the row and whether it was created.
+    pub fn add_repository(&self, full_name_or_rid: &str) -> Result<(Repository, bool), IndexError> {
+        let repo = parse_repo_ref(full_name_or_rid)?;
+        let key = repo.rid().as_str();
+        let now = now_text();
+        let created = self.transaction(|tx| {
+            if tx.repos.get(key)?.is_some() {
+                return Ok(false);
+            }
+            tx.touch_repo(key, &now, 0, None)?;
+            Ok(true)
+        })?;
+        let row = self.repository(&repo)?.ok_or_else(|| IndexError::Corrupt {
+            tree: trees::REPOS,
+            key: key.to_owned(),
+            problem: "the row just written is missing".into(),
+        })?;
+        Ok((row, created))
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush_async(&self) -> Result<(), IndexError> {
+        self.meta.flush_async().await?;
+        Ok(())
+    }
+
+    fn repository_from(&self, key: &[u8], bytes: &[u8]) -> Result<Repository, IndexError> {
+        let record: RepoRecord = decode(trees::REPOS, key, bytes)?;
+        let prefix = key_prefix(&[&record.repo_rid]);
+        let latest_commit_sha = match self.repo_commits.scan_prefix(&prefix).values().next() {
+            Some(sha) => Some(String::from_utf8_lossy(&sha?).into_owned()),
+            None => None,
+        };
+        let full_name = record
+            .repo_rid
+            .strip_prefix("orn:github.repo:")
+            .unwrap_or(&record.repo_rid)
+            .to_owned();
+        let RepoDetails {
+            repo_url,
+            description,
+            default_branch,
+            stars,
+            forks,
+            license,
+        } = record.details;
+        Ok(Repository {
+            repo_url: repo_url.unwrap_or_else(|| format!("https://github.com/{full_name}")),
+            repo_rid: record.repo_rid,
+            full_name,
+            first_indexed: record.first_indexed,
+            last_updated: record.last_updated,
+            latest_commit_sha,
+            event_count: record.event_count,
+            description,
+            default_branch,
+            stars,
+            forks,
+            license,
+        })
+    }
+
+    /// Every repository, most recently updated first.
+    pub fn repositories(&self) -> Result<Vec<Repository>, IndexError> {
+        let mut out = self
+            .repos
+            .iter()
+            .map(|entry| {
+                let (key, value) = entry?;
+                self.repository_from(&key, &value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        out.sort_by(|a, b| {
+            b.last_updated
+                .cmp(&a.last_updated)
+                .then_with(|| a.repo_rid.cmp(&b.repo_rid))
+        });
+        Ok(out)
+    }
+
+    /// One repository.
+    pub fn repository(&self, repo: &GithubRepoRid) -> Result<Option<Repository>, IndexError> {
+        let key = repo.rid().as_str().as_bytes();
+        match self.repos.get(key)? {
+            Some(bytes) => self.repository_from(key, &bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn row(&self, index: &'static str, rid: &[u8]) -> Result<EventRow, IndexError> {
+        match self.events.get(rid)? {
+            Some(bytes) => decode(trees::EVENTS, rid, &bytes),
+            None => Err(IndexError::Corrupt {
+                tree: index,
+                key: printable(rid),
+                problem: "the index entry points at no event row".into(),
+            }),
+        }
+    }
+
+    /// A page of a repository's events, newest first; `None` when the repository is unknown.
+    pub fn events_page(
+        &self,
+        repo: &GithubRepoRid,
+        query: &EventQuery,
+    ) -> Result<Option<Vec<EventRow>>, IndexError> {
+        let repo_rid = repo.rid().as_str();
+        if !self.repos.contains_key(repo_rid)? {
+            return Ok(None);
+        }
+        let (tree, name, prefix) = match &query.event_type {
+            Some(t) => (&self.by_type, trees::BY_TYPE, key_prefix(&[t, repo_rid])),
+            None => (
+                &self.by_repo_time,
+                trees::BY_REPO_TIME,
+                key_prefix(&[repo_rid]),
+            ),
+        };
+        let start = match query.until {
+            Some(until) => [prefix.as_slice(), &time_key(until.unix_micros())].concat(),
+            None => prefix.clone(),
+        };
+        let end = match query
+            .since
+            .and_then(|since| u64::from_be_bytes(time_key(since.unix_micros())).checked_add(1))
+        {
+            Some(after) => [prefix.as_slice(), &after.to_be_bytes()].concat(),
+            None => prefix_end(&prefix),
+        };
+        if start >= end {
+            return Ok(Some(Vec::new()));
+        }
+        tree.range(start..end)
+            .keys()
+            .skip(query.offset)
+            .take(query.limit)
+            .map(|key| {
+                let key = key?;
+                self.row(name, key.get(prefix.len() + 8..).unwrap_or_default())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    /// One event with its bundle.
+    pub fn event(&self, rid: &Rid) -> Result<Option<EventDetails>, IndexError> {
+        let key = rid.as_str().as_bytes();
+        let Some(bytes) = self.events.get(key)? else {
+            return Ok(None);
+        };
+        let row: EventRow = decode(trees::EVENTS, key, &bytes)?;
+        let manifest = self.cached_manifest(rid)?;
+        let contents: Option<Contents> = self
+            .contents
+            .get(key)?
+            .map(|bytes| decode(trees::CONTENTS, key, &bytes))
+            .transpose()?;
+        match (manifest, contents) {
+            (Some(manifest), Some(contents)) => Ok(Some(EventDetails {
+                row,
+                bundle: Bundle { manifest, contents },
+            })),
+            _ => Err(IndexError::Corrupt {
+                tree: trees::CONTENTS,
+                key: printable(key),
+                problem: "the event row has no cached bundle".into(),
+            }),
+        }
+    }
+
+    /// Events naming a commit, newest first. `sha` may be abbreviated (at least 4 hex digits).
+    pub fn events_by_commit(&self, sha: &str) -> Result<Vec<EventRow>, IndexError> {
+        let sha = sha.to_ascii_lowercase();
+        let full = sha.len() >= 40;
+        let prefix = if full {
+            key_prefix(&[&sha])
+        } else {
+            sha.into_bytes()
+        };
+        let mut rows = Vec::new();
+        for key in self.by_commit.scan_prefix(&prefix).keys() {
+            let key = key?;
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            let row = self.row(trees::BY_COMMIT, &key[sep + 1..])?;
+            rows.push((row_micros(&row)?, row));
+        }
+        rows.sort_by(|a, b| {
+            b.0.cmp(&a.0)
+                .then_with(|| a.1.event_rid.cmp(&b.1.event_rid))
+        });
+        Ok(rows.into_iter().map(|(_, row)| row).collect())
+    }
+
+    /// Totals: events, repositories and events per type.
+    pub fn counts(&self) -> Result<Counts, IndexError> {
+        let counter = |key: &[u8]| -> Result<u64, IndexError> {
+            match self.meta.get(key)? {
+                Some(bytes) => decode_u64(trees::META, key, &bytes),
+                None => Ok(0),
+            }
+        };
+        let mut by_type = BTreeMap::new();
+        for entry in self.meta.scan_prefix(TYPE_COUNT_PREFIX) {
+            let (key, value) = entry?;
+            let name = String::from_utf8_lossy(&key[TYPE_COUNT_PREFIX.len()..]).into_owned();
+            by_type.insert(name, decode_u64(trees::META, &key, &value)?);
+        }
+        Ok(Counts {
+            events: counter(EVENTS_COUNT)?,
+            repositories: counter(REPOS_COUNT)?,
+            by_type,
+        })
+    }
+
+    /// Number of event rows (a counter: no scan).
+    pub fn event_count(&self) -> Result<u64, IndexError> {
+        Ok(self.counts()?.events)
+    }
+
+    /// The newest event of all repositories (one key read per repository).
+    pub fn latest_event(&self) -> Result<Option<EventRow>, IndexError> {
+        let mut newest: Option<(i64, IVec)> = None;
+        for repo in self.repos.iter().keys() {
+            let prefix = [repo?.as_ref(), &[SEP]].concat();
+            if let Some(key) = self.by_repo_time.scan_prefix(&prefix).keys().next() {
+                let key = key?;
+                let tail = &key[prefix.len()..];
+                if let Some(t) = time_from_key(tail) {
+                    if newest.as_ref().is_none_or(|(held, _)| t > *held) {
+                        newest = Some((t, IVec::from(&tail[8..])));
+                    }
+                }
+            }
+        }
+        newest
+            .map(|(_, rid)| self.row(trees::BY_REPO_TIME, &rid))
+            .transpose()
+    }
+
+    /// Checks that every index entry points at a row that files it there and every row has all its entries, and
+    /// that the counters match. Returns the problems found (empty = consistent). Scans everything: for tests and
+    /// repair tools, not for the hot path.
+    pub fn check_consistency(&self) -> Result<Vec<String>, IndexError> {
+        let mut problems = Vec::new();
+        let mut expected: BTreeMap<&'static str, std::collections::BTreeSet<Vec<u8>>> =
+            BTreeMap::new();
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let mut per_repo: BTreeMap<String, u64> = BTreeMap::new();
+        let mut events = 0;
+        for entry in self.events.iter() {
+            let (key, value) = entry?;
+            let row: EventRow = decode(trees::EVENTS, &key, &value)?;
+            events += 1;
+            *by_type.entry(row.event_type.clone()).or_default() += 1;
+            *per_repo.entry(row.repo_rid.clone()).or_default() += 1;
+            if !self.manifests.contains_key(&key)? || !self.contents.contains_key(&key)? {
+                problems.push(format!("{}: no cached bundle", printable(&key)));
+            }
+            let e = Entries::of(&row)?;
+            expected
+                .entry(trees::BY_REPO_TIME)
+                .or_default()
+                .insert(e.by_repo_time);
+            expected
+                .entry(trees::BY_TYPE)
+                .or_default()
+                .insert(e.by_type);
+            if let Some((by_commit, repo_commit, _)) = e.commit {
+                expected
+                    .entry(trees::BY_COMMIT)
+                    .or_default()
+                    .insert(by_commit);
+                expected
+                    .entry(trees::REPO_COMMITS)
+                    .or_default()
+                    .insert(repo_commit);
+            }
+        }
+        for (name, tree) in [
+            (trees::BY_REPO_TIME, &self.by_repo_time),
+            (trees::BY_TYPE, &self.by_type),
+            (trees::BY_COMMIT, &self.by_commit),
+            (trees::REPO_COMMITS, &self.repo_commits),
+        ] {
+            let want = expected.remove(name).unwrap_or_default();
+            let mut have = std::collections::BTreeSet::new();
+            for key in tree.iter().keys() {
+                have.insert(key?.to_vec());
+            }
+            for key in have.difference(&want) {
+                problems.push(format!(
+                    "{name}: entry {} points at no row filed there",
+                    printable(key)
+                ));
+            }
+            for key in want.difference(&have) {
+                problems.push(format!("{name}: entry {} is missing", printable(key)));
+            }
+        }
+        let counts = self.counts()?;
+        if counts.events != events {
+            problems.push(format!(
+                "count:events is {} but there are {events} rows",
+                counts.events
+            ));
+        }
+        if counts.by_type != by_type {
+            problems.push(format!(
+                "type counters {:?} but rows say {by_type:?}",
+                counts.by_type
+            ));
+        }
+        let repos = self.repositories()?;
+        if counts.repositories != repos.len() as u64 {
+            problems.push(format!(
+                "count:repos is {} but there are {} rows",
+                counts.repositories,
+                repos.len()
+            ));
+        }
+        for repo in &repos {
+            let rows = per_repo.remove(&repo.repo_rid).unwrap_or(0);
+            if repo.event_count != rows {
+                problems.push(format!(
+                    "{}: event_count {} but {rows} rows",
+                    repo.repo_rid, repo.event_count
+                ));
+            }
+        }
+        for (repo, n) in per_repo {
+            problems.push(format!("{n} events of {repo}, which has no repository row"));
+        }
+        Ok(problems)
+    }
+}

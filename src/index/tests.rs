@@ -1,0 +1,699 @@
+//! Tests of the index over a real sled store in a temporary directory.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::*;
+use crate::protocol::knowledge::hash_contents;
+use crate::protocol::{Bundle, Contents, Manifest, Rid, Timestamp};
+
+pub(crate) struct TempIndex {
+    _dir: tempfile::TempDir,
+    pub db: sled::Db,
+    pub index: Index,
+}
+
+pub(crate) fn temp_index() -> TempIndex {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let index = Index::open(&db).unwrap();
+    TempIndex {
+        _dir: dir,
+        db,
+        index,
+    }
+}
+
+fn ts(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+fn obj(v: Value) -> Contents {
+    match v {
+        Value::Object(m) => m,
+        other => panic!("not an object: {other}"),
+    }
+}
+
+/// A bundle with a manifest of the given time (as a sensor makes them).
+pub(crate) fn bundle(rid: &str, manifest_time: &str, contents: Contents) -> Bundle {
+    Bundle {
+        manifest: Manifest {
+            rid: Rid::parse(rid).unwrap(),
+            timestamp: ts(manifest_time),
+            sha256_hash: hash_contents(&contents),
+            extra: Map::new(),
+        },
+        contents,
+    }
+}
+
+/// A push webhook at `time` with head commit `sha`.
+pub(crate) fn push(sha: &str, time: &str, message: &str) -> Contents {
+    obj(json!({
+        "webhook_event_type": "push",
+        "repository": {"full_name": "octo-org/hello-world", "html_url": "https://github.com/octo-org/hello-world",
+                       "default_branch": "main", "stargazers_count": 3},
+        "payload": {"ref": "refs/heads/main", "after": sha,
+                    "head_commit": {"id": sha, "message": message, "timestamp": time},
+                    "pusher": {"name": "mona"}}
+    }))
+}
+
+fn fixture_bundles() -> Vec<Bundle> {
+    let items: Vec<Value> = serde_json::from_str(include_str!(
+        "../../tests/fixtures/github-event-contents.json"
+    ))
+    .unwrap();
+    items
+        .into_iter()
+        .map(|i| {
+            let rid = format!(
+                "orn:github.event:{}:{}",
+                i["rid_repo"].as_str().unwrap(),
+                i["event_id"].as_str().unwrap()
+            );
+            bundle(&rid, "2026-11-24T12:00:00Z", obj(i["contents"].clone()))
+        })
+        .collect()
+}
+
+fn repo(name: &str) -> crate::protocol::GithubRepoRid {
+    parse_repo_ref(name).unwrap()
+}
+
+fn rids(rows: &[EventRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.event_rid.as_str()).collect()
+}
+
+fn assert_consistent(index: &Index) {
+    let problems = index.check_consistency().unwrap();
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+#[test]
+fn every_fixture_becomes_a_row_with_repositories_and_counts() {
+    let t = temp_index();
+    for b in fixture_bundles() {
+        assert_eq!(
+            t.index.apply_bundle(&b).unwrap(),
+            ApplyOutcome::Indexed { new: true }
+        );
+    }
+    let counts = t.index.counts().unwrap();
+    assert_eq!(counts.events, 8);
+    assert_eq!(counts.repositories, 2);
+    let by_type: BTreeMap<String, u64> = [
+        ("commit", 1),
+        ("issue", 1),
+        ("issues", 1),
+        ("pull_request", 2),
+        ("push", 1),
+        ("release", 1),
+        ("repository", 1),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    assert_eq!(counts.by_type, by_type);
+
+    let page = t
+        .index
+        .events_page(&repo("octo-org/hello-world"), &EventQuery::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rids(&page),
+        [
+            "orn:github.event:octo-org/hello-world:release-v1.2.0",
+            "orn:github.event:octo-org/hello-world:pull_request-PR_kwDOXYZ",
+            "orn:github.event:octo-org/hello-world:issues-I_kwDOABC123",
+            "orn:github.event:octo-org/hello-world:push-1a2b3c",
+        ]
+    );
+
+    let repos = t.index.repositories().unwrap();
+    let hello = repos
+        .iter()
+        .find(|r| r.full_name == "octo-org/hello-world")
+        .unwrap();
+    assert_eq!(hello.event_count, 4);
+    assert_eq!(
+        hello.latest_commit_sha.as_deref(),
+        Some("c0ffee0000000000000000000000000000000001"),
+        "the merged PR (11-22) is newer than the push (11-20)"
+    );
+    assert_eq!(hello.default_branch.as_deref(), Some("main"));
+    assert_eq!(hello.repo_url, "https://github.com/octo-org/hello-world");
+    let rust = repos
+        .iter()
+        .find(|r| r.repo_rid == "orn:github.repo:rust-lang/rust")
+        .unwrap();
+    assert_eq!((rust.event_count, rust.stars), (4, Some(99000)));
+
+    let latest = t.index.latest_event().unwrap().unwrap();
+    assert_eq!(
+        latest.event_rid,
+        "orn:github.event:rust-lang/rust:details_MDEwOlJlcG9zaXRvcnk3MjQ3MTI="
+    );
+    let details = t
+        .index
+        .event(&Rid::parse(&page[0].event_rid).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(details.row, page[0]);
+    assert_eq!(details.bundle, fixture_bundles()[3]);
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn a_replayed_bundle_is_unchanged_an_older_one_stale_and_an_update_replaces_row_and_entries() {
+    let t = temp_index();
+    let rid = "orn:github.event:octo-org/hello-world:push-1";
+    let first = bundle(
+        rid,
+        "2026-11-20T10:00:00Z",
+        push(&"a".repeat(40), "2026-11-20T10:00:00Z", "first"),
+    );
+    assert_eq!(
+        t.index.apply_bundle(&first).unwrap(),
+        ApplyOutcome::Indexed { new: true }
+    );
+    // A crash replays the inbox: the same bundle again must not count twice.
+    assert_eq!(
+        t.index.apply_bundle(&first).unwrap(),
+        ApplyOutcome::Unchanged
+    );
+    let older = bundle(
+        rid,
+        "2026-11-19T10:00:00Z",
+        push(&"b".repeat(40), "2026-11-19T10:00:00Z", "older"),
+    );
+    assert_eq!(t.index.apply_bundle(&older).unwrap(), ApplyOutcome::Stale);
+    let hello = repo("octo-org/hello-world");
+    assert_eq!(t.index.repository(&hello).unwrap().unwrap().event_count, 1);
+
+    let update = bundle(
+        rid,
+        "2026-11-21T10:00:00Z",
+        push(&"c".repeat(40), "2026-11-21T09:00:00Z", "amended"),
+    );
+    assert_eq!(
+        t.index.apply_bundle(&update).unwrap(),
+        ApplyOutcome::Indexed { new: false }
+    );
+    assert!(t
+        .index
+        .events_by_commit(&"a".repeat(40))
+        .unwrap()
+        .is_empty());
+    let by_new_sha = t.index.events_by_commit(&"c".repeat(40)).unwrap();
+    assert_eq!(by_new_sha.len(), 1);
+    assert_eq!(
+        by_new_sha[0].summary,
+        "Push to octo-org/hello-world: ccccccc amended"
+    );
+    assert_eq!(by_new_sha[0].timestamp, "2026-11-21T09:00:00Z");
+    let row = t.index.repository(&hello).unwrap().unwrap();
+    assert_eq!(row.event_count, 1);
+    assert_eq!(row.latest_commit_sha, Some("c".repeat(40)));
+    assert_eq!(t.index.counts().unwrap().events, 1);
+    assert_eq!(
+        t.index.cached_manifest(update.rid()).unwrap(),
+        Some(update.manifest.clone())
+    );
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn forget_removes_row_entries_bundle_and_counts() {
+    let t = temp_index();
+    for b in fixture_bundles() {
+        t.index.apply_bundle(&b).unwrap();
+    }
+    let push = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
+    assert!(t.index.forget(&push).unwrap());
+    assert!(!t.index.forget(&push).unwrap(), "FORGET is idempotent");
+    assert_eq!(t.index.event(&push).unwrap(), None);
+    assert_eq!(t.index.cached_manifest(&push).unwrap(), None);
+    assert!(t
+        .index
+        .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d")
+        .unwrap()
+        .is_empty());
+    let counts = t.index.counts().unwrap();
+    assert_eq!((counts.events, counts.by_type.get("push")), (7, None));
+    assert_eq!(
+        t.index
+            .repository(&repo("octo-org/hello-world"))
+            .unwrap()
+            .unwrap()
+            .event_count,
+        3
+    );
+    assert_consistent(&t.index);
+
+    // A repository RID: kept while events name it, removed once none do.
+    let rust = Rid::parse("orn:github.repo:rust-lang/rust").unwrap();
+    t.index.forget(&rust).unwrap();
+    assert!(t
+        .index
+        .repository(&repo("rust-lang/rust"))
+        .unwrap()
+        .is_some());
+    for b in fixture_bundles()
+        .iter()
+        .filter(|b| b.rid().as_str().contains("rust-lang"))
+    {
+        t.index.forget(b.rid()).unwrap();
+    }
+    assert!(t.index.forget(&rust).unwrap());
+    assert!(t
+        .index
+        .repository(&repo("rust-lang/rust"))
+        .unwrap()
+        .is_none());
+    assert_eq!(t.index.counts().unwrap().repositories, 1);
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn repo_bundles_set_details_and_older_sources_do_not_overwrite_newer_ones() {
+    let t = temp_index();
+    let contents = |stars: u64, updated: &str| {
+        obj(
+            json!({"owner": "octo-org", "repo": "hello-world", "description": "Hi", "stars": stars,
+                   "forks": 1, "updated_at": updated, "readme_content": "# hi", "license": "MIT",
+                   "default_branch": "main"}),
+        )
+    };
+    let rid = "orn:github.repo:octo-org/hello-world";
+    let b = bundle(
+        rid,
+        "2026-11-24T00:00:00Z",
+        contents(10, "2026-11-24T00:00:00Z"),
+    );
+    assert_eq!(
+        t.index.apply_bundle(&b).unwrap(),
+        ApplyOutcome::Indexed { new: true }
+    );
+    // An event from before the repo bundle carries older star counts: they must not win.
+    t.index
+        .apply_bundle(&bundle(
+            "orn:github.event:octo-org/hello-world:p",
+            "2026-11-25T00:00:00Z",
+            push(&"1".repeat(40), "2026-11-01T00:00:00Z", "old push"),
+        ))
+        .unwrap();
+    let row = t
+        .index
+        .repository(&repo("octo-org/hello-world"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            row.stars,
+            row.description.as_deref(),
+            row.license.as_deref(),
+            row.event_count
+        ),
+        (Some(10), Some("Hi"), Some("MIT"), 1)
+    );
+    let newer = bundle(
+        rid,
+        "2026-11-26T00:00:00Z",
+        contents(12, "2026-11-26T00:00:00Z"),
+    );
+    assert_eq!(
+        t.index.apply_bundle(&newer).unwrap(),
+        ApplyOutcome::Indexed { new: false }
+    );
+    let row = t
+        .index
+        .repository(&repo("octo-org/hello-world"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.stars, Some(12));
+    assert_eq!(
+        t.index.counts().unwrap().events,
+        1,
+        "a repo bundle is not an event"
+    );
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn other_and_malformed_rids_are_not_indexed() {
+    let t = temp_index();
+    let node = bundle("orn:koi-net.node:x+abc", "2026-11-24T00:00:00Z", Map::new());
+    assert_eq!(t.index.apply_bundle(&node).unwrap(), ApplyOutcome::Ignored);
+    let bad = bundle(
+        "orn:github.event:no-slash",
+        "2026-11-24T00:00:00Z",
+        Map::new(),
+    );
+    assert!(matches!(
+        t.index.apply_bundle(&bad).unwrap(),
+        ApplyOutcome::Invalid(reason) if reason.contains("no-slash")
+    ));
+    assert_eq!(t.index.counts().unwrap(), Counts::default());
+}
+
+#[test]
+fn pages_filters_and_paging_past_the_end() {
+    let t = temp_index();
+    for day in 1..=9 {
+        let time = format!("2026-11-0{day}T12:00:00Z");
+        let sha = format!("{day}").repeat(40);
+        t.index
+            .apply_bundle(&bundle(
+                &format!("orn:github.event:octo-org/hello-world:push-{day}"),
+                &time,
+                push(&sha, &time, "m"),
+            ))
+            .unwrap();
+        let issue = obj(json!({"webhook_event_type": "issues", "action": "opened",
+            "payload": {"issue": {"number": day, "title": "t", "updated_at": time}}}));
+        t.index
+            .apply_bundle(&bundle(
+                &format!("orn:github.event:octo-org/hello-world:issue-{day}"),
+                &time,
+                issue,
+            ))
+            .unwrap();
+    }
+    let hello = repo("octo-org/hello-world");
+    let page = |q: EventQuery| t.index.events_page(&hello, &q).unwrap().unwrap();
+    let all = page(EventQuery {
+        limit: 100,
+        ..EventQuery::default()
+    });
+    assert_eq!(all.len(), 18);
+    assert!(all.windows(2).all(|w| w[0].timestamp >= w[1].timestamp));
+
+    let pushes = page(EventQuery {
+        limit: 3,
+        offset: 2,
+        event_type: Some("push".into()),
+        ..EventQuery::default()
+    });
+    assert_eq!(
+        rids(&pushes),
+        [
+            "orn:github.event:octo-org/hello-world:push-7",
+            "orn:github.event:octo-org/hello-world:push-6",
+            "orn:github.event:octo-org/hello-world:push-5"
+        ]
+    );
+    let window = page(EventQuery {
+        since: Some(ts("2026-11-03T12:00:00Z")),
+        until: Some(ts("2026-11-05T12:00:00Z")),
+        event_type: Some("issues".into()),
+        ..EventQuery::default()
+    });
+    assert_eq!(
+        rids(&window),
+        [
+            "orn:github.event:octo-org/hello-world:issue-5",
+            "orn:github.event:octo-org/hello-world:issue-4",
+            "orn:github.event:octo-org/hello-world:issue-3"
+        ],
+        "since and until are inclusive"
+    );
+    assert!(page(EventQuery {
+        offset: 18,
+        ..EventQuery::default()
+    })
+    .is_empty());
+    assert!(page(EventQuery {
+        event_type: Some("release".into()),
+        ..EventQuery::default()
+    })
+    .is_empty());
+    assert_eq!(
+        t.index
+            .events_page(&repo("octo-org/nothing"), &EventQuery::default())
+            .unwrap(),
+        None
+    );
+    // Abbreviated SHAs find the commit.
+    assert_eq!(t.index.events_by_commit("3333333").unwrap().len(), 1);
+    assert_eq!(
+        t.index
+            .repository(&hello)
+            .unwrap()
+            .unwrap()
+            .latest_commit_sha,
+        Some("9".repeat(40))
+    );
+}
+
+#[test]
+fn retention_prunes_old_events_and_keeps_their_manifests_as_tombstones() {
+    let t = temp_index();
+    let mut bundles = Vec::new();
+    for (i, time) in [
+        "2026-01-01T00:00:00Z",
+        "2026-06-01T00:00:00Z",
+        "2026-11-01T00:00:00Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let b = bundle(
+            &format!("orn:github.event:octo-org/hello-world:e{i}"),
+            time,
+            push(&format!("{i}").repeat(40), time, "m"),
+        );
+        t.index.apply_bundle(&b).unwrap();
+        bundles.push(b);
+    }
+    t.index.add_repository("empty/repo").unwrap();
+    assert_eq!(
+        t.index
+            .prune_older_than(ts("2026-07-01T00:00:00Z"))
+            .unwrap(),
+        2
+    );
+    assert_eq!(t.index.counts().unwrap().events, 1);
+    assert_eq!(t.index.event(bundles[0].rid()).unwrap(), None);
+    assert_eq!(
+        t.index.cached_manifest(bundles[0].rid()).unwrap(),
+        Some(bundles[0].manifest.clone()),
+        "the manifest stays so the node does not fetch the event again"
+    );
+    assert_eq!(
+        t.index.apply_bundle(&bundles[0]).unwrap(),
+        ApplyOutcome::Unchanged
+    );
+    assert_eq!(
+        t.index
+            .prune_older_than(ts("2026-07-01T00:00:00Z"))
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        t.index
+            .repository(&repo("octo-org/hello-world"))
+            .unwrap()
+            .unwrap()
+            .event_count,
+        1
+    );
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn add_repository_is_idempotent_and_refuses_bad_names() {
+    let t = temp_index();
+    let (row, created) = t.index.add_repository("octo-org/hello-world").unwrap();
+    assert!(created);
+    assert_eq!(
+        (
+            row.repo_rid.as_str(),
+            row.event_count,
+            row.latest_commit_sha
+        ),
+        ("orn:github.repo:octo-org/hello-world", 0, None)
+    );
+    for same in [
+        "orn:github.repo:octo-org/hello-world",
+        "https://github.com/octo-org/hello-world.git",
+    ] {
+        assert!(!t.index.add_repository(same).unwrap().1, "{same}");
+    }
+    for bad in [
+        "hello-world",
+        "a/b/c",
+        "",
+        "orn:github.event:a/b:1",
+        "a b/c",
+    ] {
+        let err = t.index.add_repository(bad).unwrap_err();
+        assert!(
+            matches!(err, IndexError::InvalidRepository { .. }),
+            "{bad}: {err}"
+        );
+    }
+    assert_eq!(t.index.counts().unwrap().repositories, 1);
+}
+
+#[test]
+fn a_store_written_by_a_newer_version_is_refused_clearly() {
+    let t = temp_index();
+    t.db.open_tree("index.meta")
+        .unwrap()
+        .insert("schema_version", &99u32.to_be_bytes())
+        .unwrap();
+    let err = Index::open(&t.db).err().unwrap();
+    assert!(matches!(err, IndexError::NewerSchema { found: 99, .. }));
+    assert!(err.to_string().contains("newer version"), "{err}");
+}
+
+#[test]
+fn a_schema_0_rid_cache_is_migrated_into_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let legacy = db.open_tree("index.rid_cache").unwrap();
+    for b in fixture_bundles() {
+        legacy
+            .insert(b.rid().as_str(), serde_json::to_vec(&b).unwrap())
+            .unwrap();
+    }
+    let index = Index::open(&db).unwrap();
+    assert_eq!(index.counts().unwrap().events, 8);
+    assert!(!db
+        .tree_names()
+        .iter()
+        .any(|n| n.as_ref() == b"index.rid_cache"));
+    assert_consistent(&index);
+    drop(index);
+    assert_eq!(Index::open(&db).unwrap().counts().unwrap().events, 8);
+}
+
+mod property {
+    //! Random NEW/UPDATE/FORGET/prune sequences: afterwards every index entry matches a row (and the other way
+    //! round), the counters match, and the rows are exactly those a simple model of the dedupe rules predicts.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// NEW or UPDATE of event `rid` (index into the universe) with contents variant `v` at manifest hour `h`.
+        Apply {
+            rid: usize,
+            v: u8,
+            h: u8,
+        },
+        Forget {
+            rid: usize,
+        },
+        Prune {
+            h: u8,
+        },
+        AddRepo {
+            repo: usize,
+        },
+    }
+
+    const REPOS: [&str; 3] = ["a/one", "a/two", "b/three"];
+    const EVENTS: usize = 7;
+
+    fn rid(i: usize) -> String {
+        format!("orn:github.event:{}:e{}", REPOS[i % REPOS.len()], i)
+    }
+
+    fn hour(h: u8) -> String {
+        format!("2026-11-{:02}T{:02}:00:00Z", 1 + h / 24, h % 24)
+    }
+
+    /// Contents whose type, time and commit all depend on the variant, so updates move every index entry.
+    fn contents(v: u8, h: u8) -> Contents {
+        let event_time = hour(h.saturating_sub(v % 3));
+        match v % 4 {
+            0 => push(&format!("{:x}", v % 16).repeat(40), &event_time, "m"),
+            1 => obj(json!({"webhook_event_type": "issues", "action": "opened",
+                            "payload": {"issue": {"number": v, "updated_at": event_time}}})),
+            2 => obj(json!({"event_source_type": "backfill_commit",
+                            "payload": {"sha": format!("{:x}", (v / 4) % 16).repeat(40),
+                                        "commit": {"author": {"date": event_time}, "message": "c"}}})),
+            _ => obj(json!({"something": v})),
+        }
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..EVENTS, any::<u8>(), 0u8..96).prop_map(|(rid, v, h)| Op::Apply { rid, v, h }),
+            2 => (0..EVENTS).prop_map(|rid| Op::Forget { rid }),
+            1 => (0u8..96).prop_map(|h| Op::Prune { h }),
+            1 => (0..REPOS.len()).prop_map(|repo| Op::AddRepo { repo }),
+        ]
+    }
+
+    #[derive(Default)]
+    struct Model {
+        /// rid → (hash, manifest time)
+        manifests: BTreeMap<String, (String, Timestamp)>,
+        /// rid → event time (µs) of the row held
+        rows: BTreeMap<String, i64>,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn indexes_stay_consistent_with_rows(ops in proptest::collection::vec(op(), 1..40)) {
+            let t = temp_index();
+            let mut model = Model::default();
+            for op in &ops {
+                match *op {
+                    Op::Apply { rid: i, v, h } => {
+                        let b = bundle(&rid(i), &hour(h), contents(v, h));
+                        let outcome = t.index.apply_bundle(&b).unwrap();
+                        let expected = match model.manifests.get(&rid(i)) {
+                            Some((hash, _)) if *hash == b.manifest.sha256_hash => ApplyOutcome::Unchanged,
+                            Some((_, time)) if *time > b.manifest.timestamp => ApplyOutcome::Stale,
+                            _ => ApplyOutcome::Indexed { new: !model.rows.contains_key(&rid(i)) },
+                        };
+                        prop_assert_eq!(&outcome, &expected, "{:?}", op);
+                        if let ApplyOutcome::Indexed { .. } = outcome {
+                            model.manifests.insert(rid(i), (b.manifest.sha256_hash.clone(), b.manifest.timestamp));
+                            let row = parse_event(
+                                &crate::protocol::GithubEventRid::from_rid(b.rid()).unwrap(),
+                                &b.manifest.timestamp,
+                                &b.contents,
+                            );
+                            model.rows.insert(rid(i), ts(&row.timestamp).unix_micros());
+                        }
+                    }
+                    Op::Forget { rid: i } => {
+                        let held = model.manifests.remove(&rid(i)).is_some() | model.rows.remove(&rid(i)).is_some();
+                        prop_assert_eq!(t.index.forget(&Rid::parse(&rid(i)).unwrap()).unwrap(), held);
+                    }
+                    Op::Prune { h } => {
+                        let cutoff = ts(&hour(h));
+                        let before = model.rows.len();
+                        model.rows.retain(|_, t| *t >= cutoff.unix_micros());
+                        prop_assert_eq!(t.index.prune_older_than(cutoff).unwrap(), before - model.rows.len());
+                    }
+                    Op::AddRepo { repo } => {
+                        t.index.add_repository(REPOS[repo]).unwrap();
+                    }
+                }
+                let problems = t.index.check_consistency().unwrap();
+                prop_assert!(problems.is_empty(), "after {:?}: {:#?}", op, problems);
+            }
+            prop_assert_eq!(t.index.counts().unwrap().events, model.rows.len() as u64);
+            for (i, name) in REPOS.iter().enumerate() {
+                let held = model.rows.keys().filter(|r| r.contains(&format!("{name}:"))).count() as u64;
+                let page = t.index.events_page(&repo(name), &EventQuery { limit: 100, ..EventQuery::default() })
+                    .unwrap()
+                    .unwrap_or_default();
+                prop_assert_eq!(page.len() as u64, held, "repo {}", i);
+                prop_assert!(page.windows(2).all(|w| ts(&w[0].timestamp) >= ts(&w[1].timestamp)));
+            }
+        }
+    }
+}

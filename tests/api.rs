@@ -1,0 +1,353 @@
+//! The query API over real HTTP on 127.0.0.1: the answers a client sees, and every error path.
+
+mod index_support;
+
+use serde_json::{json, Value};
+
+use index_support::{fixture_bundles, Store};
+
+const PUSH: &str = "orn:github.event:octo-org/hello-world:push-1a2b3c";
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    let json =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON from {url}: {body}"));
+    (status, json)
+}
+
+async fn send(method: reqwest::Method, url: &str, body: Option<&str>) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.request(method, url);
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let json =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON from {url}: {text}"));
+    (status, json)
+}
+
+fn event_rids(page: &Value) -> Vec<&str> {
+    page.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_rid"].as_str().unwrap())
+        .collect()
+}
+
+/// 400 (or `status`) with `{"error": …}` mentioning `needle`.
+fn assert_error(answer: &(u16, Value), status: u16, needle: &str) {
+    assert_eq!(answer.0, status, "{answer:?}");
+    let message = answer.1["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error message: {answer:?}"));
+    assert!(
+        message.contains(needle),
+        "`{message}` should mention `{needle}`"
+    );
+}
+
+#[tokio::test]
+async fn health_and_status_merge_node_details_with_index_counts() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    assert_eq!(
+        get(&api.url("/health")).await,
+        (200, json!({"status": "ok"}))
+    );
+    let (status, body) = get(&api.url("/status")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "active");
+    assert!(body["message"].is_string());
+    let details = &body["details"];
+    assert_eq!(details["node_name"], "test_indexer");
+    assert_eq!(details["node_type"], "PARTIAL");
+    assert_eq!(details["events"], 8);
+    assert_eq!(details["repositories"], 2);
+    assert_eq!(details["event_types"]["pull_request"], 2);
+    assert_eq!(details["latest_event"]["event_type"], "repository");
+}
+
+#[tokio::test]
+async fn repositories_and_their_events_newest_first_by_name_or_encoded_rid() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let (status, repos) = get(&api.url("/repositories")).await;
+    assert_eq!(status, 200);
+    let hello = repos
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repo_rid"] == "orn:github.repo:octo-org/hello-world")
+        .unwrap();
+    for field in ["repo_url", "first_indexed", "last_updated"] {
+        assert!(hello[field].is_string(), "{field}: {hello}");
+    }
+    assert_eq!(hello["event_count"], 4);
+    assert_eq!(
+        hello["latest_commit_sha"],
+        "c0ffee0000000000000000000000000000000001"
+    );
+
+    let (status, page) = get(&api.url("/repositories/octo-org/hello-world/events")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        event_rids(&page),
+        [
+            "orn:github.event:octo-org/hello-world:release-v1.2.0",
+            "orn:github.event:octo-org/hello-world:pull_request-PR_kwDOXYZ",
+            "orn:github.event:octo-org/hello-world:issues-I_kwDOABC123",
+            PUSH,
+        ]
+    );
+    assert_eq!(
+        page[3],
+        json!({
+            "event_rid": PUSH,
+            "repo_rid": "orn:github.repo:octo-org/hello-world",
+            "event_type": "push",
+            "timestamp": "2026-11-20T14:15:02Z",
+            "commit_sha": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d",
+            "summary": "Push to octo-org/hello-world: 7fd1a60 Fix the thing — naïve café ☕",
+            "bundle_rid": PUSH,
+        })
+    );
+    let (_, by_rid) =
+        get(&api.url("/repositories/orn%3Agithub.repo%3Aocto-org%2Fhello-world/events")).await;
+    assert_eq!(by_rid, page);
+
+    let (_, second) =
+        get(&api.url("/repositories/octo-org/hello-world/events?limit=2&offset=1")).await;
+    assert_eq!(event_rids(&second), event_rids(&page)[1..3]);
+    assert_eq!(
+        get(&api.url("/repositories/octo-org/hello-world/events?offset=4")).await,
+        (200, json!([])),
+        "a page past the end is empty"
+    );
+    let (_, issues) =
+        get(&api.url("/repositories/octo-org/hello-world/events?event_type=issues")).await;
+    assert_eq!(
+        event_rids(&issues),
+        ["orn:github.event:octo-org/hello-world:issues-I_kwDOABC123"]
+    );
+    let (_, window) = get(&api.url(
+        "/repositories/octo-org/hello-world/events?since=2026-11-21&until=2026-11-22T08:30:00Z",
+    ))
+    .await;
+    assert_eq!(event_rids(&window), event_rids(&page)[1..3]);
+
+    let (status, one) = get(&api.url("/repositories/rust-lang/rust")).await;
+    assert_eq!(
+        (status, &one["stars"], &one["event_count"]),
+        (200, &json!(99000), &json!(4))
+    );
+}
+
+#[tokio::test]
+async fn an_event_with_its_bundle_and_events_by_commit() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let encoded = "orn%3Agithub.event%3Aocto-org%2Fhello-world%3Apush-1a2b3c";
+    let (status, event) = get(&api.url(&format!("/events/{encoded}"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(event["event_rid"], PUSH);
+    assert_eq!(
+        event["summary"],
+        "Push to octo-org/hello-world: 7fd1a60 Fix the thing — naïve café ☕"
+    );
+    assert_eq!(
+        event["bundle"],
+        serde_json::to_value(&fixture_bundles()[0]).unwrap()
+    );
+    let (_, raw) = get(&api.url(&format!("/events/{PUSH}"))).await;
+    assert_eq!(raw, event, "an unencoded RID works too");
+
+    let (status, by_sha) =
+        get(&api.url("/commits/7fd1a60b01f91b314f59955a4e4d4e80d8edf11d/events")).await;
+    assert_eq!((status, event_rids(&by_sha)), (200, vec![PUSH]));
+    let (_, abbreviated) = get(&api.url("/commits/7fd1a60/events")).await;
+    assert_eq!(abbreviated, by_sha);
+    assert_eq!(
+        get(&api.url("/commits/abcdef1/events")).await,
+        (200, json!([]))
+    );
+}
+
+#[tokio::test]
+async fn bad_parameters_are_400_saying_what_and_why() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let events = api.url("/repositories/octo-org/hello-world/events");
+    for (query, needle) in [
+        (
+            "limit=0",
+            "limit must be a whole number from 1 to 100, got `0`",
+        ),
+        ("limit=101", "limit must be"),
+        ("limit=ten", "got `ten`"),
+        ("limit=", "limit must be"),
+        ("offset=-1", "offset must be a whole number ≥ 0, got `-1`"),
+        ("offset=1.5", "offset must be"),
+        ("page=2", "unknown query parameter `page`"),
+        ("limit=5&limit=6", "`limit` is given more than once"),
+        ("since=yesterday", "since must be an RFC 3339 time"),
+        ("until=2026-13-01", "until must be"),
+        ("since=2026-11-22&until=2026-11-21", "is after until"),
+        ("event_type=", "event_type must be"),
+    ] {
+        let answer = get(&format!("{events}?{query}")).await;
+        assert_error(&answer, 400, needle);
+    }
+    assert_error(
+        &get(&api.url("/commits/xyz/events")).await,
+        400,
+        "not a commit SHA",
+    );
+    assert_error(
+        &get(&api.url("/commits/7fd1a60/events?limit=0")).await,
+        400,
+        "limit",
+    );
+    assert_error(
+        &get(&api.url("/commits/7fd1a60/events?event_type=push")).await,
+        400,
+        "unknown query parameter",
+    );
+    assert_error(
+        &get(&api.url("/events/not-a-rid")).await,
+        400,
+        "expected a GitHub event RID",
+    );
+    assert_error(
+        &get(&api.url("/events/orn%3Agithub.repo%3Aocto-org%2Fhello-world")).await,
+        400,
+        "expected a GitHub event RID",
+    );
+    assert_error(
+        &get(&api.url("/events/%FF%FE")).await,
+        400,
+        "percent-encoded UTF-8",
+    );
+    assert_error(
+        &get(&api.url("/repositories/not a repo")).await,
+        400,
+        "is not a repository",
+    );
+    assert_error(
+        &get(&api.url("/repositories/rust-lang/rust?limit=5")).await,
+        400,
+        "…/events",
+    );
+}
+
+#[tokio::test]
+async fn unknown_things_are_404_and_wrong_methods_405_all_in_json() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    assert_error(
+        &get(&api.url("/repositories/octo-org/nothing/events")).await,
+        404,
+        "octo-org/nothing is not indexed",
+    );
+    assert_error(
+        &get(&api.url("/repositories/octo-org/nothing")).await,
+        404,
+        "not indexed",
+    );
+    assert_error(
+        &get(&api.url("/events/orn:github.event:octo-org/hello-world:nope")).await,
+        404,
+        "is not indexed",
+    );
+    assert_error(
+        &get(&api.url("/no/such/thing")).await,
+        404,
+        "no such endpoint",
+    );
+    assert_error(
+        &get(&format!("{}/elsewhere", api.base())).await,
+        404,
+        "no such endpoint",
+    );
+    assert_error(
+        &send(reqwest::Method::POST, &api.url("/status"), Some("{}")).await,
+        405,
+        "read-only",
+    );
+    assert_error(
+        &send(reqwest::Method::DELETE, &api.url("/repositories"), None).await,
+        405,
+        "read-only",
+    );
+    assert_error(
+        &send(
+            reqwest::Method::PUT,
+            &api.url("/repositories/octo-org/hello-world/events"),
+            None,
+        )
+        .await,
+        405,
+        "read-only",
+    );
+}
+
+#[tokio::test]
+async fn post_repositories_adds_one_idempotently_and_refuses_bad_bodies() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let url = api.url("/repositories");
+    let (status, created) = send(
+        reqwest::Method::POST,
+        &url,
+        Some(r#"{"repo":"new-org/new-repo"}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_eq!(created["repo_rid"], "orn:github.repo:new-org/new-repo");
+    assert_eq!(created["event_count"], 0);
+    let (status, again) = send(
+        reqwest::Method::POST,
+        &url,
+        Some(r#"{"repo":"orn:github.repo:new-org/new-repo"}"#),
+    )
+    .await;
+    assert_eq!((status, &again["repo_rid"]), (200, &created["repo_rid"]));
+    assert_eq!(
+        get(&api.url("/repositories/new-org/new-repo/events")).await,
+        (200, json!([]))
+    );
+    assert_eq!(
+        get(&api.url("/status")).await.1["details"]["repositories"],
+        3
+    );
+
+    for (body, needle) in [
+        ("not json", "the body must be JSON like"),
+        (r#"{"name":"a/b"}"#, "the body must be JSON like"),
+        (r#"{"repo":"just-a-name"}"#, "is not a repository"),
+        (r#"{"repo":"a/b/c"}"#, "is not a repository"),
+    ] {
+        assert_error(
+            &send(reqwest::Method::POST, &url, Some(body)).await,
+            400,
+            needle,
+        );
+    }
+    let huge = format!(r#"{{"repo":"{}"}}"#, "a".repeat(10_000));
+    assert_error(
+        &send(reqwest::Method::POST, &url, Some(&huge)).await,
+        413,
+        "larger than",
+    );
+    assert_eq!(
+        get(&api.url("/status")).await.1["details"]["repositories"],
+        3,
+        "nothing changed"
+    );
+}

@@ -1,0 +1,114 @@
+//! Shared by the API and CLI tests: a real sled store in a temporary directory filled with the fixture bundles,
+//! and the API served from it on a loopback port.
+
+#![allow(dead_code)] // each test binary uses its own part
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio::sync::oneshot;
+
+use koi_github_indexer::api::{routes, ApiContext};
+use koi_github_indexer::index::Index;
+use koi_github_indexer::protocol::knowledge::hash_contents;
+use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
+
+/// The GitHubEvent fixtures as bundles (manifest time 2026-11-24T12:00:00Z).
+pub fn fixture_bundles() -> Vec<Bundle> {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github-event-contents.json");
+    let items: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    items
+        .into_iter()
+        .map(|i| {
+            let rid = format!(
+                "orn:github.event:{}:{}",
+                i["rid_repo"].as_str().unwrap(),
+                i["event_id"].as_str().unwrap()
+            );
+            let Value::Object(contents) = i["contents"].clone() else {
+                panic!("contents must be an object")
+            };
+            bundle(&rid, "2026-11-24T12:00:00Z", contents)
+        })
+        .collect()
+}
+
+pub fn bundle(rid: &str, time: &str, contents: Map<String, Value>) -> Bundle {
+    Bundle {
+        manifest: Manifest {
+            rid: Rid::parse(rid).unwrap(),
+            timestamp: Timestamp::parse(time).unwrap(),
+            sha256_hash: hash_contents(&contents),
+            extra: Map::new(),
+        },
+        contents,
+    }
+}
+
+/// A data dir whose store (`<dir>/db`, as the daemon lays it out) holds every fixture.
+pub struct Store {
+    pub dir: tempfile::TempDir,
+    pub db: sled::Db,
+    pub index: Index,
+}
+
+impl Store {
+    pub fn with_fixtures() -> Store {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let index = Index::open(&db).unwrap();
+        for b in fixture_bundles() {
+            index.apply_bundle(&b).unwrap();
+        }
+        db.flush().unwrap();
+        Store { dir, db, index }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+
+    /// Serves the API over this store on 127.0.0.1 (a free port), as the daemon does.
+    pub fn serve(&self) -> Server {
+        let ctx = ApiContext {
+            index: self.index.clone(),
+            status: Arc::new(|| {
+                let mut details = Map::new();
+                details.insert("node_name".into(), "test_indexer".into());
+                details.insert("node_type".into(), "PARTIAL".into());
+                details
+            }),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (addr, server) =
+            warp::serve(routes(ctx)).bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async {
+                let _ = stopped.await;
+            });
+        let task = tokio::spawn(server);
+        Server {
+            addr,
+            _stop: stop,
+            _task: task,
+        }
+    }
+}
+
+/// A running API; stops when dropped.
+pub struct Server {
+    pub addr: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/api/processor/github{path}", self.addr)
+    }
+}
