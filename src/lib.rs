@@ -7,6 +7,8 @@
 //!
 //! * [`protocol`] — the KOI-net 2.1 wire protocol: RIDs, knowledge objects, canonical JSON, keys, signed
 //!   envelopes. Pure; knows nothing of storage or servers.
+//! * [`telemetry`] — what an operator sees: one struct per observable event that logs and counts at once,
+//!   Prometheus metrics, the bounded poll log, log set-up and systemd readiness. Depends on no other module.
 
 pub mod api;
 pub mod config;
@@ -14,3 +16,4 @@ pub mod daemon;
 pub mod index;
 pub mod node;
 pub mod protocol;
+pub mod telemetry;
