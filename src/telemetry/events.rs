@@ -1,0 +1,796 @@
+//! One struct per observable event. Each has `emit(&self, &Metrics)`, which writes the log line at the event's
+//! level **and** updates its metric, so the log and `/metrics` never disagree. Build the struct where the thing
+//! happens and emit it there; do not log the same fact separately.
+//!
+//! | event | level | metric |
+//! |---|---|---|
+//! | [`PollSucceeded`] | debug | `polls_total{outcome="ok"}`, `poll_duration_seconds`, `events_received_total` |
+//! | [`PollFailed`] | warn | `polls_total{outcome=…}`, `poll_duration_seconds` |
+//! | [`EventsReceived`] | debug | `events_received_total` |
+//! | [`EventIndexed`] | debug | `events_indexed_total` |
+//! | [`EventDeduplicated`] | debug | `events_deduplicated_total{reason}` |
+//! | [`EventRejected`] | warn | `events_rejected_total{neighbour,reason}` |
+//! | [`BundlesFetched`] | debug | `bundles_fetched_total` |
+//! | [`InboxDepth`] | trace | `inbox_depth` |
+//! | [`IndexSizes`] | trace | `index_events`, `index_repositories` |
+//! | [`ApiRequest`] | debug | `api_requests_total{route,status}`, `api_request_duration_seconds{route}` |
+//! | [`NodeStarted`] | info | `node_info` |
+//! | [`HandshakeCompleted`] | info | `handshakes_total` |
+//! | [`EdgeProposed`] | info | `edges_proposed_total` |
+//!
+//! Log targets group the events so `RUST_LOG` can pick them: `koi_github_indexer::poll`, `…::index`, `…::api`,
+//! `…::node`. Neighbours, RIDs and URLs are plain `&str`: pass `&rid.to_string()` if you hold a typed RID.
+
+use std::fmt;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::metrics::{
+    DedupLabels, EdgeLabels, Metrics, NeighbourLabels, NodeInfoLabels, PollLabels, RejectLabels,
+    RouteLabels, RouteStatusLabels,
+};
+use super::poll_log::PollAttempt;
+
+/// How a poll attempt ended. The label values of `polls_total{outcome}` and the poll log's `outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PollOutcome {
+    /// The neighbour answered with a verified events payload.
+    Ok,
+    /// Any other failure: connection refused, HTTP error, unexpected payload.
+    Error,
+    /// No answer within `poll.timeout`.
+    Timeout,
+    /// The neighbour does not know us (it forgot us or restarted without state); we re-introduce ourselves.
+    UnknownNode,
+    /// The response's envelope did not verify (bad signature, wrong sender or wrong target).
+    BadSignature,
+}
+
+impl PollOutcome {
+    /// The label value: `ok`, `error`, `timeout`, `unknown_node` or `bad_signature`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollOutcome::Ok => "ok",
+            PollOutcome::Error => "error",
+            PollOutcome::Timeout => "timeout",
+            PollOutcome::UnknownNode => "unknown_node",
+            PollOutcome::BadSignature => "bad_signature",
+        }
+    }
+
+    /// The outcome for a label such as `ClientError::outcome()` returns; anything unknown is [`PollOutcome::Error`].
+    pub fn from_label(label: &str) -> Self {
+        match label {
+            "ok" => PollOutcome::Ok,
+            "timeout" => PollOutcome::Timeout,
+            "unknown_node" => PollOutcome::UnknownNode,
+            "bad_signature" => PollOutcome::BadSignature,
+            _ => PollOutcome::Error,
+        }
+    }
+}
+
+impl fmt::Display for PollOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an event left the index as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DedupReason {
+    /// We already hold this RID with the same hash (a replay, or two neighbours relaying one event).
+    Unchanged,
+    /// We hold a newer version of this RID.
+    Stale,
+}
+
+impl DedupReason {
+    /// The label value: `unchanged` or `stale`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DedupReason::Unchanged => "unchanged",
+            DedupReason::Stale => "stale",
+        }
+    }
+}
+
+impl fmt::Display for DedupReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Its envelope's signature did not verify, or it came from a node other than the one we asked.
+    BadSignature,
+    /// Its contents do not hash to its manifest's `sha256_hash`.
+    BadHash,
+    /// The envelope was addressed to another node.
+    WrongTarget,
+    /// It does not parse as a KOI-net event or GitHub event of a known shape.
+    Malformed,
+}
+
+impl RejectReason {
+    /// The label value: `bad_signature`, `bad_hash`, `wrong_target` or `malformed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::BadHash => "bad_hash",
+            RejectReason::WrongTarget => "wrong_target",
+            RejectReason::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A duration rounded to milliseconds, for log lines (`1.234s` rather than `1.234567891s`).
+fn ms(duration: Duration) -> Duration {
+    Duration::from_millis(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A neighbour answered a poll with a verified events payload. Also counts the events received (do not emit
+/// [`EventsReceived`] for the same poll).
+#[derive(Debug, Clone)]
+pub struct PollSucceeded<'a> {
+    /// The neighbour's node RID.
+    pub neighbour: &'a str,
+    /// The base URL polled, to tell which address of the neighbour answered.
+    pub url: &'a str,
+    /// Events in the response.
+    pub events: usize,
+    /// Round-trip time of the poll request.
+    pub duration: Duration,
+}
+
+impl PollSucceeded<'_> {
+    /// Logs at debug, counts the poll (`ok`), its duration and the events received.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(
+            target: "koi_github_indexer::poll",
+            neighbour = %self.neighbour, url = %self.url, events = self.events, elapsed = ?ms(self.duration),
+            "polled"
+        );
+        let m = metrics.families();
+        m.polls
+            .get_or_create(&PollLabels {
+                neighbour: self.neighbour.to_owned(),
+                outcome: PollOutcome::Ok,
+            })
+            .inc();
+        m.poll_duration
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .observe(self.duration.as_secs_f64());
+        if self.events > 0 {
+            EventsReceived {
+                neighbour: self.neighbour,
+                count: self.events,
+            }
+            .emit(metrics);
+        }
+    }
+
+    /// This attempt as a poll log entry, stamped now.
+    pub fn to_attempt(&self) -> PollAttempt {
+        PollAttempt {
+            neighbour: self.neighbour.to_owned(),
+            time: Utc::now(),
+            outcome: PollOutcome::Ok.as_str().to_owned(),
+            events: self.events,
+            duration_ms: millis(self.duration),
+            error: None,
+        }
+    }
+}
+
+/// A poll failed. Logged at warn with the neighbour, the URL and the cause: the line an operator greps for.
+#[derive(Debug, Clone)]
+pub struct PollFailed<'a> {
+    /// The neighbour's node RID.
+    pub neighbour: &'a str,
+    /// The base URL polled.
+    pub url: &'a str,
+    /// The error, as its `Display` says it (e.g. `connection refused`, `timed out after 5s`).
+    pub cause: &'a str,
+    /// The class of failure, the `outcome` label.
+    pub outcome: PollOutcome,
+    /// Time from sending the request to the failure (≈ `poll.timeout` for timeouts).
+    pub duration: Duration,
+    /// How long until this neighbour is tried again, if it is being backed off.
+    pub backoff: Option<Duration>,
+}
+
+impl PollFailed<'_> {
+    /// Logs at warn, counts the poll under its outcome and its duration.
+    pub fn emit(&self, metrics: &Metrics) {
+        match self.backoff {
+            Some(backoff) => tracing::warn!(
+                target: "koi_github_indexer::poll",
+                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %self.cause,
+                retry_in = ?ms(backoff), "poll failed"
+            ),
+            None => tracing::warn!(
+                target: "koi_github_indexer::poll",
+                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %self.cause,
+                "poll failed"
+            ),
+        }
+        let m = metrics.families();
+        m.polls
+            .get_or_create(&PollLabels {
+                neighbour: self.neighbour.to_owned(),
+                outcome: self.outcome,
+            })
+            .inc();
+        m.poll_duration
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .observe(self.duration.as_secs_f64());
+    }
+
+    /// This attempt as a poll log entry, stamped now.
+    pub fn to_attempt(&self) -> PollAttempt {
+        PollAttempt {
+            neighbour: self.neighbour.to_owned(),
+            time: Utc::now(),
+            outcome: self.outcome.as_str().to_owned(),
+            events: 0,
+            duration_ms: millis(self.duration),
+            error: Some(self.cause.to_owned()),
+        }
+    }
+}
+
+/// Events arrived from a neighbour other than through [`PollSucceeded`] (which counts its own).
+#[derive(Debug, Clone)]
+pub struct EventsReceived<'a> {
+    /// The neighbour's node RID.
+    pub neighbour: &'a str,
+    /// How many events.
+    pub count: usize,
+}
+
+impl EventsReceived<'_> {
+    /// Logs at debug and adds `count` to `events_received_total{neighbour}`.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(target: "koi_github_indexer::poll", neighbour = %self.neighbour, count = self.count, "events received");
+        metrics
+            .families()
+            .events_received
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .inc_by(self.count as u64);
+    }
+}
+
+/// An event changed the index (a new RID, or a newer version of a known one).
+#[derive(Debug, Clone)]
+pub struct EventIndexed<'a> {
+    /// The event's RID.
+    pub rid: &'a str,
+}
+
+impl EventIndexed<'_> {
+    /// Logs at debug and counts it.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(target: "koi_github_indexer::index", rid = %self.rid, "indexed");
+        metrics.families().events_indexed.inc();
+    }
+}
+
+/// An event was received again and left the index as it was.
+#[derive(Debug, Clone)]
+pub struct EventDeduplicated<'a> {
+    /// The event's RID.
+    pub rid: &'a str,
+    /// Same hash, or older than what we hold.
+    pub reason: DedupReason,
+}
+
+impl EventDeduplicated<'_> {
+    /// Logs at debug and counts it by reason.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(target: "koi_github_indexer::index", rid = %self.rid, reason = %self.reason, "not indexed: duplicate");
+        metrics
+            .families()
+            .events_deduplicated
+            .get_or_create(&DedupLabels {
+                reason: self.reason,
+            })
+            .inc();
+    }
+}
+
+/// An event was refused. Logged at warn: a neighbour is misbehaving or misconfigured.
+#[derive(Debug, Clone)]
+pub struct EventRejected<'a> {
+    /// The node RID of the neighbour that sent it.
+    pub neighbour: &'a str,
+    /// The event's RID, as claimed (may be empty when it did not even parse).
+    pub rid: &'a str,
+    /// The class of the problem, the `reason` label.
+    pub reason: RejectReason,
+    /// The specifics, e.g. the two hashes that differ.
+    pub detail: &'a str,
+}
+
+impl EventRejected<'_> {
+    /// Logs at warn and counts it by neighbour and reason.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::warn!(
+            target: "koi_github_indexer::index",
+            neighbour = %self.neighbour, rid = %self.rid, reason = %self.reason, detail = %self.detail,
+            "event rejected"
+        );
+        metrics
+            .families()
+            .events_rejected
+            .get_or_create(&RejectLabels {
+                neighbour: self.neighbour.to_owned(),
+                reason: self.reason,
+            })
+            .inc();
+    }
+}
+
+/// Bundles were fetched from a neighbour with `fetch_bundles` (catch-up, or events that carried only a manifest).
+#[derive(Debug, Clone)]
+pub struct BundlesFetched<'a> {
+    /// The neighbour's node RID.
+    pub neighbour: &'a str,
+    /// Bundles in the response.
+    pub count: usize,
+}
+
+impl BundlesFetched<'_> {
+    /// Logs at debug and counts the bundles.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(target: "koi_github_indexer::poll", neighbour = %self.neighbour, count = self.count, "bundles fetched");
+        metrics
+            .families()
+            .bundles_fetched
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .inc_by(self.count as u64);
+    }
+}
+
+/// The inbox's current depth. Emit after each push and each drain.
+#[derive(Debug, Clone, Copy)]
+pub struct InboxDepth {
+    /// Events stored durably and not yet indexed.
+    pub depth: usize,
+}
+
+impl InboxDepth {
+    /// Logs at trace and sets the gauge.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::trace!(target: "koi_github_indexer::node", depth = self.depth, "inbox depth");
+        metrics
+            .families()
+            .inbox_depth
+            .set(i64::try_from(self.depth).unwrap_or(i64::MAX));
+    }
+}
+
+/// The index's current sizes. Emit after a batch is indexed (and once at start-up).
+#[derive(Debug, Clone, Copy)]
+pub struct IndexSizes {
+    /// Events in the index.
+    pub events: u64,
+    /// Repositories in the index.
+    pub repositories: u64,
+}
+
+impl IndexSizes {
+    /// Logs at trace and sets the gauges.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::trace!(target: "koi_github_indexer::index", events = self.events, repositories = self.repositories, "index sizes");
+        let m = metrics.families();
+        m.index_events
+            .set(i64::try_from(self.events).unwrap_or(i64::MAX));
+        m.index_repositories
+            .set(i64::try_from(self.repositories).unwrap_or(i64::MAX));
+    }
+}
+
+/// The query API answered a request.
+#[derive(Debug, Clone)]
+pub struct ApiRequest<'a> {
+    /// The route **template** (e.g. `/api/processor/github/repos/{owner}/{name}`), never the raw path: raw paths
+    /// would make one series per repository. Unmatched requests use `other`.
+    pub route: &'a str,
+    /// HTTP status sent.
+    pub status: u16,
+    /// Time from receiving the request to the response being ready.
+    pub duration: Duration,
+}
+
+impl ApiRequest<'_> {
+    /// Logs at debug, counts it by route and status, and records its latency by route.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(
+            target: "koi_github_indexer::api",
+            route = %self.route, status = self.status, elapsed = ?self.duration, "api request"
+        );
+        let m = metrics.families();
+        m.api_requests
+            .get_or_create(&RouteStatusLabels {
+                route: self.route.to_owned(),
+                status: self.status,
+            })
+            .inc();
+        m.api_latency
+            .get_or_create(&RouteLabels {
+                route: self.route.to_owned(),
+            })
+            .observe(self.duration.as_secs_f64());
+    }
+}
+
+/// The daemon is up: the start-up line with what an operator needs to find its way.
+#[derive(Debug, Clone)]
+pub struct NodeStarted<'a> {
+    /// Our node RID (changes only when the key does).
+    pub node_rid: &'a str,
+    /// Where the store and key live.
+    pub data_dir: &'a str,
+    /// Where the query API listens.
+    pub api_addr: &'a str,
+    /// Node RIDs of the neighbours known at start-up (at least the first contact).
+    pub neighbours: &'a [String],
+}
+
+impl NodeStarted<'_> {
+    /// Logs at info and sets `node_info{node_rid,version}` to 1.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            target: "koi_github_indexer::node",
+            node_rid = %self.node_rid, data_dir = %self.data_dir, api = %self.api_addr,
+            neighbours = %self.neighbours.join(" "), version = env!("CARGO_PKG_VERSION"),
+            "koi-github-indexer started"
+        );
+        metrics
+            .families()
+            .node_info
+            .get_or_create(&NodeInfoLabels {
+                node_rid: self.node_rid.to_owned(),
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+    }
+}
+
+/// A neighbour accepted our handshake (`FORGET` + `NEW` of our profile).
+#[derive(Debug, Clone)]
+pub struct HandshakeCompleted<'a> {
+    /// The neighbour's node RID.
+    pub neighbour: &'a str,
+}
+
+impl HandshakeCompleted<'_> {
+    /// Logs at info and counts it.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(target: "koi_github_indexer::node", neighbour = %self.neighbour, "handshake completed");
+        metrics
+            .families()
+            .handshakes
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// We proposed an edge: `source` is asked to serve events of `rid_types` to `target` (us).
+#[derive(Debug, Clone)]
+pub struct EdgeProposed<'a> {
+    /// The provider's node RID.
+    pub source: &'a str,
+    /// The subscriber's node RID (ours).
+    pub target: &'a str,
+    /// The RID types the edge carries.
+    pub rid_types: &'a [String],
+}
+
+impl EdgeProposed<'_> {
+    /// Logs at info and counts it by source.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::info!(
+            target: "koi_github_indexer::node",
+            source = %self.source, target_node = %self.target, rid_types = %self.rid_types.join(" "),
+            "proposed a POLL edge"
+        );
+        metrics
+            .families()
+            .edges_proposed
+            .get_or_create(&EdgeLabels {
+                source: self.source.to_owned(),
+            })
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::logging::tests::capture;
+    use crate::telemetry::LogFormat;
+
+    const N: &str = "orn:koi-net.node:sensor+abc";
+
+    #[test]
+    fn poll_failed_warns_with_neighbour_url_and_cause_and_counts_the_outcome() {
+        let metrics = Metrics::new();
+        let out = capture("info", LogFormat::Text, || {
+            PollFailed {
+                neighbour: N,
+                url: "http://127.0.0.1:9/koi-net",
+                cause: "connection refused",
+                outcome: PollOutcome::Timeout,
+                duration: Duration::from_millis(5000),
+                backoff: Some(Duration::from_millis(10_250)),
+            }
+            .emit(&metrics);
+        });
+        assert!(out.contains("WARN"), "{out}");
+        assert!(out.contains(&format!("neighbour={N}")), "{out}");
+        assert!(out.contains("url=http://127.0.0.1:9/koi-net"), "{out}");
+        assert!(out.contains("cause=connection refused"), "{out}");
+        assert!(out.contains("retry_in=10.25s"), "{out}");
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_polls_total{{neighbour="{N}",outcome="timeout"}} 1"#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_poll_duration_seconds_count{{neighbour="{N}"}} 1"#
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn poll_succeeded_is_debug_and_counts_poll_and_events() {
+        let metrics = Metrics::new();
+        let event = PollSucceeded {
+            neighbour: N,
+            url: "http://127.0.0.1:8001/koi-net",
+            events: 3,
+            duration: Duration::from_millis(12),
+        };
+        let quiet = capture("info", LogFormat::Text, || event.emit(&metrics));
+        assert!(quiet.is_empty(), "a poll is not logged at info: {quiet}");
+        let loud = capture("debug", LogFormat::Text, || event.emit(&metrics));
+        assert!(
+            loud.contains("DEBUG") && loud.contains("polled") && loud.contains("events=3"),
+            "{loud}"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_polls_total{{neighbour="{N}",outcome="ok"}} 2"#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_events_received_total{{neighbour="{N}"}} 6"#
+            )),
+            "{text}"
+        );
+        let attempt = event.to_attempt();
+        assert_eq!(
+            (
+                attempt.outcome.as_str(),
+                attempt.events,
+                attempt.duration_ms
+            ),
+            ("ok", 3, 12)
+        );
+        assert_eq!(attempt.error, None);
+    }
+
+    #[test]
+    fn index_events_count_by_reason() {
+        let metrics = Metrics::new();
+        let out = capture("info", LogFormat::Text, || {
+            EventIndexed {
+                rid: "orn:github.event:1",
+            }
+            .emit(&metrics);
+            EventDeduplicated {
+                rid: "orn:github.event:1",
+                reason: DedupReason::Unchanged,
+            }
+            .emit(&metrics);
+            EventDeduplicated {
+                rid: "orn:github.event:1",
+                reason: DedupReason::Stale,
+            }
+            .emit(&metrics);
+            EventRejected {
+                neighbour: N,
+                rid: "orn:github.event:2",
+                reason: RejectReason::BadHash,
+                detail: "contents hash to ab…, manifest says cd…",
+            }
+            .emit(&metrics);
+        });
+        assert_eq!(
+            out.lines().count(),
+            1,
+            "only the rejection is above debug: {out}"
+        );
+        assert!(
+            out.contains("event rejected") && out.contains("reason=bad_hash"),
+            "{out}"
+        );
+        let text = metrics.encode();
+        for series in [
+            "koi_indexer_events_indexed_total 1".to_owned(),
+            r#"koi_indexer_events_deduplicated_total{reason="unchanged"} 1"#.to_owned(),
+            r#"koi_indexer_events_deduplicated_total{reason="stale"} 1"#.to_owned(),
+            format!(r#"koi_indexer_events_rejected_total{{neighbour="{N}",reason="bad_hash"}} 1"#),
+        ] {
+            assert!(text.contains(&series), "{series} missing:\n{text}");
+        }
+    }
+
+    #[test]
+    fn gauges_follow_the_latest_value() {
+        let metrics = Metrics::new();
+        InboxDepth { depth: 7 }.emit(&metrics);
+        InboxDepth { depth: 2 }.emit(&metrics);
+        IndexSizes {
+            events: 40,
+            repositories: 3,
+        }
+        .emit(&metrics);
+        BundlesFetched {
+            neighbour: N,
+            count: 5,
+        }
+        .emit(&metrics);
+        let text = metrics.encode();
+        assert!(text.contains("koi_indexer_inbox_depth 2"), "{text}");
+        assert!(text.contains("koi_indexer_index_events 40"), "{text}");
+        assert!(text.contains("koi_indexer_index_repositories 3"), "{text}");
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_bundles_fetched_total{{neighbour="{N}"}} 5"#
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn api_requests_count_by_route_and_status_with_latency_buckets() {
+        let metrics = Metrics::new();
+        let route = "/api/processor/github/events";
+        ApiRequest {
+            route,
+            status: 200,
+            duration: Duration::from_micros(300),
+        }
+        .emit(&metrics);
+        ApiRequest {
+            route,
+            status: 400,
+            duration: Duration::from_millis(2),
+        }
+        .emit(&metrics);
+        let text = metrics.encode();
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_api_requests_total{{route="{route}",status="200"}} 1"#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_api_requests_total{{route="{route}",status="400"}} 1"#
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(r#"koi_indexer_api_request_duration_seconds_bucket{{le="0.0005",route="{route}"}} 1"#))
+            || text.contains(&format!(r#"koi_indexer_api_request_duration_seconds_bucket{{route="{route}",le="0.0005"}} 1"#)), "{text}");
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_api_request_duration_seconds_count{{route="{route}"}} 2"#
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn start_up_line_names_rid_data_dir_api_and_neighbours() {
+        let metrics = Metrics::new();
+        let neighbours = vec![N.to_owned(), "orn:koi-net.node:coordinator+def".to_owned()];
+        let out = capture("info", LogFormat::Json, || {
+            NodeStarted {
+                node_rid: "orn:koi-net.node:github_indexer+123",
+                data_dir: "/var/lib/koi-github-indexer",
+                api_addr: "127.0.0.1:8004",
+                neighbours: &neighbours,
+            }
+            .emit(&metrics);
+            HandshakeCompleted { neighbour: N }.emit(&metrics);
+            EdgeProposed {
+                source: N,
+                target: "orn:koi-net.node:github_indexer+123",
+                rid_types: &["orn:github.event".to_owned()],
+            }
+            .emit(&metrics);
+        });
+        let first: serde_json::Value =
+            serde_json::from_str(out.lines().next().unwrap_or("")).unwrap();
+        assert_eq!(first["level"], "INFO");
+        assert_eq!(
+            first["fields"]["node_rid"],
+            "orn:koi-net.node:github_indexer+123"
+        );
+        assert_eq!(first["fields"]["data_dir"], "/var/lib/koi-github-indexer");
+        assert_eq!(first["fields"]["api"], "127.0.0.1:8004");
+        assert!(
+            first["fields"]["neighbours"]
+                .as_str()
+                .unwrap_or("")
+                .contains("coordinator"),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 3, "{out}");
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"node_rid="orn:koi-net.node:github_indexer+123""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_handshakes_total{{neighbour="{N}"}} 1"#
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                r#"koi_indexer_edges_proposed_total{{source="{N}"}} 1"#
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn outcome_labels_round_trip() {
+        for outcome in [
+            PollOutcome::Ok,
+            PollOutcome::Error,
+            PollOutcome::Timeout,
+            PollOutcome::UnknownNode,
+            PollOutcome::BadSignature,
+        ] {
+            assert_eq!(PollOutcome::from_label(outcome.as_str()), outcome);
+        }
+        assert_eq!(PollOutcome::from_label("something new"), PollOutcome::Error);
+    }
+}
