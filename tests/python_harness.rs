@@ -82,7 +82,11 @@ fn coordinator_and_sensor_start_join_emit_and_the_sensor_restarts_as_itself() {
     let rid = sensor.rid().to_owned();
     let port = sensor.port();
     let status = sensor.stop().expect("the sensor exits on SIGTERM");
-    assert!(status.success(), "exit status {status}\n{}", sensor.log_tail());
+    assert!(
+        status.success(),
+        "exit status {status}\n{}",
+        sensor.log_tail()
+    );
     assert!(!sensor.is_running());
     sensor.restart();
     assert_eq!(sensor.rid(), rid, "same directory, same identity");
@@ -108,11 +112,17 @@ fn koi_tool_genkey_then_loadkey_gives_the_same_public_key() {
     let loaded = koi_tool(&["loadkey", "--in", pem], ENV);
     assert_eq!(made, loaded);
     let public = made["public_key"].as_str().unwrap();
-    assert!(public.starts_with("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"), "P-256 SPKI DER: {public}");
+    assert!(
+        public.starts_with("MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"),
+        "P-256 SPKI DER: {public}"
+    );
     let hash = made["rid_hash"].as_str().unwrap();
     assert_eq!(hash.len(), 64);
     let text = std::fs::read_to_string(pem).unwrap();
-    assert!(text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"), "{text}");
+    assert!(
+        text.starts_with("-----BEGIN ENCRYPTED PRIVATE KEY-----"),
+        "{text}"
+    );
 
     let wrong = koi_tool_output(
         &["loadkey", "--in", pem],
@@ -129,7 +139,10 @@ fn koi_tool_sign_then_verify_and_a_tampered_body_fails() {
     let pem = pem.to_str().unwrap();
     let key = koi_tool(&["genkey", "--out", pem], ENV);
     let public = key["public_key"].as_str().unwrap();
-    let source = format!("orn:koi-net.node:indexer+{}", key["rid_hash"].as_str().unwrap());
+    let source = format!(
+        "orn:koi-net.node:indexer+{}",
+        key["rid_hash"].as_str().unwrap()
+    );
     let target = format!("orn:koi-net.node:coordinator+{}", "ab".repeat(32));
 
     let body = koi_tool_text(
@@ -188,7 +201,10 @@ fn koi_tool_sign_then_verify_and_a_tampered_body_fails() {
     );
 
     std::fs::write(&file, &body).unwrap();
-    let elsewhere = verify(&file, &format!("orn:koi-net.node:other+{}", "cd".repeat(32)));
+    let elsewhere = verify(
+        &file,
+        &format!("orn:koi-net.node:other+{}", "cd".repeat(32)),
+    );
     assert_eq!(elsewhere.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("invalid_target"));
 }

@@ -80,7 +80,8 @@ pub fn koi_tool_text(args: &[&str], env: &[(&str, &str)]) -> String {
 /// Runs `koi_tool.py` and parses its JSON output. Panics with stderr when it fails.
 pub fn koi_tool(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
     let text = koi_tool_text(args, env);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("koi_tool {args:?}: not JSON ({e}): {text}"))
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("koi_tool {args:?}: not JSON ({e}): {text}"))
 }
 
 /// A free loopback port (bound to 127.0.0.1:0, then released).
@@ -99,7 +100,8 @@ fn accepts(port: u16) -> bool {
 
 /// The last `n` lines of a text file, without terminal colour codes (koi-net's console log is coloured).
 pub fn tail_file(path: &Path, n: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
     let lines: Vec<&str> = text.lines().collect();
     strip_ansi(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
@@ -213,7 +215,11 @@ impl PyNode {
     }
 
     /// [`PyNode::sensor`] with the initial items given as JSON (an item or a list), written to a file for it.
-    pub fn sensor_with_items(root: &Path, coordinator: &PyNode, items: &serde_json::Value) -> PyNode {
+    pub fn sensor_with_items(
+        root: &Path,
+        coordinator: &PyNode,
+        items: &serde_json::Value,
+    ) -> PyNode {
         std::fs::create_dir_all(root).unwrap();
         let file = tempfile::Builder::new()
             .prefix("initial-")
@@ -262,7 +268,11 @@ impl PyNode {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let _ = writeln!(log, "===== harness: starting {} on port {} =====", self.role, self.port);
+        let _ = writeln!(
+            log,
+            "===== harness: starting {} on port {} =====",
+            self.role, self.port
+        );
         let child = Command::new(python())
             .args(&self.args)
             .env("PRIV_KEY_PASSWORD", PASSWORD)
@@ -276,7 +286,11 @@ impl PyNode {
 
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 panic!(
                     "koi-net {} exited before it was ready ({status}); log {}:\n{}",
@@ -356,7 +370,10 @@ impl PyNode {
     pub fn emit(&self, items: &serde_json::Value) -> PathBuf {
         let spool = self.spool.as_ref().expect("emit() is for sensors");
         std::fs::create_dir_all(spool).unwrap();
-        let stamp = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
         let tmp = spool.join(format!("{stamp:020}.tmp"));
         let done = spool.join(format!("{stamp:020}.json"));
         std::fs::write(&tmp, serde_json::to_vec(items).unwrap()).unwrap();
@@ -384,7 +401,10 @@ impl PyNode {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("sensor did not pick up its spool files within {timeout:?}:\n{}", self.log_tail());
+                panic!(
+                    "sensor did not pick up its spool files within {timeout:?}:\n{}",
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -393,7 +413,9 @@ impl PyNode {
     /// Stops the process: SIGTERM (koi-net stops its components, flushing webhook buffers), SIGKILL after 10 s.
     /// Returns the exit status when it exited by itself.
     pub fn stop(&mut self) -> Option<ExitStatus> {
-        self.child.take().and_then(|mut c| terminate(&mut c, STOP_GRACE))
+        self.child
+            .take()
+            .and_then(|mut c| terminate(&mut c, STOP_GRACE))
     }
 
     /// SIGKILL: no shutdown at all.
@@ -416,7 +438,8 @@ impl PyNode {
         }
         self.start();
         assert_eq!(
-            self.rid, before,
+            self.rid,
+            before,
             "{} came back with another identity\n{}",
             self.role,
             self.log_tail()
@@ -568,7 +591,10 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("\n--- daemon log (last 40 lines) ---\n{}\n", tail_file(&self.log, 40));
+            eprintln!(
+                "\n--- daemon log (last 40 lines) ---\n{}\n",
+                tail_file(&self.log, 40)
+            );
         }
         self.kill9();
     }
