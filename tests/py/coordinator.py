@@ -91,12 +91,9 @@ def main() -> int:
     )
     stop = koi_harness.stop_event()
     node = CoordinatorNode(root_dir=root)
-    node.start()
+    koi_harness.start_node(node, "coordinator")
     koi_harness.announce_ready(root, node, "coordinator")
-    while not stop.wait(0.5):
-        pass
-    koi_harness.shutdown(node, "coordinator")
-    return 0
+    return koi_harness.serve(node, "coordinator", stop)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,34 @@ def stop_event() -> threading.Event:
     return stop
 
 
+def start_node(node, role: str) -> None:
+    """node.start() (blocks until koi-net's lifecycle has started every component). koi-net reports a failed
+    start only in its log and returns normally, so check its state and exit 3 when it is not RUNNING."""
+    from koi_net.infra.lifecycle import NodeState
+
+    node.start()
+    if node.get_state() != NodeState.RUNNING:
+        log(f"{role}: FAILED: koi-net did not start (state {node.get_state()}); see the log above")
+        sys.exit(3)
+
+
+def running(node) -> bool:
+    """koi-net stops a node by itself when a component fails (it logs the traceback)."""
+    from koi_net.infra.lifecycle import NodeState
+
+    return node.get_state() == NodeState.RUNNING
+
+
+def serve(node, role: str, stop: threading.Event) -> int:
+    """Runs until SIGTERM/SIGINT (exit 0) or until koi-net stops the node by itself (exit 3)."""
+    while not stop.wait(0.5):
+        if not running(node):
+            log(f"{role}: FAILED: koi-net stopped the node (state {node.get_state()}); see the log above")
+            return 3
+    shutdown(node, role)
+    return 0
+
+
 def shutdown(node, role: str) -> None:
     """Stops the node's components (koi-net flushes pending webhook buffers on stop), bounded by a watchdog."""
     watchdog = threading.Timer(10.0, lambda: (log(f"{role}: stop took over 10 s, exiting"), os._exit(3)))

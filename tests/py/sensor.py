@@ -155,7 +155,7 @@ def main() -> int:
     )
     stop = koi_harness.stop_event()
     node = SensorNode(root_dir=root)
-    node.start()  # serves, then (first run only) handshakes with the coordinator
+    koi_harness.start_node(node, "sensor")  # serves, then (first run only) handshakes with the coordinator
 
     coordinator = KoiNetNode.from_string(args.coordinator_rid)
     joiner = Joiner(node, coordinator, args.coordinator_url)
@@ -164,6 +164,9 @@ def main() -> int:
         if stop.wait(0.25):
             koi_harness.shutdown(node, "sensor")
             return 0
+        if not koi_harness.running(node):
+            koi_harness.log("sensor: FAILED: koi-net stopped the node while joining; see the log above")
+            return 3
         if time.monotonic() - started > args.join_timeout:
             koi_harness.log(f"sensor: FAILED: not joined to {coordinator} within {args.join_timeout} s")
             koi_harness.shutdown(node, "sensor")
@@ -177,10 +180,7 @@ def main() -> int:
     threading.Thread(target=watch_spool, args=(node, spool, stop), daemon=True, name="spool").start()
 
     koi_harness.announce_ready(root, node, "sensor", joined_in_s=join_seconds, spool=str(spool))
-    while not stop.wait(0.5):
-        pass
-    koi_harness.shutdown(node, "sensor")
-    return 0
+    return koi_harness.serve(node, "sensor", stop)
 
 
 if __name__ == "__main__":
