@@ -15,15 +15,15 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-wait_ready() {  # <dir>: waits for the node's ready.json
-  for _ in $(seq 1 120); do [ -f "$1/ready.json" ] && return 0; sleep 0.5; done
+wait_ready() {  # <dir>: waits for the node's rid.txt (written last, after ready.json; a sensor: once joined)
+  for _ in $(seq 1 120); do [ -f "$1/rid.txt" ] && return 0; sleep 0.5; done
   echo "demo: $1 did not start; see $1/node.log" >&2; exit 1
 }
 field() { .venv/bin/python -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$1" "$2"; }
 
-rm -f "$demo/coordinator/ready.json" "$demo/sensor/ready.json"
+rm -f "$demo"/coordinator/{ready.json,rid.txt} "$demo"/sensor/{ready.json,rid.txt}
 mkdir -p "$demo/coordinator" "$demo/sensor"
-.venv/bin/python tests/py/koi_node.py coordinator --dir "$demo/coordinator" --port 8080 > "$demo/coordinator/node.log" 2>&1 &
+.venv/bin/python tests/py/coordinator.py --dir "$demo/coordinator" --port 8080 > "$demo/coordinator/node.log" 2>&1 &
 pids+=($!)
 wait_ready "$demo/coordinator"
 coordinator_rid=$(field "$demo/coordinator/ready.json" rid)
@@ -34,7 +34,7 @@ import json, sys
 items = json.load(open(sys.argv[1]))
 print(json.dumps([{"rid": f"orn:github.event:{i['rid_repo']}:{i['event_id']}", "contents": i["contents"]} for i in items]))
 PY
-.venv/bin/python tests/py/koi_node.py sensor --dir "$demo/sensor" --port 8007 \
+.venv/bin/python tests/py/sensor.py --dir "$demo/sensor" --port 8007 \
   --coordinator-url "$coordinator_url" --coordinator-rid "$coordinator_rid" \
   --initial "$demo/sensor/initial.json" --spool "$demo/sensor/spool" > "$demo/sensor/node.log" 2>&1 &
 pids+=($!)

@@ -9,6 +9,7 @@ use koi_github_indexer::protocol::{
 use support::{koi_tool, koi_tool_output};
 
 const PASSWORD: &str = "correct horse battery staple";
+const ENV: &[(&str, &str)] = &[("PRIV_KEY_PASSWORD", PASSWORD)];
 
 fn write_body(dir: &std::path::Path, body: &[u8]) -> String {
     let path = dir.join("body.json");
@@ -36,12 +37,12 @@ fn python_loads_a_key_file_we_wrote_and_we_load_one_it_wrote() {
     let ours = NodeKey::generate();
     let our_path = dir.path().join("ours.pem");
     ours.save(&our_path, PASSWORD).unwrap();
-    let loaded = koi_tool(&["loadkey", "--in", our_path.to_str().unwrap()], PASSWORD);
+    let loaded = koi_tool(&["loadkey", "--in", our_path.to_str().unwrap()], ENV);
     assert_eq!(loaded["public_key"], ours.public_key().to_base64());
     assert_eq!(loaded["rid_hash"], ours.node_rid("x").unwrap().hash());
     // koi-net → ours.
     let their_path = dir.path().join("priv_key.pem");
-    let made = koi_tool(&["genkey", "--out", their_path.to_str().unwrap()], PASSWORD);
+    let made = koi_tool(&["genkey", "--out", their_path.to_str().unwrap()], ENV);
     let theirs = NodeKey::load(&their_path, PASSWORD).unwrap();
     assert_eq!(made["public_key"], theirs.public_key().to_base64());
     assert_eq!(made["rid_hash"], theirs.node_rid("x").unwrap().hash());
@@ -89,7 +90,7 @@ fn python_verifies_envelopes_we_signed_and_rejects_tampered_ones() {
     for payload in sample_payloads(&me) {
         let body = sign_envelope(&payload, &me, &them, &key).unwrap();
         let file = write_body(dir.path(), &body);
-        let ok = koi_tool(&verify_args(&pk, &file, &them), PASSWORD);
+        let ok = koi_tool(&verify_args(&pk, &file, &them), ENV);
         assert_eq!(ok["ok"], true, "{}", String::from_utf8_lossy(&body));
     }
     // One byte of payload changed: koi-net rejects the signature.
@@ -100,7 +101,7 @@ fn python_verifies_envelopes_we_signed_and_rejects_tampered_ones() {
         dir.path(),
         body.replace("\"limit\":50", "\"limit\":51").as_bytes(),
     );
-    let out = koi_tool_output(&verify_args(&pk, &file, &them), PASSWORD);
+    let out = koi_tool_output(&verify_args(&pk, &file, &them), ENV);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_signature"));
 }
@@ -109,7 +110,7 @@ fn python_verifies_envelopes_we_signed_and_rejects_tampered_ones() {
 fn we_verify_envelopes_python_signed_and_reject_tampered_ones() {
     let dir = tempfile::tempdir().unwrap();
     let key_path = dir.path().join("priv_key.pem");
-    let made = koi_tool(&["genkey", "--out", key_path.to_str().unwrap()], PASSWORD);
+    let made = koi_tool(&["genkey", "--out", key_path.to_str().unwrap()], ENV);
     let their_key = made["public_key"].as_str().unwrap().to_owned();
     let them = NodeKey::load(&key_path, PASSWORD)
         .unwrap()
@@ -136,7 +137,7 @@ fn we_verify_envelopes_python_signed_and_reject_tampered_ones() {
                 "--payload",
                 &payload_json,
             ],
-            PASSWORD,
+            ENV,
         );
         let body = serde_json::to_vec(&signed).unwrap();
         let env = ReceivedEnvelope::parse(&body).unwrap();

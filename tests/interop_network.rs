@@ -15,10 +15,10 @@ fn events_from_before_and_after_joining_are_all_indexed_and_forget_removes() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = PyNode::coordinator(root.path());
     let fixtures = fixture_items();
-    let sensor = PyNode::sensor(
+    let sensor = PyNode::sensor_with_items(
         root.path(),
         &coordinator,
-        Some(&serde_json::Value::Array(fixtures.clone())),
+        &serde_json::Value::Array(fixtures.clone()),
     );
     let mut daemon = Daemon::start(root.path(), &coordinator);
 
@@ -99,10 +99,10 @@ fn sigkill_mid_stream_then_restart_loses_nothing_and_doubles_nothing() {
 fn a_stopped_sensor_does_not_stop_the_coordinator_polls_and_its_later_events_arrive() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = PyNode::coordinator(root.path());
-    let mut sensor = PyNode::sensor(
+    let mut sensor = PyNode::sensor_with_items(
         root.path(),
         &coordinator,
-        Some(&serde_json::Value::Array(push_items("before", 3))),
+        &serde_json::Value::Array(push_items("before", 3)),
     );
     let daemon = Daemon::start(root.path(), &coordinator);
     daemon.wait_until("the first events arrive", Duration::from_secs(90), |d| {

@@ -1,16 +1,90 @@
-//! Real koi-net 2.1.2 nodes (`tests/py/koi_node.py`) and our daemon as child processes on 127.0.0.1.
+//! The real Python koi-net 2.1.2 peers (`tests/py/`), run as child processes on 127.0.0.1 for integration tests,
+//! and `koi_tool.py` (keys and envelopes done by koi-net itself). See `tests/py/README.md`.
+//!
+//! Everything here waits with a bound and panics with the node's log tail when something does not come up; every
+//! child process is killed when its handle drops (also while a test panics, when the log tails are printed too).
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{py_script, python};
+/// `PRIV_KEY_PASSWORD` given to the Python nodes (and the key password the daemon gets).
+pub const PASSWORD: &str = "test-password";
+/// How long a node may take to come up (a sensor: to serve and join the coordinator). A join takes about 1.5 s.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(75);
+/// The sensor's own limit for joining (it exits 2 past it); shorter than [`READY_TIMEOUT`] so its reason is seen.
+const SENSOR_JOIN_TIMEOUT_S: &str = "60";
+/// SIGTERM grace before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 
-const PASSWORD: &str = "test-password";
+/// The koi-net virtual environment: `$KOI_VENV`, or `<repo>/.venv`.
+pub fn venv() -> PathBuf {
+    std::env::var_os("KOI_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv"))
+}
 
-/// A free loopback port (bound, then released).
+/// The venv's Python. Panics, loudly and with the fix, when it is missing: these tests prove interoperability with
+/// the real library and must not pass silently without it.
+pub fn python() -> PathBuf {
+    let venv = venv();
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        panic!(
+            "\n\n*** Python koi-net venv not found at {}: run scripts/setup-python.sh (tests/py/README.md and the \
+             README explain; KOI_VENV overrides the location).\n\n",
+            venv.display()
+        );
+    }
+    python
+}
+
+/// Path of a script under `tests/py/`.
+pub fn py_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
+}
+
+/// Runs `koi_tool.py ARGS` with exactly `env` added (an inherited `PRIV_KEY_PASSWORD` is removed first, so a
+/// test sees only what it passes); returns the raw output, for negative tests.
+pub fn koi_tool_output(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(python());
+    cmd.arg(py_script("koi_tool.py"))
+        .args(args)
+        .env_remove("PRIV_KEY_PASSWORD")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run tests/py/koi_tool.py")
+}
+
+/// Runs `koi_tool.py` and returns its stdout line exactly as printed (e.g. a signed envelope in koi-net's own
+/// serialisation, byte for byte). Panics with stderr when it fails.
+pub fn koi_tool_text(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = koi_tool_output(args, env);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "koi_tool {args:?} failed ({}):\nstderr: {}\nstdout: {stdout}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.trim_end_matches(['\n', '\r']).to_owned()
+}
+
+/// Runs `koi_tool.py` and parses its JSON output. Panics with stderr when it fails.
+pub fn koi_tool(args: &[&str], env: &[(&str, &str)]) -> serde_json::Value {
+    let text = koi_tool_text(args, env);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("koi_tool {args:?}: not JSON ({e}): {text}"))
+}
+
+/// A free loopback port (bound to 127.0.0.1:0, then released).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -19,15 +93,47 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<_> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
+fn accepts(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
 
-/// SIGTERM, then SIGKILL after `grace`.
-fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
-    unsafe_kill(child.id(), "TERM");
+/// The last `n` lines of a text file, without terminal colour codes (koi-net's console log is coloured).
+pub fn tail_file(path: &Path, n: usize) -> String {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
+    let lines: Vec<&str> = text.lines().collect();
+    strip_ansi(&lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// SIGTERM, then SIGKILL once `grace` has passed. Returns the exit status when it exited on SIGTERM.
+fn terminate(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    if let Ok(Some(status)) = child.try_wait() {
+        return Some(status);
+    }
+    // std has no signal API; kill(1) is in every base system.
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .stderr(Stdio::null())
+        .status();
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
@@ -40,159 +146,325 @@ fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitSta
     None
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status();
+/// A fresh directory `<root>/<base>`, `<root>/<base>-2`, ... so several nodes of one kind can share a root.
+fn unique_dir(root: &Path, base: &str) -> PathBuf {
+    (1..)
+        .map(|i| {
+            if i == 1 {
+                root.join(base)
+            } else {
+                root.join(format!("{base}-{i}"))
+            }
+        })
+        .find(|p| !p.exists())
+        .unwrap()
 }
 
-/// A koi-net node process.
+/// A real koi-net node process: `tests/py/coordinator.py` or `tests/py/sensor.py`.
 pub struct PyNode {
     child: Option<Child>,
-    args: Vec<String>,
-    pub dir: PathBuf,
-    pub rid: String,
-    pub base_url: String,
+    role: &'static str,
+    args: Vec<OsString>,
+    dir: PathBuf,
+    port: u16,
+    rid: String,
+    base_url: String,
     log: PathBuf,
+    spool: Option<PathBuf>,
 }
 
 impl PyNode {
-    fn spawn(args: Vec<String>, dir: PathBuf) -> PyNode {
+    /// Starts the coordinator in a new directory under `root` on a free port; returns once it serves.
+    pub fn coordinator(root: &Path) -> PyNode {
+        let dir = unique_dir(root, "coordinator");
+        let port = free_port();
+        let args = vec![
+            "--port".into(),
+            port.to_string().into(),
+            "--dir".into(),
+            dir.clone().into(),
+        ];
+        PyNode::launch("coordinator", "coordinator.py", args, dir, port, None)
+    }
+
+    /// Starts a GitHub sensor (first contact: `coordinator`) in a new directory under `root`; returns once it
+    /// serves and has joined the coordinator. `initial` is a JSON file of items it emits right after joining
+    /// (already in its cache when this returns).
+    pub fn sensor(root: &Path, coordinator: &PyNode, initial: Option<&Path>) -> PyNode {
+        let dir = unique_dir(root, "sensor");
+        let port = free_port();
+        let spool = dir.join("spool");
+        let mut args: Vec<OsString> = vec![
+            "--port".into(),
+            port.to_string().into(),
+            "--dir".into(),
+            dir.clone().into(),
+            "--coordinator-url".into(),
+            coordinator.base_url.clone().into(),
+            "--coordinator-rid".into(),
+            coordinator.rid.clone().into(),
+            "--spool".into(),
+            spool.clone().into(),
+            "--join-timeout".into(),
+            SENSOR_JOIN_TIMEOUT_S.into(),
+        ];
+        if let Some(path) = initial {
+            args.extend(["--initial".into(), path.as_os_str().to_owned()]);
+        }
+        PyNode::launch("sensor", "sensor.py", args, dir, port, Some(spool))
+    }
+
+    /// [`PyNode::sensor`] with the initial items given as JSON (an item or a list), written to a file for it.
+    pub fn sensor_with_items(
+        root: &Path,
+        coordinator: &PyNode,
+        items: &serde_json::Value,
+    ) -> PyNode {
+        std::fs::create_dir_all(root).unwrap();
+        let file = tempfile::Builder::new()
+            .prefix("initial-")
+            .suffix(".json")
+            .tempfile_in(root)
+            .unwrap();
+        std::fs::write(file.path(), serde_json::to_vec(items).unwrap()).unwrap();
+        let (_, path) = file.keep().unwrap();
+        PyNode::sensor(root, coordinator, Some(&path))
+    }
+
+    fn launch(
+        role: &'static str,
+        script: &str,
+        mut args: Vec<OsString>,
+        dir: PathBuf,
+        port: u16,
+        spool: Option<PathBuf>,
+    ) -> PyNode {
         std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("node.log");
+        args.insert(0, py_script(script).into());
         let mut node = PyNode {
             child: None,
+            role,
             args,
+            log: dir.join("node.log"),
             dir,
+            port,
             rid: String::new(),
             base_url: String::new(),
-            log,
+            spool,
         };
         node.start();
         node
     }
 
+    /// Spawns the process and waits (bounded) until it is ready: `rid.txt` written (the sensor writes it only
+    /// once joined) and its port accepting connections.
     fn start(&mut self) {
-        let _ = std::fs::remove_file(self.dir.join("ready.json"));
-        let log = std::fs::OpenOptions::new()
+        assert!(self.child.is_none(), "{} already running", self.role);
+        for f in ["rid.txt", "ready.json"] {
+            let _ = std::fs::remove_file(self.dir.join(f));
+        }
+        let mut log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .unwrap();
+        let _ = writeln!(
+            log,
+            "===== harness: starting {} on port {} =====",
+            self.role, self.port
+        );
         let child = Command::new(python())
-            .arg(py_script("koi_node.py"))
             .args(&self.args)
             .env("PRIV_KEY_PASSWORD", PASSWORD)
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
-            .expect("start koi_node.py");
+            .unwrap_or_else(|e| panic!("cannot start {} ({:?}): {e}", self.role, self.args));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+
+        let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(text) = std::fs::read_to_string(self.dir.join("ready.json")) {
-                let ready: serde_json::Value = serde_json::from_str(&text).unwrap();
-                self.rid = ready["rid"].as_str().unwrap().to_owned();
-                self.base_url = ready["base_url"].as_str().unwrap().to_owned();
-                return;
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!(
+                    "koi-net {} exited before it was ready ({status}); log {}:\n{}",
+                    self.role,
+                    self.log.display(),
+                    self.log_tail()
+                );
             }
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("koi node exited early ({status}):\n{}", tail(&self.log));
+            if self.dir.join("rid.txt").exists() {
+                let ready: serde_json::Value = serde_json::from_slice(
+                    &std::fs::read(self.dir.join("ready.json")).expect("ready.json beside rid.txt"),
+                )
+                .expect("ready.json is JSON");
+                let port = ready["port"].as_u64().unwrap() as u16;
+                if port != self.port {
+                    panic!(
+                        "koi-net {} serves on port {port}, not {} (koi-net's PortManager moves to the next free \
+                         port when its own is taken)\n{}",
+                        self.role,
+                        self.port,
+                        self.log_tail()
+                    );
+                }
+                if accepts(self.port) {
+                    let rid = std::fs::read_to_string(self.dir.join("rid.txt")).unwrap();
+                    self.rid = rid.trim().to_owned();
+                    self.base_url = ready["base_url"].as_str().unwrap().to_owned();
+                    return;
+                }
             }
             if Instant::now() > deadline {
-                panic!("koi node not ready within 60 s:\n{}", tail(&self.log));
+                panic!(
+                    "koi-net {} not ready within {READY_TIMEOUT:?} (dir {}); log:\n{}",
+                    self.role,
+                    self.dir.display(),
+                    self.log_tail()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
-    /// The real coordinator.
-    pub fn coordinator(root: &Path) -> PyNode {
-        let dir = root.join("coordinator");
-        let port = free_port().to_string();
-        PyNode::spawn(
-            vec![
-                "coordinator".into(),
-                "--dir".into(),
-                dir.display().to_string(),
-                "--port".into(),
-                port,
-            ],
-            dir,
-        )
+    /// The node RID, `orn:koi-net.node:<name>+<sha256 hex of its public key>`.
+    pub fn rid(&self) -> &str {
+        &self.rid
     }
 
-    /// A GitHub sensor joined to `coordinator`, emitting `initial` (a JSON list of items) at start.
-    pub fn sensor(
-        root: &Path,
-        coordinator: &PyNode,
-        initial: Option<&serde_json::Value>,
-    ) -> PyNode {
-        let dir = root.join("sensor");
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut args = vec![
-            "sensor".into(),
-            "--dir".into(),
-            dir.display().to_string(),
-            "--port".into(),
-            free_port().to_string(),
-            "--coordinator-url".into(),
-            coordinator.base_url.clone(),
-            "--coordinator-rid".into(),
-            coordinator.rid.clone(),
-            "--spool".into(),
-            dir.join("spool").display().to_string(),
-        ];
-        if let Some(items) = initial {
-            let path = dir.join("initial.json");
-            std::fs::write(&path, serde_json::to_vec(items).unwrap()).unwrap();
-            args.extend(["--initial".into(), path.display().to_string()]);
+    /// `http://127.0.0.1:<port>/koi-net`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its working directory: config.yaml, priv_key.pem, .rid_cache/, log.ndjson (koi-net's JSON log), node.log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The process's stdout+stderr (koi-net's console log and the harness's own lines), across restarts.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Whether the process is alive.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
         }
-        PyNode::spawn(args, dir)
     }
 
-    /// Emits items (one or a list) through the sensor's spool, atomically.
-    pub fn emit(&self, items: &serde_json::Value) {
-        let spool = self.dir.join("spool");
-        std::fs::create_dir_all(&spool).unwrap();
-        let name = format!(
-            "{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        );
-        let tmp = spool.join(format!("{name}.tmp"));
+    /// Hands items (`{"rid", "contents"}` or `{"rid", "forget": true}`, one or a JSON list) to the sensor: written
+    /// as `<n>.tmp` in its spool and renamed to `<n>.json` (atomic), picked up within ~0.2 s.
+    pub fn emit(&self, items: &serde_json::Value) -> PathBuf {
+        let spool = self.spool.as_ref().expect("emit() is for sensors");
+        std::fs::create_dir_all(spool).unwrap();
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let tmp = spool.join(format!("{stamp:020}.tmp"));
+        let done = spool.join(format!("{stamp:020}.json"));
         std::fs::write(&tmp, serde_json::to_vec(items).unwrap()).unwrap();
-        std::fs::rename(&tmp, spool.join(format!("{name}.json"))).unwrap();
+        std::fs::rename(&tmp, &done).unwrap();
+        done
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            terminate(&mut child, Duration::from_secs(10));
+    /// Waits (bounded) until every spool file has been handed to koi-net (renamed `.done`). Panics with the log
+    /// when one failed (`.failed`) or the time is up.
+    pub fn wait_emitted(&self, timeout: Duration) {
+        let spool = self.spool.as_ref().expect("wait_emitted() is for sensors");
+        let deadline = Instant::now() + timeout;
+        loop {
+            let names: Vec<String> = std::fs::read_dir(spool)
+                .map(|d| {
+                    d.filter_map(|e| e.ok())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if let Some(bad) = names.iter().find(|n| n.ends_with(".failed")) {
+                panic!("sensor could not emit {bad}:\n{}", self.log_tail());
+            }
+            if !names.iter().any(|n| n.ends_with(".json")) {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "sensor did not pick up its spool files within {timeout:?}:\n{}",
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    /// Starts it again with the same directory (same identity, same port).
-    pub fn restart(&mut self) {
-        self.stop();
-        self.start();
+    /// Stops the process: SIGTERM (koi-net stops its components, flushing webhook buffers), SIGKILL after 10 s.
+    /// Returns the exit status when it exited by itself.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.child
+            .take()
+            .and_then(|mut c| terminate(&mut c, STOP_GRACE))
     }
 
-    /// The end of its log, for failure messages.
+    /// SIGKILL: no shutdown at all.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops it (if running) and starts it again: same directory, so the same key and RID, on the same port.
+    /// Returns once it is ready again (a sensor: joined). Panics if the identity changed.
+    pub fn restart(&mut self) {
+        let before = self.rid.clone();
+        self.stop();
+        // koi-net's PortManager would move to the next port while ours still answers: wait until it is free.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while accepts(self.port) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.start();
+        assert_eq!(
+            self.rid,
+            before,
+            "{} came back with another identity\n{}",
+            self.role,
+            self.log_tail()
+        );
+    }
+
+    /// The end of its logs (console log, then koi-net's JSON log), for failure messages.
     pub fn log_tail(&self) -> String {
-        tail(&self.log)
+        format!(
+            "--- {} {} (last 40 lines) ---\n{}\n--- {} log.ndjson (last 15 lines) ---\n{}",
+            self.role,
+            self.log.display(),
+            tail_file(&self.log, 40),
+            self.role,
+            tail_file(&self.dir.join("log.ndjson"), 15),
+        )
     }
 }
 
 impl Drop for PyNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if std::thread::panicking() {
+            eprintln!("\n{}\n", self.log_tail());
         }
+        self.kill();
     }
 }
 
@@ -217,7 +489,8 @@ impl Daemon {
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
                  [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
                  [log]\nlevel = \"debug\"\n",
-                coordinator.base_url, coordinator.rid
+                coordinator.base_url(),
+                coordinator.rid()
             ),
         )
         .unwrap();
@@ -286,7 +559,7 @@ impl Daemon {
         }
         panic!(
             "timed out waiting until {what}; last status: {last}\n--- daemon log ---\n{}",
-            tail(&self.log)
+            tail_file(&self.log, 40)
         );
     }
 
@@ -299,7 +572,7 @@ impl Daemon {
     }
 
     /// SIGTERM; returns the exit status if it exited within `grace`.
-    pub fn terminate(&mut self, grace: Duration) -> Option<std::process::ExitStatus> {
+    pub fn terminate(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.child.take().and_then(|mut c| terminate(&mut c, grace))
     }
 
@@ -317,6 +590,12 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "\n--- daemon log (last 40 lines) ---\n{}\n",
+                tail_file(&self.log, 40)
+            );
+        }
         self.kill9();
     }
 }
