@@ -17,6 +17,7 @@ use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use unicode_width::UnicodeWidthChar;
 
 use crate::index::{parse_repo_ref, Counts, EventDetails, EventQuery, EventRow, Index, Repository};
 use crate::protocol::{GithubEventRid, Rid};
@@ -375,24 +376,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
-/// Approximate terminal width of a character: 2 for East Asian wide characters and emoji, 0 for combining marks.
+/// Terminal columns a character takes: 2 for East Asian wide characters and emoji, 0 for combining marks.
 fn char_width(c: char) -> usize {
-    match c as u32 {
-        0x0300..=0x036F | 0x200B..=0x200F | 0xFE00..=0xFE0F => 0,
-        0x1100..=0x115F
-        | 0x231A..=0x231B
-        | 0x2614..=0x2615
-        | 0x2E80..=0xA4CF
-        | 0xAC00..=0xD7A3
-        | 0xF900..=0xFAFF
-        | 0xFE30..=0xFE4F
-        | 0xFF00..=0xFF60
-        | 0xFFE0..=0xFFE6
-        | 0x1F300..=0x1F64F
-        | 0x1F900..=0x1F9FF
-        | 0x20000..=0x3FFFD => 2,
-        _ => 1,
-    }
+    UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
 /// `text` on one line in exactly `width` columns: cut with `…`, or padded.
@@ -566,8 +552,10 @@ mod tests {
     fn fit_cuts_and_pads_by_columns() {
         assert_eq!(fit("abc", 5), "abc  ");
         assert_eq!(fit("abcdef", 5), "abcd…");
-        assert_eq!(fit("naïve café ☕ ok", 13), "naïve café ☕");
-        assert_eq!(fit("☕☕☕☕", 5), "☕☕… ");
+        assert_eq!(fit("naïve café ☕ ok", 13), "naïve café … ");
+        assert_eq!(fit("naïve café ☕", 13), "naïve café ☕");
+        assert_eq!(fit("☕☕☕☕", 5), "☕☕…");
+        assert_eq!(fit("☕☕☕☕", 6), "☕☕… ");
         assert_eq!(fit("line one\nline two", 20).trim_end(), "line one");
     }
 
