@@ -157,7 +157,8 @@ pub struct IndexConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
-    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    /// `off`, `error`, `warn`, `info`, `debug` or `trace` (or a directive list such as
+    /// `info,koi_github_indexer::poll=debug`); `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub level: String,
     /// `text` (for terminals and journald) or `json` (for log shippers).
@@ -165,16 +166,7 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-/// Log line format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    /// Human-readable lines.
-    #[default]
-    Text,
-    /// One JSON object per line.
-    Json,
-}
+pub use crate::telemetry::LogFormat;
 
 fn default_node_name() -> String {
     "github_indexer".to_owned()
@@ -364,14 +356,8 @@ impl Config {
                 ));
             }
         }
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
-            return Err(self.invalid(
-                "log.level",
-                format!(
-                    "`{}` is not one of error, warn, info, debug, trace",
-                    self.log.level
-                ),
-            ));
+        if let Err(e) = crate::telemetry::logging::filter_directives(&self.log.level, None) {
+            return Err(self.invalid("log.level", e.to_string()));
         }
         Ok(())
     }
@@ -407,11 +393,6 @@ impl Config {
                 humantime::format_duration(self.poll.timeout),
                 humantime::format_duration(self.poll.interval)
             ));
-        }
-        if self.index.retention.is_some() {
-            out.push(
-                "index.retention is accepted but pruning is not implemented yet: events are kept (see issue 4)".to_owned(),
-            );
         }
         if !self.api.listen.ip().is_loopback() {
             out.push(format!(

@@ -2,6 +2,7 @@
 //! shuts them down in order on SIGTERM/SIGINT (stop polling, drain the inbox, flush sled, exit 0).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -9,7 +10,9 @@ use tokio::sync::{mpsc, watch};
 use crate::config::Config;
 use crate::index::Index;
 use crate::node::identity::Identity;
-use crate::node::{Node, NodeSettings};
+use crate::node::{Node, NodeSettings, NodeTelemetry};
+use crate::protocol::Timestamp;
+use crate::telemetry::{self, Metrics, NodeStarted, PollLog};
 
 /// File name of the sled database inside the data directory.
 pub const DB_DIR: &str = "db";
@@ -46,18 +49,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         max_backoff: config.poll.max_backoff,
         fetch_batch: config.poll.fetch_batch,
     };
-    let node = Node::new(settings, identity.clone(), db.clone(), index.clone())?;
+    let metrics = Metrics::new();
+    let poll_log = PollLog::open(&db)
+        .with_context(|| format!("cannot open the poll log in {}", db_path.display()))?;
+    let node_telemetry = NodeTelemetry {
+        metrics: metrics.clone(),
+        poll_log: poll_log.clone(),
+    };
+    let node = Node::new(
+        settings,
+        identity.clone(),
+        db.clone(),
+        index.clone(),
+        node_telemetry,
+    )?;
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let ticks = spawn_schedule(&config, shutdown_rx.clone()).await?;
-
-    tracing::info!(
-        node_rid = %identity.rid,
-        data_dir = %data_dir.display(),
-        api = %config.api.listen,
-        neighbours = ?node.neighbour_status().iter().map(|n| n.rid.clone()).collect::<Vec<_>>(),
-        "koi-github-indexer started"
-    );
 
     let api_ctx = crate::api::ApiContext {
         index: index.clone(),
@@ -79,6 +87,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 details
             })
         },
+        metrics: metrics.clone(),
+        poll_log,
     };
     let mut api_shutdown = shutdown_rx.clone();
     let (api_addr, api_server) = warp::serve(crate::api::routes(api_ctx))
@@ -92,20 +102,75 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             )
         })?;
     let api_task = tokio::spawn(api_server);
-    tracing::info!(api = %api_addr, "query API listening");
+    NodeStarted {
+        node_rid: identity.rid.as_str(),
+        data_dir: &data_dir.display().to_string(),
+        api_addr: &api_addr.to_string(),
+        neighbours: &node
+            .neighbour_status()
+            .into_iter()
+            .map(|n| n.rid)
+            .collect::<Vec<_>>(),
+    }
+    .emit(&metrics);
     // systemd (Type=notify): ready once the API answers. A no-op outside systemd.
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+    telemetry::notify_ready();
 
     let node_task = tokio::spawn(Arc::clone(&node).run(ticks, shutdown_rx.clone()));
+    let retention_task = config
+        .index
+        .retention
+        .map(|keep| tokio::spawn(prune_on_schedule(index.clone(), keep, shutdown_rx.clone())));
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    telemetry::notify_stopping();
     let _ = shutdown_tx.send(true);
     node_task.await.context("node task panicked")??;
+    if let Some(task) = retention_task {
+        let _ = task.await;
+    }
     let _ = api_task.await;
     db.flush_async().await.context("final flush of the store")?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// How often retention pruning runs: hourly, or more often when the retention itself is short.
+fn prune_period(retention: Duration) -> Duration {
+    (retention / 10).clamp(Duration::from_secs(1), Duration::from_secs(3600))
+}
+
+/// `[index] retention`: at start and then every [`prune_period`], removes events older than `keep` (rows and index
+/// entries, in transactions of a few hundred; the manifests stay as tombstones so catch-up does not fetch them
+/// again). A failure is logged and retried on the next round.
+async fn prune_on_schedule(index: Index, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut timer = tokio::time::interval(prune_period(keep));
+    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = timer.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(cutoff) = chrono::Duration::from_std(keep)
+            .ok()
+            .and_then(|keep| chrono::Utc::now().checked_sub_signed(keep))
+        else {
+            continue; // a retention longer than the calendar: nothing can be old enough
+        };
+        let cutoff = Timestamp::from(cutoff);
+        let index = index.clone();
+        match tokio::task::spawn_blocking(move || index.prune_older_than(cutoff)).await {
+            Ok(Ok(0)) => {
+                tracing::debug!(retention = %humantime::format_duration(keep), "retention: nothing to prune")
+            }
+            Ok(Ok(pruned)) => tracing::info!(
+                pruned, retention = %humantime::format_duration(keep), cutoff = %cutoff.to_rfc3339_utc(),
+                "retention: pruned events older than the cutoff"
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "retention: pruning failed; will retry"),
+            Err(e) => tracing::error!(error = %e, "retention: pruning task failed; will retry"),
+        }
+    }
 }
 
 /// Ticks on `poll.interval`, or on `poll.cron` when set. A tick that finds the previous one unconsumed is dropped.

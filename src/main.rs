@@ -62,7 +62,7 @@ fn main() -> ExitCode {
 
 fn run(config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
-    init_logging(&config);
+    koi_github_indexer::telemetry::init_logging(&config.log.level, config.log.format)?;
     tokio::runtime::Runtime::new()?.block_on(koi_github_indexer::daemon::run(config))
 }
 
@@ -100,19 +100,6 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     }
     println!("{}: OK", path.display());
     Ok(())
-}
-
-fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log.format {
-        koi_github_indexer::config::LogFormat::Json => builder.json().init(),
-        koi_github_indexer::config::LogFormat::Text => builder.init(),
-    }
 }
 
 fn fail(error: &anyhow::Error) -> ExitCode {

@@ -351,3 +351,116 @@ async fn post_repositories_adds_one_idempotently_and_refuses_bad_bodies() {
         "nothing changed"
     );
 }
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_count_requests_by_route_template() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let _ = get(&api.url("/repositories/octo-org%2Fhello-world/events?limit=2")).await;
+    let _ = get(&api.url("/repositories/octo-org/hello-world/events")).await;
+    let _ = get(&api.url("/repositories/octo-org/hello-world/events?limit=0")).await;
+    let _ = get(&api.url("/nope")).await;
+
+    let response = reqwest::get(format!("{}/metrics", api.base()))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    let route = r#"route="/api/processor/github/repositories/{repo}/events""#;
+    let count = |status: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("koi_indexer_api_requests_total{")
+                    && l.contains(route)
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(count("200"), 2.0, "{text}");
+    assert_eq!(count("400"), 1.0, "{text}");
+    assert!(
+        text.contains(r#"koi_indexer_api_requests_total{route="other",status="404"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("koi_indexer_api_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hello-world"),
+        "raw paths never become labels: {text}"
+    );
+}
+
+#[tokio::test]
+async fn polls_lists_recent_attempts_per_neighbour_and_rejects_bad_parameters() {
+    use koi_github_indexer::telemetry::PollAttempt;
+    let store = Store::with_fixtures();
+    let coordinator = "orn:koi-net.node:coordinator+0a1b";
+    let sensor = "orn:koi-net.node:sensor+2c3d";
+    for (i, (neighbour, outcome)) in [
+        (coordinator, "ok"),
+        (sensor, "timeout"),
+        (coordinator, "ok"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        store
+            .poll_log
+            .record(&PollAttempt {
+                neighbour: neighbour.to_owned(),
+                time: chrono::Utc::now() + chrono::Duration::seconds(i as i64),
+                outcome: outcome.to_owned(),
+                events: if outcome == "ok" { i } else { 0 },
+                duration_ms: 12,
+                error: (outcome != "ok").then(|| "no answer within 5s".to_owned()),
+            })
+            .unwrap();
+    }
+    let api = store.serve();
+
+    let (status, all) = get(&api.url("/polls")).await;
+    assert_eq!(status, 200);
+    let outcomes: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["ok", "timeout", "ok"], "newest first: {all}");
+
+    let (status, one) = get(&api.url(&format!("/polls?neighbour={sensor}&limit=5"))).await;
+    assert_eq!(status, 200);
+    assert_eq!(one.as_array().unwrap().len(), 1);
+    assert_eq!(one[0]["neighbour"], sensor);
+    assert_eq!(one[0]["error"], "no answer within 5s");
+    assert_eq!(one[0]["duration_ms"], 12);
+
+    let (_, limited) = get(&api.url("/polls?limit=1")).await;
+    assert_eq!(limited.as_array().unwrap().len(), 1);
+
+    assert_error(
+        &get(&api.url("/polls?neighbour=orn:koi-net.node:other+9")).await,
+        404,
+        "coordinator+0a1b",
+    );
+    assert_error(&get(&api.url("/polls?limit=0")).await, 400, "limit");
+    assert_error(&get(&api.url("/polls?limit=many")).await, 400, "limit");
+    assert_error(
+        &get(&api.url("/polls?neighbour=nobody")).await,
+        400,
+        "node RID",
+    );
+    assert_error(&get(&api.url("/polls?since=today")).await, 400, "since");
+}

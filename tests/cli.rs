@@ -208,7 +208,14 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
     // The daemon stops: the store is free, nothing answers; the same commands read the store, same answers.
     let api_base = api.base();
     drop(api);
-    let Store { dir, db, index } = store;
+    let Store {
+        dir,
+        db,
+        index,
+        poll_log,
+        ..
+    } = store;
+    drop(poll_log);
     drop(index);
     drop(db);
     let through_store = every_command(data_dir, &api_base).await;

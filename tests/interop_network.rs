@@ -43,6 +43,61 @@ fn events_from_before_and_after_joining_are_all_indexed_and_forget_removes() {
     });
     assert_eq!(details["inbox"], 0);
 
+    // What a user queries: the index over the real network, through the API.
+    let repos = daemon.get("/api/processor/github/repositories").unwrap();
+    let hello = repos
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["repo_rid"] == "orn:github.repo:octo-org/hello-world")
+        .unwrap_or_else(|| panic!("octo-org/hello-world is listed: {repos}"));
+    let page = daemon
+        .get("/api/processor/github/repositories/octo-org/hello-world/events?limit=100")
+        .unwrap();
+    assert_eq!(
+        hello["event_count"],
+        page.as_array().unwrap().len(),
+        "{page}"
+    );
+    assert!(
+        page.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["event_rid"] != "orn:github.event:octo-org/hello-world:live-0"),
+        "the forgotten event is gone from its repository's events: {page}"
+    );
+    let live = daemon
+        .get("/api/processor/github/events/orn:github.event:octo-org%2Fhello-world:live-1")
+        .unwrap();
+    assert_eq!(live["event_type"], "push", "{live}");
+    assert_eq!(
+        live["bundle"]["manifest"]["rid"],
+        "orn:github.event:octo-org/hello-world:live-1"
+    );
+
+    // What an operator watches: the metrics and the poll log.
+    assert_eq!(
+        daemon.metric("koi_indexer_events_indexed_total", &[]),
+        (fixtures.len() + 5) as f64
+    );
+    assert_eq!(daemon.metric("koi_indexer_inbox_depth", &[]), 0.0);
+    assert_eq!(
+        daemon.metric("koi_indexer_index_events", &[]),
+        (fixtures.len() + 4) as f64
+    );
+    assert!(daemon.metric("koi_indexer_polls_total", &[sensor.rid(), "outcome=\"ok\""]) >= 1.0);
+    let polls = daemon
+        .get(&format!(
+            "/api/processor/github/polls?neighbour={}&limit=3",
+            sensor.rid()
+        ))
+        .unwrap();
+    let polls = polls.as_array().unwrap();
+    assert_eq!(polls.len(), 3, "{polls:?}");
+    assert!(polls
+        .iter()
+        .all(|p| p["neighbour"] == sensor.rid() && p["outcome"] == "ok"));
+
     // SIGTERM: finish, flush, exit 0 within a few seconds.
     let status = daemon
         .terminate(Duration::from_secs(10))
@@ -136,4 +191,56 @@ fn a_stopped_sensor_does_not_stop_the_coordinator_polls_and_its_later_events_arr
         |d| events(d) == 7,
     );
     let _ = sensor.log_tail();
+}
+
+#[test]
+fn retention_prunes_old_events_and_they_are_not_fetched_again() {
+    let root = tempfile::tempdir().unwrap();
+    let coordinator = PyNode::coordinator(root.path());
+    // The fixtures' events are days old; a 60 s retention prunes them all (every 6 s), while fresh ones stay.
+    let fixtures = fixture_items();
+    let sensor = PyNode::sensor_with_items(
+        root.path(),
+        &coordinator,
+        &serde_json::Value::Array(fixtures.clone()),
+    );
+    let mut daemon =
+        Daemon::start_with(root.path(), &coordinator, "[index]\nretention = \"60s\"\n");
+    daemon.wait_until(
+        "the old events are indexed, then pruned",
+        Duration::from_secs(90),
+        |d| {
+            events(d) == 0
+                && daemon.metric("koi_indexer_events_indexed_total", &[]) == fixtures.len() as f64
+        },
+    );
+    assert!(daemon
+        .log()
+        .contains("retention: pruned events older than the cutoff"));
+
+    sensor.emit(&serde_json::Value::Array(push_items("fresh", 2)));
+    daemon.wait_until("fresh events are indexed", Duration::from_secs(30), |d| {
+        events(d) == 2
+    });
+
+    // After a restart, catch-up sees the pruned events' manifests (kept as tombstones) and fetches none again.
+    let status = daemon
+        .terminate(Duration::from_secs(10))
+        .expect("exits on SIGTERM");
+    assert!(status.success());
+    daemon.restart();
+    daemon.wait_until(
+        "caught up again after the restart",
+        Duration::from_secs(60),
+        |d| {
+            d["neighbours"].as_array().is_some_and(|n| {
+                n.iter().any(|x| {
+                    x["rid"].as_str().unwrap_or("").contains("github_sensor")
+                        && x["caught_up"] == true
+                })
+            })
+        },
+    );
+    assert_eq!(daemon.metric("koi_indexer_events_indexed_total", &[]), 0.0);
+    assert_eq!(events(&daemon.status().unwrap()), 2);
 }

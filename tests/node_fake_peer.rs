@@ -9,12 +9,13 @@ use std::time::Duration;
 
 use koi_github_indexer::index::Index;
 use koi_github_indexer::node::identity::Identity;
-use koi_github_indexer::node::{Node, NodeSettings};
+use koi_github_indexer::node::{Node, NodeSettings, NodeTelemetry};
 use koi_github_indexer::protocol::{
     sign_envelope, Bundle, BundlesPayload, Contents, Event, EventType, EventsPayload,
     ManifestsPayload, NodeKey, NodeProfile, NodeProvides, NodeType, ReceivedEnvelope,
     RequestPayload, ResponsePayload, Rid, RidType, RidsPayload,
 };
+use koi_github_indexer::telemetry::{Metrics, PollLog};
 use tokio::sync::{mpsc, watch};
 use warp::Filter;
 
@@ -185,6 +186,7 @@ fn github_bundle(id: &str, n: i64) -> Bundle {
 struct Harness {
     _dir: tempfile::TempDir,
     index: Index,
+    metrics: Metrics,
     node: Arc<Node>,
     ticks: mpsc::Sender<()>,
     shutdown: watch::Sender<bool>,
@@ -207,13 +209,19 @@ impl Harness {
             max_backoff: Duration::from_millis(200),
             fetch_batch: 2,
         };
-        let node = Node::new(settings, identity, db, index.clone()).unwrap();
+        let metrics = Metrics::new();
+        let telemetry = NodeTelemetry {
+            metrics: metrics.clone(),
+            poll_log: PollLog::open(&db).unwrap(),
+        };
+        let node = Node::new(settings, identity, db, index.clone(), telemetry).unwrap();
         let (ticks, rx) = mpsc::channel(1);
         let (shutdown, srx) = watch::channel(false);
         let task = tokio::spawn(Arc::clone(&node).run(rx, srx));
         Harness {
             _dir: dir,
             index,
+            metrics,
             node,
             ticks,
             shutdown,
@@ -236,6 +244,29 @@ impl Harness {
     fn has(&self, id: &str) -> bool {
         let rid = Rid::parse(&format!("orn:github.event:octo-org/hello-world:{id}")).unwrap();
         self.index.cached_manifest(&rid).unwrap().is_some()
+    }
+
+    /// The sum of a metric's series in `/metrics` text, e.g. `koi_indexer_events_indexed_total`; 0 if absent.
+    fn metric(&self, series: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(series)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// The sum over all series of a metric whose labels contain `label` (e.g. `reason="bad_hash"`).
+    fn metric_with(&self, name: &str, label: &str) -> f64 {
+        self.metrics
+            .encode()
+            .lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) && l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     async fn stop(self) {
@@ -286,6 +317,11 @@ async fn joins_subscribes_catches_up_and_indexes_polled_events() {
     })
     .await;
     assert_eq!(h.node.inbox_depth(), 0);
+    // live-1 and live-2 indexed after the three held ones; held-1 was forgotten.
+    assert_eq!(h.metric("koi_indexer_events_indexed_total"), 5.0);
+    assert_eq!(h.metric("koi_indexer_index_events"), 4.0);
+    assert!(h.metric_with("koi_indexer_bundles_fetched_total", "neighbour=") >= 4.0);
+    assert!(h.metric_with("koi_indexer_polls_total", "outcome=\"ok\"") >= 1.0);
     h.stop().await;
 }
 
@@ -305,6 +341,10 @@ async fn bad_hash_bundles_are_rejected_and_nothing_else_is_lost() {
         .await;
     assert!(!h.has("tampered"));
     assert_eq!(h.node.inbox_depth(), 0, "rejected events leave the inbox");
+    assert_eq!(
+        h.metric_with("koi_indexer_events_rejected_total", "reason=\"bad_hash\""),
+        1.0
+    );
     h.stop().await;
 }
 
@@ -331,6 +371,17 @@ async fn misbehaving_peer_indexes_nothing(m: Misbehaviour) {
     );
     let failures: u32 = h.node.neighbour_status().iter().map(|n| n.failures).sum();
     assert!(failures >= 1, "{m:?}: the neighbour is backed off");
+    let reason = match m {
+        Misbehaviour::WrongTarget => "reason=\"wrong_target\"",
+        _ => "reason=\"bad_signature\"",
+    };
+    assert!(
+        h.metric_with("koi_indexer_events_rejected_total", reason) >= 1.0,
+        "{m:?}: rejected responses are counted under {reason}:\n{}",
+        h.metrics.encode()
+    );
+    assert!(h.metric_with("koi_indexer_polls_total", "outcome=\"bad_signature\"") >= 1.0);
+    assert_eq!(h.metric("koi_indexer_events_indexed_total"), 0.0);
     h.stop().await;
 }
 

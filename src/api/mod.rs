@@ -10,7 +10,11 @@
 //! | `GET /repositories/{repo}/events?limit&offset&event_type&since&until` | `[EventRow]`, newest first |
 //! | `GET /events/{event_rid}` | `EventRow` plus `"bundle"` |
 //! | `GET /commits/{sha}/events?limit&offset` | `[EventRow]`, newest first (`sha` may be abbreviated) |
+//! | `GET /polls?neighbour&limit` | the poll log: recent poll attempts, newest first (`[PollAttempt]`) |
 //! | `POST /repositories` `{"repo":"owner/name"}` | the only write: adds a repository (201, or 200 if held) |
+//!
+//! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text). Every request is counted and
+//! timed by route template (`api_requests_total`, `api_request_duration_seconds`).
 //!
 //! `{repo}` is `owner/name` or the URL-encoded repository RID; `{event_rid}` is the event RID, URL-encoded or not.
 //! Every error is JSON, `{"error": "…"}`: 400 for bad parameters (saying which and why), 404 for an unknown
@@ -29,6 +33,7 @@ use warp::{Filter, Rejection, Reply};
 
 use crate::index::{parse_repo_ref, EventQuery, Index, IndexError};
 use crate::protocol::{GithubEventRid, Rid, Timestamp};
+use crate::telemetry::{ApiRequest, Metrics, PollLog, METRICS_CONTENT_TYPE};
 
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: usize = 100;
@@ -45,6 +50,10 @@ pub struct ApiContext {
     /// Node-provided details for `/status` (node_name, node_rid, node_type, data_dir, neighbours, inbox …); the
     /// handler adds the index's counts to them.
     pub status: Arc<dyn Fn() -> Map<String, Value> + Send + Sync>,
+    /// The daemon's metrics: served by `/metrics`, and counting every API request.
+    pub metrics: Metrics,
+    /// The poll log behind `/polls`.
+    pub poll_log: PollLog,
 }
 
 /// A failed request: status and the message for `{"error": …}`.
@@ -109,6 +118,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let base = warp::path("api")
         .and(warp::path("processor"))
         .and(warp::path("github"));
+    let metrics = ctx.metrics.clone();
     let ctx = warp::any().map(move || ctx.clone());
     let params = warp::query::<Vec<(String, String)>>();
 
@@ -162,6 +172,21 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .then(|tail: warp::path::Tail, ctx: ApiContext| async move {
             finish(event(tail.as_str().to_owned(), ctx).await)
         });
+    let polls = base
+        .and(warp::path("polls"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(params)
+        .and(ctx.clone())
+        .then(|params, ctx: ApiContext| async move { finish(polls(params, ctx).await) });
+    let metrics_route = warp::path("metrics")
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(ctx.clone())
+        .map(|ctx: ApiContext| {
+            warp::reply::with_header(ctx.metrics.encode(), "content-type", METRICS_CONTENT_TYPE)
+                .into_response()
+        });
     let commit = base
         .and(warp::path("commits"))
         .and(warp::path::param::<String>())
@@ -186,7 +211,117 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(commit)
         .unify()
+        .or(polls)
+        .unify()
+        .or(metrics_route)
+        .unify()
         .recover(json_rejection)
+        .with(warp::log::custom(move |info| {
+            ApiRequest {
+                route: route_template(info.path()),
+                status: info.status().as_u16(),
+                duration: info.elapsed(),
+            }
+            .emit(&metrics)
+        }))
+}
+
+/// The route template a path belongs to, for metric labels: never the raw path, whose repository names and RIDs
+/// would make one series each.
+pub fn route_template(path: &str) -> &'static str {
+    let Some(rest) = path.strip_prefix("/api/processor/github/") else {
+        return if path == "/metrics" {
+            "/metrics"
+        } else {
+            "other"
+        };
+    };
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["health"] => "/api/processor/github/health",
+        ["status"] => "/api/processor/github/status",
+        ["polls"] => "/api/processor/github/polls",
+        ["repositories"] => "/api/processor/github/repositories",
+        ["repositories", .., "events"] => "/api/processor/github/repositories/{repo}/events",
+        ["repositories", ..] => "/api/processor/github/repositories/{repo}",
+        ["events", _, ..] => "/api/processor/github/events/{event_rid}",
+        ["commits", _, "events"] => "/api/processor/github/commits/{sha}/events",
+        _ => "other",
+    }
+}
+
+/// `/polls?neighbour=&limit=`: the poll log, newest first, of one neighbour or of all.
+async fn polls(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
+    let mut neighbour = None;
+    let mut limit = DEFAULT_LIMIT;
+    let mut seen: Vec<&str> = Vec::new();
+    for (name, value) in &params {
+        if seen.contains(&name.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is given more than once"
+            )));
+        }
+        seen.push(name);
+        match name.as_str() {
+            "neighbour" => {
+                // Node RIDs have a `+` before the key hash, which form decoding turns into a space; RIDs never
+                // hold spaces, so `?neighbour=orn:koi-net.node:sensor+ab12` works as typed, unencoded.
+                let value = value.replace(' ', "+");
+                let rid = Rid::parse(&value).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "neighbour must be a node RID such as `orn:koi-net.node:coordinator+…`: {e}"
+                    ))
+                })?;
+                neighbour = Some(rid.to_string());
+            }
+            "limit" => limit = parse_limit(value)?,
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter `{name}`: accepted here are neighbour, limit"
+                )))
+            }
+        }
+    }
+    let log = ctx.poll_log.clone();
+    let (attempts, known) = tokio::task::spawn_blocking(move || {
+        let attempts = log.recent(neighbour.as_deref(), limit)?;
+        let known = match &neighbour {
+            Some(_) if attempts.is_empty() => Some(log.neighbours()?),
+            _ => None,
+        };
+        Ok::<_, crate::telemetry::TelemetryError>((attempts, known))
+    })
+    .await
+    .map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("query task failed: {e}"),
+        )
+    })?
+    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if let Some(known) = known {
+        return Err(ApiError::not_found(format!(
+            "no poll attempts recorded for that neighbour; neighbours in the poll log: {}",
+            if known.is_empty() {
+                "none yet".to_owned()
+            } else {
+                known.join(", ")
+            }
+        )));
+    }
+    ok(&attempts)
+}
+
+fn parse_limit(value: &str) -> Result<usize, ApiError> {
+    value
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "limit must be a whole number from 1 to {MAX_LIMIT}, got `{value}`"
+            ))
+        })
 }
 
 async fn status(ctx: ApiContext) -> Answer {
@@ -335,17 +470,7 @@ fn parse_params(params: &[(String, String)], accepted: &[&str]) -> Result<EventQ
         }
         seen.push(name);
         match name.as_str() {
-            "limit" => {
-                query.limit = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "limit must be a whole number from 1 to {MAX_LIMIT}, got `{value}`"
-                        ))
-                    })?;
-            }
+            "limit" => query.limit = parse_limit(value)?,
             "offset" => {
                 query.offset = value.parse().map_err(|_| {
                     ApiError::bad_request(format!(

@@ -27,7 +27,14 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::index::{ApplyOutcome, Index};
-use crate::protocol::{Bundle, EdgeProfile, Event, EventType, NodeProfile, Rid, RidType};
+use crate::protocol::{
+    Bundle, EdgeProfile, EnvelopeError, Event, EventType, NodeProfile, Rid, RidType,
+};
+use crate::telemetry::{
+    self, BundlesFetched, DedupReason, EdgeProposed, EventDeduplicated, EventIndexed,
+    EventRejected, HandshakeCompleted, InboxDepth, IndexSizes, Metrics, PollFailed, PollLog,
+    PollOutcome, PollSucceeded, RejectReason,
+};
 
 use backoff::Backoff;
 use client::{ClientError, KoiClient, Peer};
@@ -79,7 +86,25 @@ enum Unhandled {
     /// Try again later (a neighbour was unreachable); the entry stays in the inbox.
     Retry(String),
     /// The event is bad (bad hash, bad profile); it is dropped.
-    Reject(String),
+    Reject(RejectReason, String),
+}
+
+impl Unhandled {
+    fn malformed(why: impl Into<String>) -> Unhandled {
+        Unhandled::Reject(RejectReason::Malformed, why.into())
+    }
+    fn bad_hash(why: impl std::fmt::Display) -> Unhandled {
+        Unhandled::Reject(RejectReason::BadHash, why.to_string())
+    }
+}
+
+/// What the node reports through: metrics (and logs, via the telemetry events) and the poll log.
+#[derive(Clone, Debug)]
+pub struct NodeTelemetry {
+    /// The daemon's metrics, shared with `GET /metrics`.
+    pub metrics: Metrics,
+    /// The bounded poll log, shared with `GET /api/processor/github/polls`.
+    pub poll_log: PollLog,
 }
 
 /// Per-neighbour poll state, in memory.
@@ -113,6 +138,7 @@ pub struct Node {
     graph: Graph,
     inbox: Inbox,
     index: Index,
+    telemetry: NodeTelemetry,
     /// Backoff and in-flight flags per neighbour.
     neighbours: Mutex<HashMap<Rid, NeighbourState>>,
     /// Providers whose catch-up finished this run, and those being caught up right now.
@@ -133,6 +159,7 @@ impl Node {
         identity: Identity,
         db: sled::Db,
         index: Index,
+        telemetry: NodeTelemetry,
     ) -> Result<Arc<Node>, NodeError> {
         Ok(Arc::new(Node {
             client: KoiClient::new(identity.clone()),
@@ -142,6 +169,7 @@ impl Node {
             identity,
             db,
             index,
+            telemetry,
             neighbours: Mutex::new(HashMap::new()),
             caught_up: Mutex::new(HashSet::new()),
             catching_up: Mutex::new(HashSet::new()),
@@ -182,6 +210,7 @@ impl Node {
             );
         }
         self.process_inbox().await?;
+        self.report_sizes();
 
         let consumer = {
             let node = Arc::clone(&self);
@@ -290,18 +319,38 @@ impl Node {
         }
     }
 
-    fn backoff_failed(&self, peer: &Peer, error: &ClientError) -> Duration {
+    /// Counts a failed poll against `peer`'s backoff; returns how long until it is tried again.
+    fn backoff_failed(&self, peer: &Peer) -> Duration {
         let mut states = lock(&self.neighbours);
         let state = states.entry(peer.rid.clone()).or_default();
         let backoff = state
             .backoff
             .get_or_insert_with(|| Backoff::new(self.settings.interval, self.settings.max_backoff));
-        let wait = backoff.failed(Instant::now());
-        tracing::warn!(
-            neighbour = %peer.rid, url = %peer.base_url, cause = %error, retry_in = ?wait,
-            failures = backoff.failures(), "poll failed"
-        );
-        wait
+        backoff.failed(Instant::now())
+    }
+
+    /// Records a poll attempt in the poll log. A failure here never affects polling: it is logged and dropped.
+    fn record_attempt(&self, attempt: &telemetry::PollAttempt) {
+        if let Err(e) = self.telemetry.poll_log.record(attempt) {
+            tracing::error!(error = %e, "cannot write the poll log");
+        }
+    }
+
+    /// Sets the inbox and index gauges.
+    fn report_sizes(&self) {
+        let metrics = &self.telemetry.metrics;
+        InboxDepth {
+            depth: self.inbox.len(),
+        }
+        .emit(metrics);
+        match self.index.counts() {
+            Ok(counts) => IndexSizes {
+                events: counts.events,
+                repositories: counts.repositories,
+            }
+            .emit(metrics),
+            Err(e) => tracing::error!(error = %e, "cannot read the index counters"),
+        }
     }
 
     /// Polls one neighbour and makes what it returns durable.
@@ -331,22 +380,41 @@ impl Node {
                         return;
                     }
                 }
-                {
+                let recovered = {
                     let mut states = lock(&self.neighbours);
                     let state = states.entry(peer.rid.clone()).or_default();
-                    state.backoff = None;
                     state.unknown_node = 0;
+                    state.backoff.take().is_some()
+                };
+                if recovered {
+                    // It was unreachable: if it restarted meanwhile, the events it had queued for us (koi-net
+                    // keeps poll queues in memory) are gone. Catching up again (one manifests request, then only
+                    // what we lack) recovers them.
+                    lock(&self.caught_up).remove(&peer.rid);
                 }
                 if is_first_contact && !self.graph.joined(&peer.rid).unwrap_or(true) {
                     let _ = self.graph.set_joined(&peer.rid, true);
                     tracing::info!(neighbour = %peer.rid, "joined the network through the first contact");
                 }
-                tracing::debug!(neighbour = %peer.rid, url = %peer.base_url, events = count, elapsed = ?started.elapsed(), "polled");
+                let neighbour = peer.rid.to_string();
+                let polled = PollSucceeded {
+                    neighbour: &neighbour,
+                    url: &peer.base_url,
+                    events: count,
+                    duration: started.elapsed(),
+                };
+                polled.emit(&self.telemetry.metrics);
+                self.record_attempt(&polled.to_attempt());
                 if count > 0 {
+                    InboxDepth {
+                        depth: self.inbox.len(),
+                    }
+                    .emit(&self.telemetry.metrics);
                     self.inbox_ready.notify_one();
                 }
             }
             Err(error) => {
+                let duration = started.elapsed();
                 if error.is_unknown_node() {
                     let n = {
                         let mut states = lock(&self.neighbours);
@@ -354,6 +422,10 @@ impl Node {
                         state.unknown_node += 1;
                         state.unknown_node
                     };
+                    // It lost its state about us (a restart without state, or it forgot us after failed
+                    // requests): whatever it received meanwhile was never queued for us, so catch up with it
+                    // again once it knows us.
+                    lock(&self.caught_up).remove(&peer.rid);
                     // Right after a handshake the neighbour may simply not have processed it yet: retry the
                     // poll a few times, then introduce ourselves again.
                     if n % 4 == 0 {
@@ -365,7 +437,37 @@ impl Node {
                         }
                     }
                 }
-                self.backoff_failed(peer, &error);
+                let retry_in = self.backoff_failed(peer);
+                let neighbour = peer.rid.to_string();
+                let cause = error.to_string();
+                let outcome = PollOutcome::from_label(error.outcome());
+                let failed = PollFailed {
+                    neighbour: &neighbour,
+                    url: &peer.base_url,
+                    cause: &cause,
+                    outcome,
+                    duration,
+                    backoff: Some(retry_in),
+                };
+                failed.emit(&self.telemetry.metrics);
+                self.record_attempt(&failed.to_attempt());
+                if outcome == PollOutcome::BadSignature {
+                    // The response's events are unverified, so unknowable: the response counts as one rejection.
+                    let reason = match &error {
+                        ClientError::Envelope {
+                            source: EnvelopeError::WrongTarget { .. },
+                            ..
+                        } => RejectReason::WrongTarget,
+                        _ => RejectReason::BadSignature,
+                    };
+                    EventRejected {
+                        neighbour: &neighbour,
+                        rid: "",
+                        reason,
+                        detail: &cause,
+                    }
+                    .emit(&self.telemetry.metrics);
+                }
             }
         }
     }
@@ -387,7 +489,10 @@ impl Node {
             .broadcast(peer, events, self.settings.timeout)
             .await
         {
-            Ok(()) => tracing::info!(neighbour = %peer.rid, url = %peer.base_url, "handshake sent"),
+            Ok(()) => HandshakeCompleted {
+                neighbour: peer.rid.as_str(),
+            }
+            .emit(&self.telemetry.metrics),
             Err(e) => {
                 tracing::warn!(neighbour = %peer.rid, url = %peer.base_url, cause = %e, "handshake failed")
             }
@@ -413,13 +518,21 @@ impl Node {
             .broadcast(peer, events, self.settings.timeout)
             .await
         {
-            Ok(()) => {
-                tracing::info!(provider = %peer.rid, rid_types = ?proposal.rid_types, "proposed a POLL edge")
-            }
+            Ok(()) => self.edge_proposed(&peer.rid, &proposal.rid_types),
             Err(e) => {
                 tracing::warn!(provider = %peer.rid, url = %peer.base_url, cause = %e, "edge proposal failed")
             }
         }
+    }
+
+    fn edge_proposed(&self, source: &Rid, rid_types: &[RidType]) {
+        let rid_types: Vec<String> = rid_types.iter().map(|t| t.to_string()).collect();
+        EdgeProposed {
+            source: source.as_str(),
+            target: self.rid().as_str(),
+            rid_types: &rid_types,
+        }
+        .emit(&self.telemetry.metrics);
     }
 
     /// Proposes POLL edges to providers we learned of, and starts catch-ups not yet done this run.
@@ -448,7 +561,7 @@ impl Node {
                 .await
             {
                 Ok(()) => {
-                    tracing::info!(neighbour = %first_contact, "proposed a POLL edge for node and edge events");
+                    self.edge_proposed(&first_contact, &proposal.rid_types);
                     if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
                         tracing::error!(error = %e, "cannot store edge proposal");
                     }
@@ -556,7 +669,14 @@ impl Node {
                 .fetch_bundles(&peer, batch.to_vec(), self.settings.timeout)
                 .await
             {
-                Ok(b) => b.bundles,
+                Ok(b) => {
+                    BundlesFetched {
+                        neighbour: provider.as_str(),
+                        count: b.bundles.len(),
+                    }
+                    .emit(&self.telemetry.metrics);
+                    b.bundles
+                }
                 Err(e) => {
                     tracing::warn!(provider = %provider, cause = %e, "catch-up: fetching bundles failed; will retry");
                     return false;
@@ -571,9 +691,13 @@ impl Node {
                 match applied {
                     Ok(true) => indexed += 1,
                     Ok(false) => {}
-                    Err(Unhandled::Reject(why)) => {
-                        tracing::warn!(provider = %provider, rid = %bundle.rid(), reason = %why, "catch-up: bundle rejected")
+                    Err(Unhandled::Reject(reason, detail)) => EventRejected {
+                        neighbour: provider.as_str(),
+                        rid: bundle.rid().as_str(),
+                        reason,
+                        detail: &detail,
                     }
+                    .emit(&self.telemetry.metrics),
                     Err(Unhandled::Retry(why)) => {
                         tracing::warn!(provider = %provider, reason = %why, "catch-up interrupted; will retry");
                         return false;
@@ -586,6 +710,7 @@ impl Node {
             return false;
         }
         tracing::info!(provider = %provider, held = manifests.len(), fetched = wanted.len(), indexed, "caught up");
+        self.report_sizes();
         true
     }
 
@@ -606,8 +731,14 @@ impl Node {
             };
             match self.handle(&entry).await {
                 Ok(()) => done.push(key),
-                Err(Unhandled::Reject(reason)) => {
-                    tracing::warn!(neighbour = %entry.source, rid = %entry.event.rid, reason = %reason, "event rejected");
+                Err(Unhandled::Reject(reason, detail)) => {
+                    EventRejected {
+                        neighbour: entry.source.as_str(),
+                        rid: entry.event.rid.as_str(),
+                        reason,
+                        detail: &detail,
+                    }
+                    .emit(&self.telemetry.metrics);
                     done.push(key);
                 }
                 Err(Unhandled::Retry(reason)) => {
@@ -619,6 +750,7 @@ impl Node {
             // Effects first, then forget the entries: a crash in between replays them, harmlessly.
             self.db.flush_async().await?;
             self.inbox.remove(&done)?;
+            self.report_sizes();
         }
         Ok(())
     }
@@ -654,8 +786,8 @@ impl Node {
             Some(bundle) => bundle,
             None => {
                 let Some(manifest) = &event.manifest else {
-                    return Err(Unhandled::Reject(
-                        "NEW/UPDATE event with neither manifest nor contents".into(),
+                    return Err(Unhandled::malformed(
+                        "NEW/UPDATE event with neither manifest nor contents",
                     ));
                 };
                 if is_interest {
@@ -663,7 +795,18 @@ impl Node {
                         if held.sha256_hash == manifest.sha256_hash
                             || held.timestamp > manifest.timestamp
                         {
-                            return Ok(()); // already have it (or newer)
+                            // Already held (or a newer version is): no need to fetch it.
+                            let reason = if held.sha256_hash == manifest.sha256_hash {
+                                DedupReason::Unchanged
+                            } else {
+                                DedupReason::Stale
+                            };
+                            EventDeduplicated {
+                                rid: rid.as_str(),
+                                reason,
+                            }
+                            .emit(&self.telemetry.metrics);
+                            return Ok(());
                         }
                     }
                 }
@@ -671,7 +814,7 @@ impl Node {
             }
         };
         if bundle.rid() != rid {
-            return Err(Unhandled::Reject(format!(
+            return Err(Unhandled::malformed(format!(
                 "event for {rid} carries a bundle for {}",
                 bundle.rid()
             )));
@@ -711,6 +854,11 @@ impl Node {
                 .await
             {
                 Ok(payload) => {
+                    BundlesFetched {
+                        neighbour: candidate.as_str(),
+                        count: payload.bundles.len(),
+                    }
+                    .emit(&self.telemetry.metrics);
                     if let Some(bundle) = payload.bundles.into_iter().find(|b| b.rid() == rid) {
                         return Ok(bundle);
                     }
@@ -726,32 +874,37 @@ impl Node {
 
     /// Verifies the hash and hands a GitHub bundle to the index. Returns whether it changed the index.
     fn apply_indexed_bundle(&self, bundle: &Bundle) -> Result<bool, Unhandled> {
-        bundle
-            .verify_hash()
-            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        bundle.verify_hash().map_err(Unhandled::bad_hash)?;
+        let rid = bundle.rid().to_string();
+        let metrics = &self.telemetry.metrics;
+        let dedup = |reason| EventDeduplicated { rid: &rid, reason }.emit(metrics);
         match self.index.apply_bundle(bundle) {
-            Ok(ApplyOutcome::Indexed { new }) => {
-                tracing::debug!(rid = %bundle.rid(), new, "indexed");
+            Ok(ApplyOutcome::Indexed { .. }) => {
+                EventIndexed { rid: &rid }.emit(metrics);
                 Ok(true)
             }
-            Ok(outcome) => {
-                tracing::debug!(rid = %bundle.rid(), ?outcome, "not indexed");
+            Ok(ApplyOutcome::Unchanged) => {
+                dedup(DedupReason::Unchanged);
                 Ok(false)
             }
+            Ok(ApplyOutcome::Stale) => {
+                dedup(DedupReason::Stale);
+                Ok(false)
+            }
+            Ok(ApplyOutcome::Ignored) => Ok(false),
+            Ok(ApplyOutcome::Invalid(why)) => Err(Unhandled::malformed(why)),
             Err(e) => Err(Unhandled::Retry(format!("index write failed: {e}"))),
         }
     }
 
     fn apply_node_bundle(&self, bundle: &Bundle) -> Result<(), Unhandled> {
-        bundle
-            .verify_hash()
-            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        bundle.verify_hash().map_err(Unhandled::bad_hash)?;
         if bundle.rid() == self.rid() {
             return Ok(());
         }
         let profile: NodeProfile = bundle
             .contents_as()
-            .map_err(|e| Unhandled::Reject(format!("bad node profile: {e}")))?;
+            .map_err(|e| Unhandled::malformed(format!("bad node profile: {e}")))?;
         // A profile must carry the key its RID names, or it could redirect us to an impostor.
         let key_ok = match (
             crate::protocol::NodeRid::from_rid(bundle.rid()),
@@ -762,6 +915,7 @@ impl Node {
         };
         if !key_ok {
             return Err(Unhandled::Reject(
+                RejectReason::BadSignature,
                 "node profile's public key does not hash to its RID".into(),
             ));
         }
@@ -776,15 +930,13 @@ impl Node {
     }
 
     async fn apply_edge_bundle(&self, bundle: &Bundle, source: &Rid) -> Result<(), Unhandled> {
-        bundle
-            .verify_hash()
-            .map_err(|e| Unhandled::Reject(e.to_string()))?;
+        bundle.verify_hash().map_err(Unhandled::bad_hash)?;
         let edge: EdgeProfile = bundle
             .contents_as()
-            .map_err(|e| Unhandled::Reject(format!("bad edge profile: {e}")))?;
+            .map_err(|e| Unhandled::malformed(format!("bad edge profile: {e}")))?;
         if edge.rid().rid() != bundle.rid() {
-            return Err(Unhandled::Reject(
-                "edge RID does not match its source and target".into(),
+            return Err(Unhandled::malformed(
+                "edge RID does not match its source and target",
             ));
         }
         if &edge.source != self.rid() && &edge.target != self.rid() {

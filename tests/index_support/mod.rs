@@ -14,6 +14,7 @@ use koi_github_indexer::api::{routes, ApiContext};
 use koi_github_indexer::index::Index;
 use koi_github_indexer::protocol::knowledge::hash_contents;
 use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
+use koi_github_indexer::telemetry::{Metrics, PollLog};
 
 /// The GitHubEvent fixtures as bundles (manifest time 2026-11-24T12:00:00Z).
 pub fn fixture_bundles() -> Vec<Bundle> {
@@ -53,6 +54,8 @@ pub struct Store {
     pub dir: tempfile::TempDir,
     pub db: sled::Db,
     pub index: Index,
+    pub metrics: Metrics,
+    pub poll_log: PollLog,
 }
 
 impl Store {
@@ -64,7 +67,14 @@ impl Store {
             index.apply_bundle(&b).unwrap();
         }
         db.flush().unwrap();
-        Store { dir, db, index }
+        let poll_log = PollLog::open(&db).unwrap();
+        Store {
+            dir,
+            db,
+            index,
+            metrics: Metrics::new(),
+            poll_log,
+        }
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -81,6 +91,8 @@ impl Store {
                 details.insert("node_type".into(), "PARTIAL".into());
                 details
             }),
+            metrics: self.metrics.clone(),
+            poll_log: self.poll_log.clone(),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let (addr, server) =

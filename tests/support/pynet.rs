@@ -479,6 +479,11 @@ pub struct Daemon {
 impl Daemon {
     /// Writes a config joined to `coordinator` and starts the daemon.
     pub fn start(root: &Path, coordinator: &PyNode) -> Daemon {
+        Daemon::start_with(root, coordinator, "")
+    }
+
+    /// [`Daemon::start`] with `extra` TOML appended to the config (whole sections, e.g. `[index]\nretention = …`).
+    pub fn start_with(root: &Path, coordinator: &PyNode, extra: &str) -> Daemon {
         let dir = root.join("indexer");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -488,7 +493,7 @@ impl Daemon {
             format!(
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
                  [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
-                 [log]\nlevel = \"debug\"\n",
+                 [log]\nlevel = \"debug\"\n\n{extra}",
                 coordinator.base_url(),
                 coordinator.rid()
             ),
@@ -524,13 +529,31 @@ impl Daemon {
 
     /// GET a path of the API; `None` while it does not answer.
     pub fn get(&self, path: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.get_text(path)?).ok()
+    }
+
+    /// GET a path of the API, the body as text; `None` while it does not answer.
+    pub fn get_text(&self, path: &str) -> Option<String> {
         let mut stream = TcpStream::connect(&self.api).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.api).ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
-        let body = response.split("\r\n\r\n").nth(1)?;
-        serde_json::from_str(body).ok()
+        Some(response.split_once("\r\n\r\n")?.1.to_owned())
+    }
+
+    /// The sum of a metric's series in `GET /metrics` whose line contains every one of `labels`; 0 if none.
+    pub fn metric(&self, name: &str, labels: &[&str]) -> f64 {
+        self.get_text("/metrics")
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter(|l| labels.iter().all(|label| l.contains(label)))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
     }
 
     /// `details` of `/status`.
