@@ -40,19 +40,12 @@ PY
 pids+=($!)
 wait_ready "$demo/sensor"
 
-cat > "$demo/config.toml" <<TOML
-# Written by scripts/demo.sh; see config.toml.example for every key.
-[node]
-data_dir = "indexer-data"
-
-[first_contact]
-url = "$coordinator_url"
-rid = "$coordinator_rid"
-
-[poll]
-interval = "2s"
-timeout = "2s"
-TOML
+# The daemon runs on config.toml.example as it is, but for the two site-specific values: the first contact
+# (this demo's coordinator) and a data dir inside ./demo/ (the example's /var/lib/… is for the systemd service).
+sed -e "s|^url = .*|url = \"$coordinator_url\"|" \
+    -e "s|^rid = .*|rid = \"$coordinator_rid\"|" \
+    -e "s|^data_dir = .*|data_dir = \"indexer-data\"|" \
+    config.toml.example > "$demo/config.toml"
 echo "demo: coordinator $coordinator_rid at $coordinator_url" >&2
 echo "demo: try  curl -s http://127.0.0.1:8004/api/processor/github/status" >&2
 target/debug/koi-github-indexer run --config "$demo/config.toml" &

@@ -534,7 +534,7 @@ fn summary_text(s: &Summary) -> String {
         for (name, n) in types {
             let _ = writeln!(
                 out,
-                "{} {:>9}  {:>5.1}%",
+                "{} {:>7}  {:>5.1}%",
                 fit(name, 26),
                 n,
                 *n as f64 * 100.0 / total

@@ -427,6 +427,24 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
         Config::parse(text, Path::new("/etc/koi/config.toml"))
     }
 
+    /// `config.toml.example` is valid, every value in it is the default, and it mentions every optional key.
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let text = include_str!("../config.toml.example");
+        let example = parse(text).unwrap();
+        let defaults = parse(MINIMAL).unwrap();
+        let sections = |c: &Config| {
+            format!(
+                "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+                c.node, c.poll, c.api, c.index, c.log
+            )
+        };
+        assert_eq!(sections(&example), sections(&defaults));
+        for optional in ["# cron = ", "# retention = "] {
+            assert!(text.contains(optional), "{optional}");
+        }
+    }
+
     #[test]
     fn every_key_but_first_contact_has_a_default() {
         let c = parse(MINIMAL).unwrap();
