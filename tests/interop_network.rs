@@ -10,17 +10,27 @@ fn events(details: &serde_json::Value) -> u64 {
     details["events"].as_u64().unwrap_or(0)
 }
 
-#[test]
-fn events_from_before_and_after_joining_are_all_indexed_and_forget_removes() {
-    let root = tempfile::tempdir().unwrap();
-    let coordinator = PyNode::coordinator(root.path());
+/// The real coordinator, a sensor that emits the GitHubEvent fixtures once joined, and the daemon (its config with
+/// `extra` TOML appended). Returns the fixtures as items, then the three processes.
+fn network_with_fixtures(
+    root: &std::path::Path,
+    extra: &str,
+) -> (Vec<serde_json::Value>, PyNode, PyNode, Daemon) {
+    let coordinator = PyNode::coordinator(root);
     let fixtures = fixture_items();
     let sensor = PyNode::sensor_with_items(
-        root.path(),
+        root,
         &coordinator,
         &serde_json::Value::Array(fixtures.clone()),
     );
-    let mut daemon = Daemon::start(root.path(), &coordinator);
+    let daemon = Daemon::start_with(root, &coordinator, extra);
+    (fixtures, coordinator, sensor, daemon)
+}
+
+#[test]
+fn events_from_before_and_after_joining_are_all_indexed_and_forget_removes() {
+    let root = tempfile::tempdir().unwrap();
+    let (fixtures, _coordinator, sensor, mut daemon) = network_with_fixtures(root.path(), "");
 
     // Held before we joined: found by discovery at the coordinator and catch-up at the sensor.
     daemon.wait_until(
@@ -196,16 +206,9 @@ fn a_stopped_sensor_does_not_stop_the_coordinator_polls_and_its_later_events_arr
 #[test]
 fn retention_prunes_old_events_and_they_are_not_fetched_again() {
     let root = tempfile::tempdir().unwrap();
-    let coordinator = PyNode::coordinator(root.path());
     // The fixtures' events are days old; a 60 s retention prunes them all (every 6 s), while fresh ones stay.
-    let fixtures = fixture_items();
-    let sensor = PyNode::sensor_with_items(
-        root.path(),
-        &coordinator,
-        &serde_json::Value::Array(fixtures.clone()),
-    );
-    let mut daemon =
-        Daemon::start_with(root.path(), &coordinator, "[index]\nretention = \"60s\"\n");
+    let (fixtures, _coordinator, sensor, mut daemon) =
+        network_with_fixtures(root.path(), "[index]\nretention = \"60s\"\n");
     daemon.wait_until(
         "the old events are indexed, then pruned",
         Duration::from_secs(90),

@@ -97,20 +97,25 @@ fn finish(answer: Answer) -> Response {
     })
 }
 
+/// Runs a store read on tokio's blocking pool (sled may touch the disk).
+async fn on_blocking_pool<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(read).await.map_err(|e| {
+        ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("query task failed: {e}"),
+        )
+    })?
+}
+
 /// Runs an index query on the blocking pool.
 async fn blocking<T: Send + 'static>(
     index: &Index,
     query: impl FnOnce(Index) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let index = index.clone();
-    tokio::task::spawn_blocking(move || query(index))
-        .await
-        .map_err(|e| {
-            ApiError(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("query task failed: {e}"),
-            )
-        })?
+    on_blocking_pool(move || query(index)).await
 }
 
 /// Every route, with JSON errors for anything unmatched.
@@ -283,22 +288,20 @@ async fn polls(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
         }
     }
     let log = ctx.poll_log.clone();
-    let (attempts, known) = tokio::task::spawn_blocking(move || {
-        let attempts = log.recent(neighbour.as_deref(), limit)?;
-        let known = match &neighbour {
-            Some(_) if attempts.is_empty() => Some(log.neighbours()?),
-            _ => None,
+    let (attempts, known) = on_blocking_pool(move || {
+        let read = || {
+            let attempts = log.recent(neighbour.as_deref(), limit)?;
+            let known = match &neighbour {
+                Some(_) if attempts.is_empty() => Some(log.neighbours()?),
+                _ => None,
+            };
+            Ok((attempts, known))
         };
-        Ok::<_, crate::telemetry::TelemetryError>((attempts, known))
+        read().map_err(|e: crate::telemetry::TelemetryError| {
+            ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        })
     })
-    .await
-    .map_err(|e| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("query task failed: {e}"),
-        )
-    })?
-    .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    .await?;
     if let Some(known) = known {
         return Err(ApiError::not_found(format!(
             "no poll attempts recorded for that neighbour; neighbours in the poll log: {}",

@@ -678,7 +678,7 @@ impl Node {
                     b.bundles
                 }
                 Err(e) => {
-                    tracing::warn!(provider = %provider, cause = %e, "catch-up: fetching bundles failed; will retry");
+                    tracing::warn!(provider = %provider, url = %peer.base_url, cause = %e, "catch-up: fetching bundles failed; will retry");
                     return false;
                 }
             };
