@@ -7,8 +7,9 @@
 //!
 //! For each size: a fresh sled store in a temporary directory (or under `INDEX_BENCH_DIR`), `n` bundles of a few KB
 //! (webhook pushes, issues and pull requests with GitHub-sized repository objects, backfill commits) over 20
-//! repositories, one of which gets half of all events. Ingest is `Index::apply_bundle` one bundle at a time, as
-//! the node calls it, then one flush; bundle generation and hashing are not timed. Then 2,000 first-page queries
+//! repositories, one of which gets half of all events. Ingest is what the node does with an inbox pass: verify each
+//! bundle's hash, then `Index::apply_bundles` in batches of `node::APPLY_BATCH` (one transaction each;
+//! `INDEX_BENCH_BATCH=1` for one per bundle), then one flush. Generating the bundles is not timed. Then 2,000 first-page queries
 //! (limit 50) of the big repository, plain and filtered by `event_type=push`, and their p50/p99.
 
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index};
+use koi_github_indexer::node::APPLY_BATCH;
 use koi_github_indexer::protocol::knowledge::hash_contents;
 use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
 
@@ -210,7 +212,7 @@ fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration)
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-fn run(n: usize) {
+fn run(n: usize, batch_size: usize) {
     let dir = match std::env::var_os("INDEX_BENCH_DIR") {
         Some(base) => tempfile::tempdir_in(base),
         None => tempfile::tempdir(),
@@ -232,8 +234,11 @@ fn run(n: usize) {
             .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
             .sum::<usize>();
         let start = Instant::now();
-        for bundle in &chunk {
-            index.apply_bundle(bundle).expect("apply");
+        for batch in chunk.chunks(batch_size) {
+            for bundle in batch {
+                bundle.verify_hash().expect("hash");
+            }
+            index.apply_bundles(batch).expect("apply");
         }
         ingest += start.elapsed();
         done += chunk.len();
@@ -253,7 +258,7 @@ fn run(n: usize) {
     );
     let size_on_disk = db.size_on_disk().unwrap_or(0);
     println!(
-        "{n:>9} events ({:.1} KB/bundle): ingest {:>7.0} events/s ({:.1} s, then flush {:.2} s); \
+        "{n:>9} events ({:.1} KB/bundle, {batch_size} per transaction): ingest {:>7.0} events/s ({:.1} s, then flush {:.2} s); \
          first page p50 {:>6.0} µs p99 {:>6.0} µs; with event_type p50 {:>6.0} µs p99 {:>6.0} µs; store {} MB",
         bytes as f64 / n as f64 / 1024.0,
         n as f64 / ingest.as_secs_f64(),
@@ -284,7 +289,14 @@ fn main() {
             })
             .collect()
     };
+    // As the node writes: `APPLY_BATCH` bundles per transaction from an inbox pass. `INDEX_BENCH_BATCH=1` measures
+    // one transaction per bundle.
+    let batch_size = std::env::var("INDEX_BENCH_BATCH")
+        .ok()
+        .map(|b| b.parse().expect("INDEX_BENCH_BATCH: a number ≥ 1"))
+        .unwrap_or(APPLY_BATCH)
+        .max(1);
     for n in sizes {
-        run(n);
+        run(n, batch_size);
     }
 }

@@ -207,7 +207,7 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
 
     // The daemon stops: the store is free, nothing answers; the same commands read the store, same answers.
     let api_base = api.base();
-    drop(api);
+    api.stop().await;
     let Store {
         dir,
         db,

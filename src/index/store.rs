@@ -45,6 +45,71 @@ const SEP: u8 = 0;
 /// Events removed per transaction by [`Index::prune_older_than`].
 const PRUNE_CHUNK: usize = 256;
 
+/// A bundle parsed and serialised, ready to be written inside a transaction (which may run its closure more than
+/// once, so nothing costly happens in it).
+// Short-lived, one per bundle of a batch, and nearly all of them `Event`: boxing would only add allocations.
+#[allow(clippy::large_enum_variant)]
+enum Prepared<'a> {
+    /// Not written: not an indexed type, or a malformed RID.
+    Done(ApplyOutcome),
+    /// An `orn:github.event` bundle and its row.
+    Event {
+        bundle: &'a Bundle,
+        row: EventRow,
+        entries: Entries,
+        at: i64,
+        details: RepoDetails,
+        row_bytes: Vec<u8>,
+        manifest_bytes: Vec<u8>,
+        contents_bytes: Vec<u8>,
+    },
+    /// An `orn:github.repo` bundle.
+    Repo {
+        bundle: &'a Bundle,
+        details: RepoDetails,
+        at: i64,
+        manifest_bytes: Vec<u8>,
+        contents_bytes: Vec<u8>,
+    },
+}
+
+impl<'a> Prepared<'a> {
+    fn of(bundle: &'a Bundle) -> Result<Prepared<'a>, IndexError> {
+        let rid = bundle.rid();
+        if rid.is_type(RidType::GITHUB_EVENT) {
+            let event = match GithubEventRid::from_rid(rid) {
+                Ok(event) => event,
+                Err(e) => return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string()))),
+            };
+            let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
+            Ok(Prepared::Event {
+                entries: Entries::of(&row)?,
+                at: row_micros(&row)?,
+                details: repo_details_from_event(&bundle.contents),
+                row_bytes: serde_json::to_vec(&row)?,
+                manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
+                contents_bytes: serde_json::to_vec(&bundle.contents)?,
+                row,
+                bundle,
+            })
+        } else if rid.is_type(RidType::GITHUB_REPO) {
+            if let Err(e) = GithubRepoRid::from_rid(rid) {
+                return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string())));
+            }
+            let (details, time) = parse_repo_bundle(&bundle.contents);
+            Ok(Prepared::Repo {
+                at: time.unwrap_or(bundle.manifest.timestamp).unix_micros(),
+                details,
+                manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
+                contents_bytes: serde_json::to_vec(&bundle.contents)?,
+                bundle,
+            })
+        } else {
+            Ok(Prepared::Done(ApplyOutcome::Ignored))
+        }
+    }
+}
+
 /// The index over one shared sled database. Cheap to clone (it holds tree handles).
 #[derive(Clone)]
 pub struct Index {
@@ -383,6 +448,58 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
+    fn write(&self, prepared: &Prepared<'_>, now: &str) -> TxResult<ApplyOutcome> {
+        match prepared {
+            Prepared::Done(outcome) => Ok(outcome.clone()),
+            Prepared::Event {
+                bundle,
+                row,
+                entries,
+                at,
+                details,
+                row_bytes,
+                manifest_bytes,
+                contents_bytes,
+            } => {
+                if let Some(outcome) = self.dedupe(bundle.rid(), &bundle.manifest)? {
+                    return Ok(outcome);
+                }
+                let key = bundle.rid().as_str().as_bytes();
+                let old = self.events.insert(key, row_bytes.as_slice())?;
+                match &old {
+                    Some(bytes) => {
+                        let old: EventRow = decode(trees::EVENTS, key, bytes).map_err(abort)?;
+                        self.remove_entries(&Entries::of(&old).map_err(abort)?)?;
+                    }
+                    None => self.add(EVENTS_COUNT, 1)?,
+                }
+                self.insert_entries(entries)?;
+                self.manifests.insert(key, manifest_bytes.as_slice())?;
+                self.contents.insert(key, contents_bytes.as_slice())?;
+                let added = if old.is_none() { 1 } else { 0 };
+                self.touch_repo(&row.repo_rid, now, added, Some((details, *at)))?;
+                Ok(ApplyOutcome::Indexed { new: old.is_none() })
+            }
+            Prepared::Repo {
+                bundle,
+                details,
+                at,
+                manifest_bytes,
+                contents_bytes,
+            } => {
+                if let Some(outcome) = self.dedupe(bundle.rid(), &bundle.manifest)? {
+                    return Ok(outcome);
+                }
+                let key = bundle.rid().as_str().as_bytes();
+                let old = self.manifests.insert(key, manifest_bytes.as_slice())?;
+                self.contents.insert(key, contents_bytes.as_slice())?;
+                self.touch_repo(bundle.rid().as_str(), now, 0, Some((details, *at)))?;
+                Ok(ApplyOutcome::Indexed { new: old.is_none() })
+            }
+        }
+    }
+
     /// Removes an event row, its index entries and its contents; adjusts the counts. The manifest is left to the
     /// caller (FORGET removes it, retention keeps it as a tombstone).
     fn remove_event(&self, rid: &[u8], now: &str) -> TxResult<bool> {
@@ -522,73 +639,31 @@ impl Index {
     /// check and the writes are one transaction, so replaying a bundle never counts it twice. The caller has
     /// verified the bundle's hash.
     pub fn apply_bundle(&self, bundle: &Bundle) -> Result<ApplyOutcome, IndexError> {
-        let rid = bundle.rid();
-        if rid.is_type(RidType::GITHUB_EVENT) {
-            match GithubEventRid::from_rid(rid) {
-                Ok(event) => self.apply_event(bundle, &event),
-                Err(e) => Ok(ApplyOutcome::Invalid(e.to_string())),
-            }
-        } else if rid.is_type(RidType::GITHUB_REPO) {
-            match GithubRepoRid::from_rid(rid) {
-                Ok(repo) => self.apply_repo(bundle, &repo),
-                Err(e) => Ok(ApplyOutcome::Invalid(e.to_string())),
-            }
-        } else {
-            Ok(ApplyOutcome::Ignored)
+        let mut outcomes = self.apply_bundles(std::slice::from_ref(bundle))?;
+        Ok(outcomes.pop().unwrap_or(ApplyOutcome::Ignored))
+    }
+
+    /// [`Index::apply_bundle`] for several bundles, in order, in **one** transaction: all of them land or none.
+    /// Each is deduplicated against the store and against those before it in the batch. One outcome per bundle.
+    ///
+    /// This is the fast path: a transaction over the index's trees costs about as much as the writes of one event,
+    /// so the node applies what one inbox pass brings as a batch.
+    pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let prepared = bundles
+            .iter()
+            .map(Prepared::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        if prepared.iter().all(|p| matches!(p, Prepared::Done(_))) {
+            return Ok(prepared
+                .into_iter()
+                .map(|p| match p {
+                    Prepared::Done(outcome) => outcome,
+                    _ => ApplyOutcome::Ignored,
+                })
+                .collect());
         }
-    }
-
-    fn apply_event(
-        &self,
-        bundle: &Bundle,
-        rid: &GithubEventRid,
-    ) -> Result<ApplyOutcome, IndexError> {
-        let row = parse_event(rid, &bundle.manifest.timestamp, &bundle.contents);
-        let entries = Entries::of(&row)?;
-        let at = row_micros(&row)?;
-        let details = repo_details_from_event(&bundle.contents);
-        let key = rid.rid().as_str().as_bytes();
-        let row_bytes = serde_json::to_vec(&row)?;
-        let manifest_bytes = serde_json::to_vec(&bundle.manifest)?;
-        let contents_bytes = serde_json::to_vec(&bundle.contents)?;
         let now = now_text();
-        self.transaction(|tx| {
-            if let Some(outcome) = tx.dedupe(rid.rid(), &bundle.manifest)? {
-                return Ok(outcome);
-            }
-            let old = tx.events.insert(key, row_bytes.as_slice())?;
-            match &old {
-                Some(bytes) => {
-                    let old: EventRow = decode(trees::EVENTS, key, bytes).map_err(abort)?;
-                    tx.remove_entries(&Entries::of(&old).map_err(abort)?)?;
-                }
-                None => tx.add(EVENTS_COUNT, 1)?,
-            }
-            tx.insert_entries(&entries)?;
-            tx.manifests.insert(key, manifest_bytes.as_slice())?;
-            tx.contents.insert(key, contents_bytes.as_slice())?;
-            let added = if old.is_none() { 1 } else { 0 };
-            tx.touch_repo(&row.repo_rid, &now, added, Some((&details, at)))?;
-            Ok(ApplyOutcome::Indexed { new: old.is_none() })
-        })
-    }
-
-    fn apply_repo(&self, bundle: &Bundle, rid: &GithubRepoRid) -> Result<ApplyOutcome, IndexError> {
-        let (details, time) = parse_repo_bundle(&bundle.contents);
-        let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
-        let key = rid.rid().as_str().as_bytes();
-        let manifest_bytes = serde_json::to_vec(&bundle.manifest)?;
-        let contents_bytes = serde_json::to_vec(&bundle.contents)?;
-        let now = now_text();
-        self.transaction(|tx| {
-            if let Some(outcome) = tx.dedupe(rid.rid(), &bundle.manifest)? {
-                return Ok(outcome);
-            }
-            let old = tx.manifests.insert(key, manifest_bytes.as_slice())?;
-            tx.contents.insert(key, contents_bytes.as_slice())?;
-            tx.touch_repo(rid.rid().as_str(), &now, 0, Some((&details, at)))?;
-            Ok(ApplyOutcome::Indexed { new: old.is_none() })
-        })
+        self.transaction(|tx| prepared.iter().map(|p| tx.write(p, &now)).collect())
     }
 
     /// FORGET: removes the RID's row, index entries and cached bundle, and adjusts the counts. A repository row

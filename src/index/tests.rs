@@ -695,5 +695,56 @@ mod property {
                 prop_assert!(page.windows(2).all(|w| ts(&w[0].timestamp) >= ts(&w[1].timestamp)));
             }
         }
+
+        /// Applying runs of bundles as one batch (`apply_bundles`, as the node does per inbox pass) gives the same
+        /// outcomes and the same index as applying them one by one, duplicates and updates within a batch included.
+        #[test]
+        fn a_batch_is_the_same_as_one_by_one(ops in proptest::collection::vec(op(), 1..40)) {
+            let single = temp_index();
+            let batched = temp_index();
+            let mut pending: Vec<Bundle> = Vec::new();
+            let mut single_outcomes = Vec::new();
+            let mut batch_outcomes = Vec::new();
+            let flush = |pending: &mut Vec<Bundle>, out: &mut Vec<ApplyOutcome>| {
+                out.extend(batched.index.apply_bundles(pending).unwrap());
+                pending.clear();
+            };
+            for op in &ops {
+                match *op {
+                    Op::Apply { rid: i, v, h } => {
+                        let b = bundle(&rid(i), &hour(h), contents(v, h));
+                        single_outcomes.push(single.index.apply_bundle(&b).unwrap());
+                        pending.push(b);
+                    }
+                    Op::Forget { rid: i } => {
+                        flush(&mut pending, &mut batch_outcomes);
+                        let rid = Rid::parse(&rid(i)).unwrap();
+                        prop_assert_eq!(single.index.forget(&rid).unwrap(), batched.index.forget(&rid).unwrap());
+                    }
+                    Op::Prune { h } => {
+                        flush(&mut pending, &mut batch_outcomes);
+                        let cutoff = ts(&hour(h));
+                        prop_assert_eq!(
+                            single.index.prune_older_than(cutoff).unwrap(),
+                            batched.index.prune_older_than(cutoff).unwrap()
+                        );
+                    }
+                    Op::AddRepo { repo } => {
+                        flush(&mut pending, &mut batch_outcomes);
+                        single.index.add_repository(REPOS[repo]).unwrap();
+                        batched.index.add_repository(REPOS[repo]).unwrap();
+                    }
+                }
+            }
+            flush(&mut pending, &mut batch_outcomes);
+            prop_assert_eq!(&batch_outcomes, &single_outcomes);
+            prop_assert!(batched.index.check_consistency().unwrap().is_empty());
+            prop_assert_eq!(batched.index.counts().unwrap(), single.index.counts().unwrap());
+            for name in REPOS {
+                let query = EventQuery { limit: 100, ..EventQuery::default() };
+                let rows = |t: &TempIndex| t.index.events_page(&repo(name), &query).unwrap();
+                prop_assert_eq!(rows(&batched), rows(&single));
+            }
+        }
     }
 }

@@ -43,6 +43,9 @@ use graph::{Graph, GraphChange};
 use identity::Identity;
 use inbox::{Inbox, InboxEntry};
 
+/// Most GitHub bundles indexed in one index transaction by an inbox pass (catch-up uses `poll.fetch_batch`).
+pub const APPLY_BATCH: usize = 256;
+
 /// What the node needs from the configuration.
 #[derive(Debug, Clone)]
 pub struct NodeSettings {
@@ -96,6 +99,14 @@ impl Unhandled {
     fn bad_hash(why: impl std::fmt::Display) -> Unhandled {
         Unhandled::Reject(RejectReason::BadHash, why.to_string())
     }
+}
+
+/// What handling an inbox entry came to.
+enum Handled {
+    /// Its effects are written (or there were none).
+    Done,
+    /// A verified GitHub bundle, to be indexed with the others of this pass in one transaction.
+    Index(Box<Bundle>),
 }
 
 /// What the node reports through: metrics (and logs, via the telemetry events) and the poll log.
@@ -682,15 +693,16 @@ impl Node {
                     return false;
                 }
             };
+            let mut github = Vec::with_capacity(bundles.len());
             for bundle in bundles {
-                let applied = if bundle.rid().is_type(RidType::NODE) {
-                    self.apply_node_bundle(&bundle).map(|()| false)
+                let checked = if bundle.rid().is_type(RidType::NODE) {
+                    self.apply_node_bundle(&bundle)
                 } else {
-                    self.apply_indexed_bundle(&bundle)
+                    bundle.verify_hash().map_err(Unhandled::bad_hash)
                 };
-                match applied {
-                    Ok(true) => indexed += 1,
-                    Ok(false) => {}
+                match checked {
+                    Ok(()) if !bundle.rid().is_type(RidType::NODE) => github.push(bundle),
+                    Ok(()) => {}
                     Err(Unhandled::Reject(reason, detail)) => EventRejected {
                         neighbour: provider.as_str(),
                         rid: bundle.rid().as_str(),
@@ -704,6 +716,27 @@ impl Node {
                     }
                 }
             }
+            match self.index_bundles(&github) {
+                Ok(outcomes) => {
+                    for (bundle, outcome) in github.iter().zip(outcomes) {
+                        match outcome {
+                            Ok(true) => indexed += 1,
+                            Ok(false) => {}
+                            Err(detail) => EventRejected {
+                                neighbour: provider.as_str(),
+                                rid: bundle.rid().as_str(),
+                                reason: RejectReason::Malformed,
+                                detail: &detail,
+                            }
+                            .emit(&self.telemetry.metrics),
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(provider = %provider, error = %e, "catch-up: index write failed; will retry");
+                    return false;
+                }
+            }
         }
         if let Err(e) = self.db.flush_async().await {
             tracing::error!(error = %e, "flush after catch-up failed");
@@ -715,9 +748,14 @@ impl Node {
     }
 
     /// Handles every inbox entry once; removes those whose effects are durable (or which are rejected).
+    ///
+    /// GitHub bundles are indexed in batches of up to [`APPLY_BATCH`], one index transaction each (a transaction
+    /// costs about as much as the writes of one event). Order is kept: the pending batch is written before any entry
+    /// that reads or removes from the index (a FORGET, or a manifest-only event checked against what is held).
     pub async fn process_inbox(&self) -> Result<(), NodeError> {
         let _pass = self.inbox_lock.lock().await;
         let mut done = Vec::new();
+        let mut pending: Vec<(u64, InboxEntry, Bundle)> = Vec::new();
         let entries: Vec<_> = self.inbox.entries().collect();
         for entry in entries {
             let (key, entry) = match entry {
@@ -729,8 +767,17 @@ impl Node {
                 }
                 Err(e) => return Err(e.into()),
             };
+            if !pending.is_empty() && entry.event.contents.is_none() {
+                self.index_pending(&mut pending, &mut done);
+            }
             match self.handle(&entry).await {
-                Ok(()) => done.push(key),
+                Ok(Handled::Done) => done.push(key),
+                Ok(Handled::Index(bundle)) => {
+                    pending.push((key, entry, *bundle));
+                    if pending.len() >= APPLY_BATCH {
+                        self.index_pending(&mut pending, &mut done);
+                    }
+                }
                 Err(Unhandled::Reject(reason, detail)) => {
                     EventRejected {
                         neighbour: entry.source.as_str(),
@@ -746,6 +793,7 @@ impl Node {
                 }
             }
         }
+        self.index_pending(&mut pending, &mut done);
         if !done.is_empty() {
             // Effects first, then forget the entries: a crash in between replays them, harmlessly.
             self.db.flush_async().await?;
@@ -755,8 +803,42 @@ impl Node {
         Ok(())
     }
 
-    /// Applies one received event.
-    async fn handle(&self, entry: &InboxEntry) -> Result<(), Unhandled> {
+    /// Indexes the pending bundles in one transaction; their inbox keys join `done`, unless the write failed, in
+    /// which case they stay in the inbox for the next pass.
+    fn index_pending(&self, pending: &mut Vec<(u64, InboxEntry, Bundle)>, done: &mut Vec<u64>) {
+        if pending.is_empty() {
+            return;
+        }
+        let (entries, bundles): (Vec<(u64, InboxEntry)>, Vec<Bundle>) = std::mem::take(pending)
+            .into_iter()
+            .map(|(key, entry, bundle)| ((key, entry), bundle))
+            .unzip();
+        match self.index_bundles(&bundles) {
+            Ok(outcomes) => {
+                for (((key, entry), bundle), outcome) in
+                    entries.into_iter().zip(&bundles).zip(outcomes)
+                {
+                    if let Err(detail) = outcome {
+                        EventRejected {
+                            neighbour: entry.source.as_str(),
+                            rid: bundle.rid().as_str(),
+                            reason: RejectReason::Malformed,
+                            detail: &detail,
+                        }
+                        .emit(&self.telemetry.metrics);
+                    }
+                    done.push(key);
+                }
+            }
+            Err(e) => tracing::error!(
+                events = bundles.len(), error = %e,
+                "index write failed; the events stay in the inbox for the next pass"
+            ),
+        }
+    }
+
+    /// Applies one received event, except that a GitHub bundle is verified and handed back to be indexed in a batch.
+    async fn handle(&self, entry: &InboxEntry) -> Result<Handled, Unhandled> {
         let event = &entry.event;
         let rid = &event.rid;
         let is_node = rid.is_type(RidType::NODE);
@@ -767,7 +849,7 @@ impl Node {
             .iter()
             .any(|t| rid.is_type(t.as_str()));
         if !(is_node || is_edge || is_interest) {
-            return Ok(());
+            return Ok(Handled::Done);
         }
         if event.event_type == EventType::Forget {
             if is_interest {
@@ -780,7 +862,7 @@ impl Node {
                     .remove(rid)
                     .map_err(|e| Unhandled::Retry(e.to_string()))?;
             }
-            return Ok(());
+            return Ok(Handled::Done);
         }
         let bundle = match event.bundle() {
             Some(bundle) => bundle,
@@ -806,7 +888,7 @@ impl Node {
                                 reason,
                             }
                             .emit(&self.telemetry.metrics);
-                            return Ok(());
+                            return Ok(Handled::Done);
                         }
                     }
                 }
@@ -820,11 +902,14 @@ impl Node {
             )));
         }
         if is_node {
-            self.apply_node_bundle(&bundle)
+            self.apply_node_bundle(&bundle).map(|()| Handled::Done)
         } else if is_edge {
-            self.apply_edge_bundle(&bundle, &entry.source).await
+            self.apply_edge_bundle(&bundle, &entry.source)
+                .await
+                .map(|()| Handled::Done)
         } else {
-            self.apply_indexed_bundle(&bundle).map(|_| ())
+            bundle.verify_hash().map_err(Unhandled::bad_hash)?;
+            Ok(Handled::Index(Box::new(bundle)))
         }
     }
 
@@ -872,29 +957,39 @@ impl Node {
         )))
     }
 
-    /// Verifies the hash and hands a GitHub bundle to the index. Returns whether it changed the index.
-    fn apply_indexed_bundle(&self, bundle: &Bundle) -> Result<bool, Unhandled> {
-        bundle.verify_hash().map_err(Unhandled::bad_hash)?;
-        let rid = bundle.rid().to_string();
+    /// Indexes hash-verified GitHub bundles in one transaction and reports each outcome. Per bundle: `Ok(true)` if
+    /// it changed the index, `Ok(false)` if it was a duplicate (or not an indexed type), `Err(why)` if its RID is
+    /// malformed. The outer error is a store failure: nothing was written.
+    fn index_bundles(
+        &self,
+        bundles: &[Bundle],
+    ) -> Result<Vec<Result<bool, String>>, crate::index::IndexError> {
+        let outcomes = self.index.apply_bundles(bundles)?;
         let metrics = &self.telemetry.metrics;
-        let dedup = |reason| EventDeduplicated { rid: &rid, reason }.emit(metrics);
-        match self.index.apply_bundle(bundle) {
-            Ok(ApplyOutcome::Indexed { .. }) => {
-                EventIndexed { rid: &rid }.emit(metrics);
-                Ok(true)
-            }
-            Ok(ApplyOutcome::Unchanged) => {
-                dedup(DedupReason::Unchanged);
-                Ok(false)
-            }
-            Ok(ApplyOutcome::Stale) => {
-                dedup(DedupReason::Stale);
-                Ok(false)
-            }
-            Ok(ApplyOutcome::Ignored) => Ok(false),
-            Ok(ApplyOutcome::Invalid(why)) => Err(Unhandled::malformed(why)),
-            Err(e) => Err(Unhandled::Retry(format!("index write failed: {e}"))),
-        }
+        Ok(bundles
+            .iter()
+            .zip(outcomes)
+            .map(|(bundle, outcome)| {
+                let rid = bundle.rid().as_str();
+                let dedup = |reason| EventDeduplicated { rid, reason }.emit(metrics);
+                match outcome {
+                    ApplyOutcome::Indexed { .. } => {
+                        EventIndexed { rid }.emit(metrics);
+                        Ok(true)
+                    }
+                    ApplyOutcome::Unchanged => {
+                        dedup(DedupReason::Unchanged);
+                        Ok(false)
+                    }
+                    ApplyOutcome::Stale => {
+                        dedup(DedupReason::Stale);
+                        Ok(false)
+                    }
+                    ApplyOutcome::Ignored => Ok(false),
+                    ApplyOutcome::Invalid(why) => Err(why),
+                }
+            })
+            .collect())
     }
 
     fn apply_node_bundle(&self, bundle: &Bundle) -> Result<(), Unhandled> {

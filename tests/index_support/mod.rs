@@ -102,8 +102,8 @@ impl Store {
         let task = tokio::spawn(server);
         Server {
             addr,
-            _stop: stop,
-            _task: task,
+            stop_signal: stop,
+            task,
         }
     }
 }
@@ -111,11 +111,19 @@ impl Store {
 /// A running API; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
-    _stop: oneshot::Sender<()>,
-    _task: tokio::task::JoinHandle<()>,
+    stop_signal: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Server {
+    /// Stops serving and waits until the server task has ended (and dropped its handles on the store), as a
+    /// daemon that has exited would have.
+    #[allow(dead_code)] // not every test binary that includes this module stops a server
+    pub async fn stop(self) {
+        let _ = self.stop_signal.send(());
+        let _ = self.task.await;
+    }
+
     pub fn base(&self) -> String {
         format!("http://{}", self.addr)
     }
