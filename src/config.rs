@@ -386,6 +386,13 @@ impl Config {
     /// Warnings that do not stop start-up (e.g. a timeout longer than the interval).
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.first_contact.rid.as_str().ends_with(&"0".repeat(64)) {
+            out.push(
+                "first_contact.rid is the placeholder from config.toml.example: set it to your coordinator's node RID \
+                 (koi-net keeps it in its config.yaml as koi_net.node_rid), or every request will be refused"
+                    .to_owned(),
+            );
+        }
         if self.poll.cron.is_none() && self.poll.timeout > self.poll.interval {
             out.push(format!(
                 "poll.timeout ({}) is longer than poll.interval ({}): a slow neighbour's polls will overlap its schedule \
@@ -440,6 +447,11 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
             )
         };
         assert_eq!(sections(&example), sections(&defaults));
+        assert!(
+            example.warnings().iter().any(|w| w.contains("placeholder")),
+            "the example's first contact is flagged until it is set"
+        );
+        assert!(defaults.warnings().is_empty());
         for optional in ["# cron = ", "# retention = "] {
             assert!(text.contains(optional), "{optional}");
         }
