@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use koi_github_indexer::index::Index;
 use koi_github_indexer::node::identity::Identity;
-use koi_github_indexer::node::{Node, NodeSettings, NodeTelemetry};
+use koi_github_indexer::node::{edges, Node, NodeSettings, NodeTelemetry};
 use koi_github_indexer::protocol::{
     sign_envelope, Bundle, BundlesPayload, Contents, Event, EventType, EventsPayload,
     ManifestsPayload, NodeKey, NodeProfile, NodeProvides, NodeType, ReceivedEnvelope,
@@ -393,4 +393,33 @@ async fn forged_responses_are_dropped() {
 #[tokio::test]
 async fn mis_targeted_responses_are_dropped() {
     misbehaving_peer_indexes_nothing(Misbehaviour::WrongTarget).await;
+}
+
+/// A provider queues events for us only once it has approved our POLL edge. Whatever it received between our
+/// proposal (when the first catch-up runs) and its approval reaches us only by catching up again on the approval.
+#[tokio::test]
+async fn an_edge_approval_triggers_another_catch_up() {
+    let peer = FakePeer::start().await;
+    peer.hold(github_bundle("held-1", 1));
+    let h = Harness::start(&peer).await;
+    h.until("the first catch-up is done", |h| h.has("held-1"))
+        .await;
+    h.until("the provider counts as caught up", |h| {
+        h.node.neighbour_status().iter().all(|n| n.caught_up)
+    })
+    .await;
+
+    // Received by the provider before it approved our edge: never queued for us, only held.
+    peer.hold(github_bundle("before-approval", 2));
+    let approved = edges::approved(&edges::poll_edge_proposal(
+        h.node.rid(),
+        &peer.rid(),
+        vec![RidType::parse(RidType::GITHUB_EVENT).unwrap()],
+    ));
+    peer.queue(Event::from_bundle(EventType::Update, approved.to_bundle()));
+    h.until("the event held before the approval is indexed", |h| {
+        h.has("before-approval")
+    })
+    .await;
+    h.stop().await;
 }

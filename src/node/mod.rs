@@ -155,6 +155,8 @@ pub struct Node {
     /// Providers whose catch-up finished this run, and those being caught up right now.
     caught_up: Mutex<HashSet<Rid>>,
     catching_up: Mutex<HashSet<Rid>>,
+    /// Bumped by [`Node::catch_up_again`]: a catch-up that started under an older epoch does not count as done.
+    catch_up_epochs: Mutex<HashMap<Rid, u64>>,
     /// Set while a subscription pass runs, so slow passes never pile up.
     maintaining: std::sync::atomic::AtomicBool,
     /// Wakes the inbox consumer after a poll added events.
@@ -183,6 +185,7 @@ impl Node {
             telemetry,
             neighbours: Mutex::new(HashMap::new()),
             caught_up: Mutex::new(HashSet::new()),
+            catch_up_epochs: Mutex::new(HashMap::new()),
             catching_up: Mutex::new(HashSet::new()),
             maintaining: std::sync::atomic::AtomicBool::new(false),
             inbox_ready: Notify::new(),
@@ -401,7 +404,7 @@ impl Node {
                     // It was unreachable: if it restarted meanwhile, the events it had queued for us (koi-net
                     // keeps poll queues in memory) are gone. Catching up again (one manifests request, then only
                     // what we lack) recovers them.
-                    lock(&self.caught_up).remove(&peer.rid);
+                    self.catch_up_again(&peer.rid);
                 }
                 if is_first_contact && !self.graph.joined(&peer.rid).unwrap_or(true) {
                     let _ = self.graph.set_joined(&peer.rid, true);
@@ -436,7 +439,7 @@ impl Node {
                     // It lost its state about us (a restart without state, or it forgot us after failed
                     // requests): whatever it received meanwhile was never queued for us, so catch up with it
                     // again once it knows us.
-                    lock(&self.caught_up).remove(&peer.rid);
+                    self.catch_up_again(&peer.rid);
                     // Right after a handshake the neighbour may simply not have processed it yet: retry the
                     // poll a few times, then introduce ourselves again.
                     if n % 4 == 0 {
@@ -546,6 +549,21 @@ impl Node {
         .emit(&self.telemetry.metrics);
     }
 
+    /// Makes the next subscription pass catch up with `provider` again, even if a catch-up is running right now.
+    fn catch_up_again(&self, provider: &Rid) {
+        lock(&self.caught_up).remove(provider);
+        *lock(&self.catch_up_epochs)
+            .entry(provider.clone())
+            .or_default() += 1;
+    }
+
+    fn catch_up_epoch(&self, provider: &Rid) -> u64 {
+        lock(&self.catch_up_epochs)
+            .get(provider)
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Proposes POLL edges to providers we learned of, and starts catch-ups not yet done this run.
     async fn maintain_subscriptions(self: Arc<Self>) {
         let nodes = match self.graph.nodes() {
@@ -605,10 +623,11 @@ impl Node {
             {
                 continue;
             }
+            let epoch = self.catch_up_epoch(&source);
             let node = Arc::clone(&self);
             let ok = node.catch_up(&source).await;
             lock(&self.catching_up).remove(&source);
-            if ok {
+            if ok && self.catch_up_epoch(&source) == epoch {
                 lock(&self.caught_up).insert(source);
             }
         }
@@ -1065,6 +1084,9 @@ impl Node {
                     .upsert_edge(bundle)
                     .map_err(|e| Unhandled::Retry(e.to_string()))?;
                 tracing::info!(provider = %source, rid_types = ?edge.rid_types, "POLL edge approved; polling it");
+                // The provider queues events for us only from its approval on; what it received between our
+                // proposal and then (a catch-up may already have run) is fetched by catching up once more.
+                self.catch_up_again(&source);
             }
             EdgeDecision::Ignore => {}
         }
