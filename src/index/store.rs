@@ -47,66 +47,60 @@ const PRUNE_CHUNK: usize = 256;
 
 /// A bundle parsed and serialised, ready to be written inside a transaction (which may run its closure more than
 /// once, so nothing costly happens in it).
-// Short-lived, one per bundle of a batch, and nearly all of them `Event`: boxing would only add allocations.
-#[allow(clippy::large_enum_variant)]
 enum Prepared<'a> {
     /// Not written: not an indexed type, or a malformed RID.
     Done(ApplyOutcome),
-    /// An `orn:github.event` bundle and its row.
-    Event {
-        bundle: &'a Bundle,
-        row: EventRow,
-        entries: Entries,
-        at: i64,
-        details: RepoDetails,
-        row_bytes: Vec<u8>,
-        manifest_bytes: Vec<u8>,
-        contents_bytes: Vec<u8>,
-    },
-    /// An `orn:github.repo` bundle.
-    Repo {
-        bundle: &'a Bundle,
-        details: RepoDetails,
-        at: i64,
-        manifest_bytes: Vec<u8>,
-        contents_bytes: Vec<u8>,
-    },
+    /// An `orn:github.event` or `orn:github.repo` bundle to write.
+    Write(Box<PreparedWrite<'a>>),
+}
+
+/// What [`Tx::write`] writes for one bundle.
+struct PreparedWrite<'a> {
+    bundle: &'a Bundle,
+    manifest_bytes: Vec<u8>,
+    contents_bytes: Vec<u8>,
+    /// Repository details the bundle tells, and the time they are from.
+    details: RepoDetails,
+    at: i64,
+    /// For an event: its row, the row's index entries, and the row as JSON. `None` for a repository bundle.
+    event: Option<(EventRow, Entries, Vec<u8>)>,
 }
 
 impl<'a> Prepared<'a> {
     fn of(bundle: &'a Bundle) -> Result<Prepared<'a>, IndexError> {
         let rid = bundle.rid();
-        if rid.is_type(RidType::GITHUB_EVENT) {
+        let (details, at, event) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
                 Ok(event) => event,
                 Err(e) => return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string()))),
             };
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
-            Ok(Prepared::Event {
-                entries: Entries::of(&row)?,
-                at: row_micros(&row)?,
-                details: repo_details_from_event(&bundle.contents),
-                row_bytes: serde_json::to_vec(&row)?,
-                manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
-                contents_bytes: serde_json::to_vec(&bundle.contents)?,
-                row,
-                bundle,
-            })
+            let at = row_micros(&row)?;
+            let entries = Entries::of(&row)?;
+            let row_bytes = serde_json::to_vec(&row)?;
+            (
+                repo_details_from_event(&bundle.contents),
+                at,
+                Some((row, entries, row_bytes)),
+            )
         } else if rid.is_type(RidType::GITHUB_REPO) {
             if let Err(e) = GithubRepoRid::from_rid(rid) {
                 return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string())));
             }
             let (details, time) = parse_repo_bundle(&bundle.contents);
-            Ok(Prepared::Repo {
-                at: time.unwrap_or(bundle.manifest.timestamp).unix_micros(),
-                details,
-                manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
-                contents_bytes: serde_json::to_vec(&bundle.contents)?,
-                bundle,
-            })
+            let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
+            (details, at, None)
         } else {
-            Ok(Prepared::Done(ApplyOutcome::Ignored))
-        }
+            return Ok(Prepared::Done(ApplyOutcome::Ignored));
+        };
+        Ok(Prepared::Write(Box::new(PreparedWrite {
+            bundle,
+            manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
+            contents_bytes: serde_json::to_vec(&bundle.contents)?,
+            details,
+            at,
+            event,
+        })))
     }
 }
 
@@ -450,22 +444,18 @@ impl Tx<'_> {
 
     /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
     fn write(&self, prepared: &Prepared<'_>, now: &str) -> TxResult<ApplyOutcome> {
-        match prepared {
-            Prepared::Done(outcome) => Ok(outcome.clone()),
-            Prepared::Event {
-                bundle,
-                row,
-                entries,
-                at,
-                details,
-                row_bytes,
-                manifest_bytes,
-                contents_bytes,
-            } => {
-                if let Some(outcome) = self.dedupe(bundle.rid(), &bundle.manifest)? {
-                    return Ok(outcome);
-                }
-                let key = bundle.rid().as_str().as_bytes();
+        let w = match prepared {
+            Prepared::Done(outcome) => return Ok(outcome.clone()),
+            Prepared::Write(w) => w,
+        };
+        if let Some(outcome) = self.dedupe(w.bundle.rid(), &w.bundle.manifest)? {
+            return Ok(outcome);
+        }
+        let key = w.bundle.rid().as_str().as_bytes();
+        let old_manifest = self.manifests.insert(key, w.manifest_bytes.as_slice())?;
+        self.contents.insert(key, w.contents_bytes.as_slice())?;
+        let (new, repo_rid) = match &w.event {
+            Some((row, entries, row_bytes)) => {
                 let old = self.events.insert(key, row_bytes.as_slice())?;
                 match &old {
                     Some(bytes) => {
@@ -475,29 +465,13 @@ impl Tx<'_> {
                     None => self.add(EVENTS_COUNT, 1)?,
                 }
                 self.insert_entries(entries)?;
-                self.manifests.insert(key, manifest_bytes.as_slice())?;
-                self.contents.insert(key, contents_bytes.as_slice())?;
-                let added = if old.is_none() { 1 } else { 0 };
-                self.touch_repo(&row.repo_rid, now, added, Some((details, *at)))?;
-                Ok(ApplyOutcome::Indexed { new: old.is_none() })
+                (old.is_none(), row.repo_rid.as_str())
             }
-            Prepared::Repo {
-                bundle,
-                details,
-                at,
-                manifest_bytes,
-                contents_bytes,
-            } => {
-                if let Some(outcome) = self.dedupe(bundle.rid(), &bundle.manifest)? {
-                    return Ok(outcome);
-                }
-                let key = bundle.rid().as_str().as_bytes();
-                let old = self.manifests.insert(key, manifest_bytes.as_slice())?;
-                self.contents.insert(key, contents_bytes.as_slice())?;
-                self.touch_repo(bundle.rid().as_str(), now, 0, Some((details, *at)))?;
-                Ok(ApplyOutcome::Indexed { new: old.is_none() })
-            }
-        }
+            None => (old_manifest.is_none(), w.bundle.rid().as_str()),
+        };
+        let added_events = i64::from(new && w.event.is_some());
+        self.touch_repo(repo_rid, now, added_events, Some((&w.details, w.at)))?;
+        Ok(ApplyOutcome::Indexed { new })
     }
 
     /// Removes an event row, its index entries and its contents; adjusts the counts. The manifest is left to the
