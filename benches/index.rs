@@ -7,9 +7,10 @@
 //!
 //! For each size: a fresh sled store in a temporary directory (or under `INDEX_BENCH_DIR`), `n` bundles of a few KB
 //! (webhook pushes, issues and pull requests with GitHub-sized repository objects, backfill commits) over 20
-//! repositories, one of which gets half of all events. Ingest is what the node does with an inbox pass: verify each
-//! bundle's hash, then `Index::apply_bundles` in batches of `node::APPLY_BATCH` (one transaction each;
-//! `INDEX_BENCH_BATCH=1` for one per bundle), then one flush. Generating the bundles is not timed. Then 2,000 first-page queries
+//! repositories, one of which gets half of all events. Ingest is what the node does with polled events, in its two
+//! stages: one thread checks each bundle's hash (the poll tasks do, on tokio's blocking pool) while another writes
+//! the checked ones with `Index::apply_bundles` in batches of `node::APPLY_BATCH` (the inbox consumer; one
+//! transaction each; `INDEX_BENCH_BATCH=1` for one per bundle); then one flush. Generating bundles is not timed. Then 2,000 first-page queries
 //! (limit 50) of the big repository, plain and filtered by `event_type=push`, and their p50/p99.
 
 use std::time::{Duration, Instant};
@@ -234,12 +235,25 @@ fn run(n: usize, batch_size: usize) {
             .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
             .sum::<usize>();
         let start = Instant::now();
-        for batch in chunk.chunks(batch_size) {
-            for bundle in batch {
-                bundle.verify_hash().expect("hash");
+        // Two stages, as in the node: poll tasks check hashes (on tokio's blocking pool) while the inbox consumer
+        // writes the batches before them into the index.
+        let bundles: &[Bundle] = &chunk;
+        std::thread::scope(|scope| {
+            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<&[Bundle]>(2);
+            scope.spawn(move || {
+                for batch in bundles.chunks(batch_size) {
+                    for bundle in batch {
+                        bundle.verify_hash().expect("hash");
+                    }
+                    if checked_tx.send(batch).is_err() {
+                        return;
+                    }
+                }
+            });
+            for batch in checked_rx {
+                index.apply_bundles(batch).expect("apply");
             }
-            index.apply_bundles(batch).expect("apply");
-        }
+        });
         ingest += start.elapsed();
         done += chunk.len();
     }

@@ -35,6 +35,10 @@ pub struct InboxEntry {
     pub source: Rid,
     /// The event as received (signature already verified).
     pub event: Event,
+    /// Its contents were checked against its manifest's hash before it was stored (entries written by older
+    /// versions lack the field and are checked when processed).
+    #[serde(default)]
+    pub hash_verified: bool,
 }
 
 /// The inbox: a sled tree keyed by a monotonically increasing big-endian sequence, so iteration is arrival order.
@@ -53,11 +57,13 @@ impl Inbox {
         })
     }
 
-    /// Appends events atomically and waits until they are on disk.
+    /// Appends events atomically and waits until they are on disk. `hash_verified`: the caller has checked every
+    /// event's contents against its manifest ([`Event::verify_hash`]).
     pub async fn push_durable(
         &self,
         source: &Rid,
         events: Vec<Event>,
+        hash_verified: bool,
     ) -> Result<usize, InboxError> {
         if events.is_empty() {
             return Ok(0);
@@ -69,6 +75,7 @@ impl Inbox {
             let entry = InboxEntry {
                 source: source.clone(),
                 event,
+                hash_verified,
             };
             // Serialising our own types to JSON cannot fail.
             let value = serde_json::to_vec(&entry).unwrap_or_default();
@@ -121,6 +128,13 @@ mod tests {
         Rid::parse(s).unwrap()
     }
 
+    #[test]
+    fn entries_written_before_the_hash_flag_existed_are_checked_when_processed() {
+        let old = r#"{"source":"orn:koi-net.node:s+00","event":{"rid":"orn:github.event:a/b:1","event_type":"FORGET"}}"#;
+        let entry: InboxEntry = serde_json::from_str(old).unwrap();
+        assert!(!entry.hash_verified);
+    }
+
     #[tokio::test]
     async fn entries_survive_a_reopen_in_order_and_leave_when_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -133,7 +147,7 @@ mod tests {
             let events = (0..5)
                 .map(|i| Event::forget(rid(&format!("orn:github.event:a/b:{i}"))))
                 .collect();
-            assert_eq!(inbox.push_durable(&source, events).await.unwrap(), 5);
+            assert_eq!(inbox.push_durable(&source, events, false).await.unwrap(), 5);
         }
         let db = crate::node::open_db_retrying(dir.path()).unwrap();
         let inbox = Inbox::open(&db).unwrap();

@@ -384,9 +384,9 @@ impl Node {
             .await
         {
             Ok(verified) => {
-                let events = verified.payload;
-                let count = events.len();
-                match self.inbox.push_durable(&peer.rid, events).await {
+                let count = verified.payload.len();
+                let events = self.drop_bad_hashes(&peer.rid, verified.payload).await;
+                match self.inbox.push_durable(&peer.rid, events, true).await {
                     Ok(_) => {}
                     Err(e) => {
                         // The neighbour has already forgotten these events; all we can do is say so loudly.
@@ -484,6 +484,44 @@ impl Node {
                 }
             }
         }
+    }
+
+    /// Checks each polled event's contents against its manifest's hash, on the blocking pool: in the poll task, so
+    /// it runs beside the inbox consumer's index writes instead of before them. Events that fail are rejected here
+    /// and never stored.
+    async fn drop_bad_hashes(&self, source: &Rid, events: Vec<Event>) -> Vec<Event> {
+        let checked = tokio::task::spawn_blocking(move || {
+            events
+                .into_iter()
+                .map(|event| {
+                    let check = event.verify_hash();
+                    (event, check)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        let checked = match checked {
+            Ok(checked) => checked,
+            Err(e) => {
+                // Only a panic inside the check gets here; the events are gone with it.
+                tracing::error!(neighbour = %source, error = %e, "checking polled events' hashes failed");
+                return Vec::new();
+            }
+        };
+        let mut good = Vec::with_capacity(checked.len());
+        for (event, check) in checked {
+            match check {
+                Ok(()) => good.push(event),
+                Err(mismatch) => EventRejected {
+                    neighbour: source.as_str(),
+                    rid: event.rid.as_str(),
+                    reason: RejectReason::BadHash,
+                    detail: &mismatch.to_string(),
+                }
+                .emit(&self.telemetry.metrics),
+            }
+        }
+        good
     }
 
     fn unknown_node_count(&self, rid: &Rid) -> u32 {
@@ -883,7 +921,9 @@ impl Node {
             }
             return Ok(Handled::Done);
         }
-        let bundle = match event.bundle() {
+        let carried = event.bundle();
+        let hash_checked = carried.is_some() && entry.hash_verified;
+        let bundle = match carried {
             Some(bundle) => bundle,
             None => {
                 let Some(manifest) = &event.manifest else {
@@ -927,7 +967,9 @@ impl Node {
                 .await
                 .map(|()| Handled::Done)
         } else {
-            bundle.verify_hash().map_err(Unhandled::bad_hash)?;
+            if !hash_checked {
+                bundle.verify_hash().map_err(Unhandled::bad_hash)?;
+            }
             Ok(Handled::Index(Box::new(bundle)))
         }
     }

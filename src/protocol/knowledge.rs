@@ -139,6 +139,24 @@ pub struct Event {
 }
 
 impl Event {
+    /// Checks that the contents, when the event carries them, hash to its manifest's `sha256_hash`. An event
+    /// without contents (or without a manifest) has nothing to check.
+    pub fn verify_hash(&self) -> Result<(), HashMismatch> {
+        let (Some(manifest), Some(contents)) = (&self.manifest, &self.contents) else {
+            return Ok(());
+        };
+        let actual = hash_contents(contents);
+        if actual == manifest.sha256_hash {
+            Ok(())
+        } else {
+            Err(HashMismatch {
+                rid: self.rid.to_string(),
+                claimed: manifest.sha256_hash.clone(),
+                actual,
+            })
+        }
+    }
+
     /// An event carrying a whole bundle.
     pub fn from_bundle(event_type: EventType, bundle: Bundle) -> Event {
         Event {
@@ -307,6 +325,27 @@ impl EdgeProfile {
 mod tests {
     use super::*;
     use crate::protocol::json::to_wire_json;
+
+    #[test]
+    fn an_event_checks_its_contents_against_its_manifest() {
+        let mut contents = Contents::new();
+        contents.insert("n".into(), 1.into());
+        let rid = Rid::parse("orn:github.event:a/b:1").unwrap();
+        let event = Event::from_bundle(EventType::New, Bundle::generate(rid.clone(), contents));
+        assert!(event.verify_hash().is_ok());
+        let mut tampered = event.clone();
+        if let Some(c) = tampered.contents.as_mut() {
+            c.insert("n".into(), 2.into());
+        }
+        let err = tampered.verify_hash().unwrap_err();
+        assert_eq!(err.rid, rid.to_string());
+        let manifest_only = Event {
+            contents: None,
+            ..tampered
+        };
+        assert!(manifest_only.verify_hash().is_ok(), "nothing to check");
+        assert!(Event::forget(rid).verify_hash().is_ok());
+    }
 
     #[test]
     fn manifest_keeps_extra_keys_in_order_after_the_three() {
