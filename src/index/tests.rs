@@ -61,6 +61,15 @@ pub(crate) fn push(sha: &str, time: &str, message: &str) -> Contents {
     }))
 }
 
+/// The event count of an indexed repository.
+fn event_count(index: &Index, name: &str) -> u64 {
+    index
+        .repository(&repo(name))
+        .unwrap()
+        .unwrap_or_else(|| panic!("{name} is indexed"))
+        .event_count
+}
+
 fn fixture_bundles() -> Vec<Bundle> {
     let items: Vec<Value> = serde_json::from_str(include_str!(
         "../../tests/fixtures/github-event-contents.json"
@@ -244,14 +253,7 @@ fn forget_removes_row_entries_bundle_and_counts() {
         .is_empty());
     let counts = t.index.counts().unwrap();
     assert_eq!((counts.events, counts.by_type.get("push")), (7, None));
-    assert_eq!(
-        t.index
-            .repository(&repo("octo-org/hello-world"))
-            .unwrap()
-            .unwrap()
-            .event_count,
-        3
-    );
+    assert_eq!(event_count(&t.index, "octo-org/hello-world"), 3);
     assert_consistent(&t.index);
 
     // A repository RID: kept while events name it, removed once none do.
@@ -493,14 +495,7 @@ fn retention_prunes_old_events_and_keeps_their_manifests_as_tombstones() {
             .unwrap(),
         0
     );
-    assert_eq!(
-        t.index
-            .repository(&repo("octo-org/hello-world"))
-            .unwrap()
-            .unwrap()
-            .event_count,
-        1
-    );
+    assert_eq!(event_count(&t.index, "octo-org/hello-world"), 1);
     assert_consistent(&t.index);
 }
 
