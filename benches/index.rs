@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index};
-use koi_github_indexer::node::APPLY_BATCH;
+use koi_github_indexer::node::pipeline::CHUNK as APPLY_BATCH;
 use koi_github_indexer::protocol::knowledge::hash_contents;
 use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
 

@@ -19,7 +19,11 @@ use serde::Serialize;
 use serde_json::Value;
 use unicode_width::UnicodeWidthChar;
 
-use crate::index::{parse_repo_ref, Counts, EventDetails, EventQuery, EventRow, Index, Repository};
+use crate::api::StatusBody;
+use crate::index::{
+    parse_repo_ref, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery, EventRow, Index,
+    Repository,
+};
 use crate::protocol::{GithubEventRid, Rid};
 
 /// Path of the API under its base URL.
@@ -62,6 +66,15 @@ pub enum QueryCommand {
     },
     /// Totals, the latest event, and events by type with percentages.
     Summary,
+    /// Items the node received but could not use (dead letters), newest first: why, from whom, when.
+    Rejected {
+        /// Letters per page (1–100).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        limit: u16,
+        /// Letters to skip (for the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
 }
 
 /// How to print.
@@ -85,6 +98,8 @@ enum Source {
         index: Index,
         /// Kept open for `index`; flushed and closed on drop.
         _db: sled::Db,
+        /// The store's lock, held while the command runs.
+        _store: crate::storage::Store,
     },
 }
 
@@ -132,6 +147,10 @@ pub async fn run_query(
         QueryCommand::Summary => {
             let summary = source.summary().await?;
             render(output, &summary, summary_text)?
+        }
+        QueryCommand::Rejected { limit, offset } => {
+            let letters = source.rejected(usize::from(*limit), *offset).await?;
+            render(output, &letters, rejected_table)?
         }
     };
     if let Source::Store { index, .. } = &source {
@@ -213,22 +232,25 @@ impl Source {
                 db_path.display()
             );
         }
-        let db = sled::Config::new().path(&db_path).open().map_err(|e| {
-            if e.to_string().contains("could not acquire lock") {
-                anyhow!(
+        let store = crate::storage::open(&db_path, crate::storage::StoreOptions::default())
+            .map_err(|e| match e {
+                crate::storage::StorageError::Locked { .. } => anyhow!(
                     "the store at {} is locked by another process (a running koi-github-indexer?), but no daemon \
                      answers at {base} ({}). Check that --api or `api.listen` names the daemon's address, or wait \
                      until it has started",
                     db_path.display(),
                     error_chain(&not_answering)
-                )
-            } else {
-                anyhow!(e).context(format!("opening the store at {}", db_path.display()))
-            }
-        })?;
+                ),
+                other => anyhow!(other),
+            })?;
+        let db = store.db.clone();
         let index = Index::open(&db)
             .with_context(|| format!("opening the index in {}", db_path.display()))?;
-        Ok(Source::Store { index, _db: db })
+        Ok(Source::Store {
+            index,
+            _db: db,
+            _store: store,
+        })
     }
 
     /// GET (or POST `body`) `path` under the API prefix; a non-2xx answer becomes its `{"error"}` message.
@@ -270,6 +292,23 @@ impl Source {
         path: &str,
     ) -> anyhow::Result<T> {
         Ok(Source::call(client, base, path, None).await?.0)
+    }
+
+    async fn rejected(&self, limit: usize, offset: usize) -> anyhow::Result<Vec<DeadLetter>> {
+        match self {
+            Source::Api { client, base } => {
+                Source::get(
+                    client,
+                    base,
+                    &format!("/rejected?limit={limit}&offset={offset}"),
+                )
+                .await
+            }
+            Source::Store { _db: db, .. } => {
+                // Opened without a bound: reading must not trim what the daemon keeps.
+                Ok(DeadLetters::open(db, u64::MAX)?.page(offset, limit, false)?)
+            }
+        }
     }
 
     async fn repositories(&self) -> anyhow::Result<Vec<Repository>> {
@@ -338,15 +377,13 @@ impl Source {
     async fn summary(&self) -> anyhow::Result<Summary> {
         match self {
             Source::Api { client, base } => {
-                let status: Value = Source::get(client, base, "/status").await?;
-                let details = &status["details"];
+                let status: StatusBody = Source::get(client, base, "/status").await?;
+                let details = status.details;
                 Ok(Summary {
-                    events: details["events"].as_u64().unwrap_or(0),
-                    repositories: details["repositories"].as_u64().unwrap_or(0),
-                    event_types: serde_json::from_value(details["event_types"].clone())
-                        .unwrap_or_default(),
-                    latest_event: serde_json::from_value(details["latest_event"].clone())
-                        .unwrap_or(None),
+                    events: details.events,
+                    repositories: details.repositories,
+                    event_types: details.event_types,
+                    latest_event: details.latest_event,
                 })
             }
             Source::Store { index, .. } => {
@@ -415,6 +452,29 @@ fn short_time(rfc3339: &str) -> String {
 
 fn short_sha(sha: Option<&str>) -> &str {
     sha.and_then(|s| s.get(..7)).unwrap_or("-")
+}
+
+fn rejected_table(letters: &Vec<DeadLetter>) -> String {
+    if letters.is_empty() {
+        return "Nothing rejected.\n".into();
+    }
+    // 16 + 2 + 12 + 2 + 48 = 80 columns
+    let mut out = format!("{:<16}  {:<12}  {}\n", "WHEN", "REASON", "RID / DETAIL");
+    for l in letters {
+        let what = if l.rid.is_empty() {
+            l.detail.clone()
+        } else {
+            format!("{} — {}", l.rid, l.detail)
+        };
+        let _ = writeln!(
+            out,
+            "{}  {}  {}",
+            fit(&short_time(&l.received_at), 16),
+            fit(&l.reason, 12),
+            fit(&what, WIDTH - 32).trim_end()
+        );
+    }
+    out
 }
 
 fn repo_table(repos: &Vec<Repository>) -> String {
@@ -566,6 +626,7 @@ mod tests {
             repo_rid: "orn:github.repo:a/b".into(),
             event_type: "pull_request_review_comment".into(),
             timestamp: "2026-11-20T14:15:02Z".into(),
+            time_source: crate::index::TimeSource::Event,
             commit_sha: None,
             summary: "x".repeat(200),
             bundle_rid: "orn:github.event:a/b:1".into(),

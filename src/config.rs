@@ -75,6 +75,12 @@ pub struct Config {
     /// What is indexed and for how long.
     #[serde(default)]
     pub index: IndexConfig,
+    /// The path from poll to index: buffering, dead letters, shutdown.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// The sled store.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -118,8 +124,8 @@ pub struct PollConfig {
     /// A 6-field cron expression (seconds first) to poll on instead of `interval`.
     #[serde(default)]
     pub cron: Option<String>,
-    /// Most events per poll request; 0 = all the neighbour holds.
-    #[serde(default)]
+    /// Most events per poll request; 0 = all the neighbour holds (unbounded: not recommended).
+    #[serde(default = "default_poll_limit")]
     pub limit: u32,
     /// Per-request timeout.
     #[serde(default = "default_timeout", deserialize_with = "de_duration")]
@@ -130,6 +136,33 @@ pub struct PollConfig {
     /// RIDs per `fetch_bundles` request during catch-up.
     #[serde(default = "default_fetch_batch")]
     pub fetch_batch: usize,
+    /// Largest response body read from a neighbour (e.g. `"64 MiB"`); a larger one is refused.
+    #[serde(default = "default_max_response", deserialize_with = "de_size")]
+    pub max_response: u64,
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Most events held in the inbox (received, not yet indexed); polling and catch-up wait beyond it.
+    #[serde(default = "default_max_buffered")]
+    pub max_buffered: usize,
+    /// Most rejected items kept in the dead-letter tree; the oldest are dropped (and counted) beyond it.
+    #[serde(default = "default_dead_letters")]
+    pub dead_letters: u64,
+    /// Longest a shutdown may take (humantime); keep it below the unit's `TimeoutStopSec` (30 s).
+    #[serde(default = "default_shutdown_timeout", deserialize_with = "de_duration")]
+    pub shutdown_timeout: Duration,
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// sled's page cache (e.g. `"64 MiB"`): the store's share of memory, whatever the amount of data.
+    #[serde(default = "default_cache", deserialize_with = "de_size")]
+    pub cache: u64,
 }
 
 /// `[api]`
@@ -190,6 +223,24 @@ fn default_max_backoff() -> Duration {
 fn default_fetch_batch() -> usize {
     100
 }
+fn default_poll_limit() -> u32 {
+    1000
+}
+fn default_max_response() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_buffered() -> usize {
+    10_000
+}
+fn default_dead_letters() -> u64 {
+    1000
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_cache() -> u64 {
+    crate::storage::DEFAULT_CACHE_BYTES
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8004))
 }
@@ -217,10 +268,27 @@ impl Default for PollConfig {
         PollConfig {
             interval: default_interval(),
             cron: None,
-            limit: 0,
+            limit: default_poll_limit(),
             timeout: default_timeout(),
             max_backoff: default_max_backoff(),
             fetch_batch: default_fetch_batch(),
+            max_response: default_max_response(),
+        }
+    }
+}
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            max_buffered: default_max_buffered(),
+            dead_letters: default_dead_letters(),
+            shutdown_timeout: default_shutdown_timeout(),
+        }
+    }
+}
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            cache: default_cache(),
         }
     }
 }
@@ -245,6 +313,28 @@ impl Default for LogConfig {
             level: default_log_level(),
             format: LogFormat::default(),
         }
+    }
+}
+
+/// A size: a number of bytes, or text such as `"64 MiB"` / `"1GB"`.
+fn de_size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(n) => Ok(n),
+        Size::Text(text) => text
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|e| {
+                serde::de::Error::custom(format!(
+                    "`{text}` is not a size ({e}); write e.g. \"64 MiB\", \"512 KiB\" or a number of bytes"
+                ))
+            }),
     }
 }
 
@@ -336,6 +426,27 @@ impl Config {
         }
         if self.poll.fetch_batch == 0 {
             return Err(self.invalid("poll.fetch_batch", "must be at least 1"));
+        }
+        if self.poll.max_response < 64 * 1024 {
+            return Err(self.invalid(
+                "poll.max_response",
+                "must be at least 64 KiB (one node profile response); the default is \"64 MiB\"",
+            ));
+        }
+        if self.pipeline.max_buffered == 0 {
+            return Err(self.invalid("pipeline.max_buffered", "must be at least 1"));
+        }
+        if self.pipeline.dead_letters == 0 {
+            return Err(self.invalid("pipeline.dead_letters", "must be at least 1"));
+        }
+        if self.pipeline.shutdown_timeout.is_zero() {
+            return Err(self.invalid("pipeline.shutdown_timeout", "must be greater than zero"));
+        }
+        if self.storage.cache < 1024 * 1024 {
+            return Err(self.invalid(
+                "storage.cache",
+                "must be at least 1 MiB; the default is \"64 MiB\"",
+            ));
         }
         if let Some(cron) = &self.poll.cron {
             if let Err(e) = check_cron(cron) {
@@ -442,8 +553,8 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
         let defaults = parse(MINIMAL).unwrap();
         let sections = |c: &Config| {
             format!(
-                "{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-                c.node, c.poll, c.api, c.index, c.log
+                "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+                c.node, c.poll, c.api, c.index, c.pipeline, c.storage, c.log
             )
         };
         assert_eq!(sections(&example), sections(&defaults));
@@ -468,7 +579,14 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
         assert_eq!(c.node.key_password_env, "KOI_KEY_PASSWORD");
         assert_eq!(c.poll.interval, Duration::from_secs(5));
         assert_eq!(c.poll.timeout, Duration::from_secs(5));
-        assert_eq!(c.poll.limit, 0);
+        assert_eq!(c.poll.limit, 1000);
+        assert_eq!(c.poll.max_response, 64 * 1024 * 1024);
+        assert_eq!(c.pipeline.max_buffered, 10_000);
+        assert_eq!(c.pipeline.dead_letters, 1000);
+        assert_eq!(c.pipeline.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.storage.cache, 64 * 1024 * 1024);
+        let sized = parse(&format!("[storage]\ncache = \"16 MiB\"\n{MINIMAL}")).unwrap();
+        assert_eq!(sized.storage.cache, 16 * 1024 * 1024);
         assert_eq!(c.api.listen.to_string(), "127.0.0.1:8004");
         assert_eq!(c.index.rid_types.len(), 2);
         assert_eq!(c.log.format, LogFormat::Text);
@@ -499,6 +617,18 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
                 "poll.cron",
             ),
             (format!("[log]\nlevel = \"loud\"\n{MINIMAL}"), "log.level"),
+            (
+                format!("[storage]\ncache = \"lots\"\n{MINIMAL}"),
+                "not a size",
+            ),
+            (
+                format!("[poll]\nmax_response = 10\n{MINIMAL}"),
+                "poll.max_response",
+            ),
+            (
+                format!("[pipeline]\nmax_buffered = 0\n{MINIMAL}"),
+                "pipeline.max_buffered",
+            ),
             ("[node]\nname = \"x\"\n".to_owned(), "first_contact"),
             (MINIMAL.replace("http://", "ftp://"), "first_contact.url"),
             (MINIMAL.replace("+7538", "+zz38"), "first_contact.rid"),

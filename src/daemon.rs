@@ -1,14 +1,18 @@
 //! `koi-github-indexer run`: wires configuration, identity, storage, the node and the query API together, and
-//! shuts them down in order on SIGTERM/SIGINT (stop polling, drain the inbox, flush sled, exit 0).
+//! shuts them down in bounded time on SIGTERM/SIGINT (cancel polls, commit the batch in hand, flush sled, exit 0
+//! within `pipeline.shutdown_timeout`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::index::Index;
+use crate::api::NodeStatus;
+use crate::index::{DeadLetters, Index};
+use crate::storage::{self, StoreOptions};
 use crate::node::identity::Identity;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
 use crate::protocol::Timestamp;
@@ -24,20 +28,29 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let password = config.key_password()?;
     let data_dir = config.prepare_data_dir()?;
-    let identity = Identity::load_or_create(&data_dir, &config.node.name, &password)?;
+    // The key's PBKDF2 decryption, opening sled and any schema migration are slow and blocking: off the runtime.
+    let (identity, store, index) = {
+        let data_dir = data_dir.clone();
+        let name = config.node.name.clone();
+        let cache_bytes = config.storage.cache;
+        tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+            let identity = Identity::load_or_create(&data_dir, &name, &password)?;
+            let db_path = data_dir.join(DB_DIR);
+            let store = storage::open(&db_path, StoreOptions { cache_bytes })?;
+            let index = Index::open(&store.db)
+                .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
+            Ok((identity, store, index))
+        })
+        .await
+        .context("start-up task failed")??
+    };
     if identity.created {
         tracing::info!(key = %identity.key_path.display(), "created a new node key (new identity)");
     }
+    let db = store.db.clone();
     let db_path = data_dir.join(DB_DIR);
-    let db = sled::open(&db_path).with_context(|| {
-        format!(
-            "cannot open the store at {}: is another koi-github-indexer running on this data_dir? (sled allows one \
-             process)",
-            db_path.display()
-        )
-    })?;
-    let index = Index::open(&db)
-        .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
+    let dead_letters = DeadLetters::open(&db, config.pipeline.dead_letters)
+        .with_context(|| format!("cannot open the dead letters in {}", db_path.display()))?;
 
     let settings = NodeSettings {
         first_contact_url: config.first_contact.url.clone(),
@@ -48,6 +61,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         interval: config.poll.interval,
         max_backoff: config.poll.max_backoff,
         fetch_batch: config.poll.fetch_batch,
+        max_response: usize::try_from(config.poll.max_response).unwrap_or(usize::MAX),
+        max_buffered: config.pipeline.max_buffered,
     };
     let metrics = Metrics::new();
     let poll_log = PollLog::open(&db)
@@ -61,39 +76,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         identity.clone(),
         db.clone(),
         index.clone(),
+        dead_letters.clone(),
         node_telemetry,
     )?;
-
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let ticks = spawn_schedule(&config, shutdown_rx.clone()).await?;
+    let shutdown = node.cancellation();
+    let ticks = spawn_schedule(&config, shutdown.clone()).await?;
 
     let api_ctx = crate::api::ApiContext {
         index: index.clone(),
         status: {
             let node = Arc::clone(&node);
+            let letters = dead_letters.clone();
             let name = config.node.name.clone();
             let data_dir = data_dir.display().to_string();
-            Arc::new(move || {
-                let mut details = serde_json::Map::new();
-                details.insert("node_name".into(), name.clone().into());
-                details.insert("node_rid".into(), node.rid().to_string().into());
-                details.insert("node_type".into(), "PARTIAL".into());
-                details.insert("data_dir".into(), data_dir.clone().into());
-                details.insert("inbox".into(), node.inbox_depth().into());
-                details.insert(
-                    "neighbours".into(),
-                    serde_json::to_value(node.neighbour_status()).unwrap_or_default(),
-                );
-                details
+            Arc::new(move || NodeStatus {
+                node_name: name.clone(),
+                node_rid: node.rid().to_string(),
+                node_type: "PARTIAL".into(),
+                data_dir: data_dir.clone(),
+                inbox: node.inbox_depth() as u64,
+                rejected: letters.len(),
+                neighbours: node.neighbour_status(),
             })
         },
         metrics: metrics.clone(),
         poll_log,
+        dead_letters,
     };
-    let mut api_shutdown = shutdown_rx.clone();
+    let api_shutdown = shutdown.clone();
     let (api_addr, api_server) = warp::serve(crate::api::routes(api_ctx))
         .try_bind_with_graceful_shutdown(config.api.listen, async move {
-            let _ = api_shutdown.changed().await;
+            api_shutdown.cancelled().await;
         })
         .with_context(|| {
             format!(
@@ -116,23 +129,59 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // systemd (Type=notify): ready once the API answers. A no-op outside systemd.
     telemetry::notify_ready();
 
-    let node_task = tokio::spawn(Arc::clone(&node).run(ticks, shutdown_rx.clone()));
+    let mut node_task = tokio::spawn(Arc::clone(&node).run(ticks));
     let retention_task = config
         .index
         .retention
-        .map(|keep| tokio::spawn(prune_on_schedule(index.clone(), keep, shutdown_rx.clone())));
-    wait_for_signal().await;
-    tracing::info!("shutdown signal received");
+        .map(|keep| tokio::spawn(prune_on_schedule(index.clone(), keep, shutdown.clone())));
+    let ended_by_itself = tokio::select! {
+        _ = wait_for_signal() => {
+            tracing::info!("shutdown signal received");
+            None
+        }
+        // The node stops by itself only on a fatal error: shut everything else down too.
+        ended = &mut node_task => Some(ended),
+    };
     telemetry::notify_stopping();
-    let _ = shutdown_tx.send(true);
-    node_task.await.context("node task panicked")??;
-    if let Some(task) = retention_task {
-        let _ = task.await;
+    shutdown.cancel();
+    if let Some(ended) = ended_by_itself {
+        let _ = api_task.await;
+        db.flush_async().await.context("final flush of the store")?;
+        ended.context("node task panicked")??;
+        anyhow::bail!("the node stopped by itself");
     }
-    let _ = api_task.await;
-    db.flush_async().await.context("final flush of the store")?;
-    tracing::info!("stopped cleanly");
-    Ok(())
+    let limit = config.pipeline.shutdown_timeout;
+    let stopped = tokio::time::timeout(limit, async {
+        let left = node_task.await.context("node task panicked")??;
+        if let Some(task) = retention_task {
+            let _ = task.await;
+        }
+        let _ = api_task.await;
+        anyhow::Ok(left)
+    })
+    .await;
+    let flushed = db.flush_async().await.context("final flush of the store");
+    match stopped {
+        Ok(Ok(left)) => {
+            flushed?;
+            tracing::info!(
+                left_in_inbox = left,
+                "stopped cleanly; events left in the inbox are indexed at the next start"
+            );
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            flushed?;
+            tracing::warn!(
+                timeout = %humantime::format_duration(limit),
+                left_in_inbox = node.inbox_depth(),
+                "shutdown took longer than pipeline.shutdown_timeout; stopping now (what is not indexed stays in \
+                 the inbox for the next start)"
+            );
+            Ok(())
+        }
+    }
 }
 
 /// How often retention pruning runs: hourly, or more often when the retention itself is short.
@@ -143,13 +192,13 @@ fn prune_period(retention: Duration) -> Duration {
 /// `[index] retention`: at start and then every [`prune_period`], removes events older than `keep` (rows and index
 /// entries, in transactions of a few hundred; the manifests stay as tombstones so catch-up does not fetch them
 /// again). A failure is logged and retried on the next round.
-async fn prune_on_schedule(index: Index, keep: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn prune_on_schedule(index: Index, keep: Duration, shutdown: CancellationToken) {
     let mut timer = tokio::time::interval(prune_period(keep));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
             _ = timer.tick() => {}
-            _ = shutdown.changed() => return,
+            _ = shutdown.cancelled() => return,
         }
         let Some(cutoff) = chrono::Duration::from_std(keep)
             .ok()
@@ -176,7 +225,7 @@ async fn prune_on_schedule(index: Index, keep: Duration, mut shutdown: watch::Re
 /// Ticks on `poll.interval`, or on `poll.cron` when set. A tick that finds the previous one unconsumed is dropped.
 async fn spawn_schedule(
     config: &Config,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: CancellationToken,
 ) -> anyhow::Result<mpsc::Receiver<()>> {
     let (tx, rx) = mpsc::channel(1);
     if let Some(expr) = config.poll.cron.clone() {
@@ -202,7 +251,7 @@ async fn spawn_schedule(
         let _ = tx.try_send(()); // poll once at start rather than waiting for the first cron beat
         tokio::spawn(async move {
             let mut scheduler = scheduler;
-            let _ = shutdown.changed().await;
+            shutdown.cancelled().await;
             let _ = scheduler.shutdown().await;
             drop(tx);
         });
@@ -214,7 +263,7 @@ async fn spawn_schedule(
             loop {
                 tokio::select! {
                     _ = timer.tick() => { let _ = tx.try_send(()); }
-                    _ = shutdown.changed() => break,
+                    _ = shutdown.cancelled() => break,
                 }
             }
         });

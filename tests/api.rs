@@ -113,6 +113,7 @@ async fn repositories_and_their_events_newest_first_by_name_or_encoded_rid() {
             "repo_rid": "orn:github.repo:octo-org/hello-world",
             "event_type": "push",
             "timestamp": "2026-11-20T14:15:02Z",
+            "time_source": "event",
             "commit_sha": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d",
             "summary": "Push to octo-org/hello-world: 7fd1a60 Fix the thing — naïve café ☕",
             "bundle_rid": PUSH,

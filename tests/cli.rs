@@ -210,6 +210,7 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
     api.stop().await;
     let Store {
         dir,
+        store: lock,
         db,
         index,
         poll_log,
@@ -218,6 +219,7 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
     drop(poll_log);
     drop(index);
     drop(db);
+    drop(lock);
     let through_store = every_command(data_dir, &api_base).await;
     for (command, _, err) in &through_store {
         assert!(err.contains("opening the store at"), "{command}: {err}");

@@ -2,21 +2,20 @@
 //! Python peers are exercised in `tests/interop_network.rs`; this fake exists to misbehave on purpose (forged
 //! and mis-targeted signatures, bad hashes), which the real ones never do.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use koi_github_indexer::index::Index;
+use koi_github_indexer::index::{DeadLetters, Index};
 use koi_github_indexer::node::identity::Identity;
 use koi_github_indexer::node::{edges, Node, NodeSettings, NodeTelemetry};
 use koi_github_indexer::protocol::{
-    sign_envelope, Bundle, BundlesPayload, Contents, Event, EventType, EventsPayload,
-    ManifestsPayload, NodeKey, NodeProfile, NodeProvides, NodeType, ReceivedEnvelope,
-    RequestPayload, ResponsePayload, Rid, RidType, RidsPayload,
+    Bundle, Contents, Event, EventType, NodeKey, NodeProfile, NodeProvides, NodeType,
+    ReceivedEnvelope, RequestPayload, Rid, RidType,
 };
 use koi_github_indexer::telemetry::{Metrics, PollLog};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use warp::Filter;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -32,15 +31,35 @@ struct FakeState {
     key: NodeKey,
     rid: Rid,
     profile: Bundle,
-    /// Events queued for the next poll.
-    queue: Vec<Event>,
-    /// Bundles served by fetch endpoints.
-    state: HashMap<Rid, Bundle>,
+    /// Event JSON texts queued for the next poll (raw, so they may be anything).
+    queue: Vec<String>,
+    /// Held state served by the fetch endpoints: RID text → (manifest JSON text, bundle JSON text).
+    state: BTreeMap<String, (String, String)>,
     misbehaviour: Misbehaviour,
     /// Every request payload received, by path.
     received: Vec<(String, RequestPayload)>,
     /// Whether the profile was already sent in a poll.
     introduced: bool,
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap()
+}
+
+/// A signed response body around a payload given as raw text, exactly as a KOI-net node signs it.
+fn signed_body(payload: &str, source: &Rid, target: &Rid, key: &NodeKey) -> String {
+    let unsigned = format!(
+        r#"{{"payload":{payload},"source_node":{},"target_node":{}}}"#,
+        json(&source.as_str()),
+        json(&target.as_str())
+    );
+    let signature = key.sign(unsigned.as_bytes());
+    format!(
+        r#"{{"payload":{payload},"source_node":{},"target_node":{},"signature":{}}}"#,
+        json(&source.as_str()),
+        json(&target.as_str()),
+        json(&signature)
+    )
 }
 
 #[derive(Clone)]
@@ -73,7 +92,7 @@ impl FakePeer {
             rid,
             profile,
             queue: Vec::new(),
-            state: HashMap::new(),
+            state: BTreeMap::new(),
             misbehaviour: Misbehaviour::None,
             received: Vec::new(),
             introduced: false,
@@ -89,7 +108,7 @@ impl FakePeer {
                 let requester = env.source_node().clone();
                 let request: RequestPayload = env.payload().unwrap();
                 s.received.push((tail.as_str().to_owned(), request.clone()));
-                let response = match request {
+                let payload = match request {
                     RequestPayload::EventsPayload(_) => {
                         return warp::reply::with_status(
                             "null".to_owned(),
@@ -100,43 +119,36 @@ impl FakePeer {
                         let mut events = Vec::new();
                         if !s.introduced {
                             s.introduced = true;
-                            events.push(Event::from_bundle(EventType::New, s.profile.clone()));
+                            events.push(json(&Event::from_bundle(EventType::New, s.profile.clone())));
                         }
                         events.append(&mut s.queue);
-                        ResponsePayload::EventsPayload(EventsPayload { events })
+                        format!(r#"{{"type":"events_payload","events":[{}]}}"#, events.join(","))
                     }
-                    RequestPayload::FetchRids(_) => ResponsePayload::RidsPayload(RidsPayload {
-                        rids: s.state.keys().cloned().collect(),
-                    }),
-                    RequestPayload::FetchManifests(_) => {
-                        ResponsePayload::ManifestsPayload(ManifestsPayload {
-                            manifests: s.state.values().map(|b| b.manifest.clone()).collect(),
-                            not_found: vec![],
-                        })
-                    }
-                    RequestPayload::FetchBundles(f) => {
-                        ResponsePayload::BundlesPayload(BundlesPayload {
-                            bundles: f
-                                .rids
-                                .iter()
-                                .filter_map(|r| s.state.get(r).cloned())
-                                .collect(),
-                            not_found: vec![],
-                            deferred: vec![],
-                        })
-                    }
+                    RequestPayload::FetchRids(_) => format!(
+                        r#"{{"type":"rids_payload","rids":[{}]}}"#,
+                        s.state.keys().map(json).collect::<Vec<_>>().join(",")
+                    ),
+                    RequestPayload::FetchManifests(_) => format!(
+                        r#"{{"type":"manifests_payload","manifests":[{}],"not_found":[]}}"#,
+                        s.state.values().map(|(m, _)| m.clone()).collect::<Vec<_>>().join(",")
+                    ),
+                    RequestPayload::FetchBundles(f) => format!(
+                        r#"{{"type":"bundles_payload","bundles":[{}],"not_found":[],"deferred":[]}}"#,
+                        f.rids
+                            .iter()
+                            .filter_map(|r| s.state.get(r.as_str()).map(|(_, b)| b.clone()))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
                 };
-                let is_poll = matches!(response, ResponsePayload::EventsPayload(_));
+                let is_poll = tail.as_str() == "events/poll";
                 let (key, target) = match (s.misbehaviour, is_poll) {
                     (Misbehaviour::ForgedSignature, true) => (NodeKey::generate(), requester),
                     (Misbehaviour::WrongTarget, true) => (s.key.clone(), s.rid.clone()),
                     _ => (s.key.clone(), requester),
                 };
-                let body = sign_envelope(&response, &s.rid, &target, &key).unwrap();
-                warp::reply::with_status(
-                    String::from_utf8(body).unwrap(),
-                    warp::http::StatusCode::OK,
-                )
+                let body = signed_body(&payload, &s.rid, &target, &key);
+                warp::reply::with_status(body, warp::http::StatusCode::OK)
             });
         tokio::spawn(warp::serve(route).run(addr));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -150,14 +162,22 @@ impl FakePeer {
         format!("http://{}/koi-net", self.addr)
     }
     fn queue(&self, event: Event) {
+        self.queue_raw(json(&event));
+    }
+    /// Queues an event given as raw JSON text (anything at all).
+    fn queue_raw(&self, event: String) {
         self.state.lock().unwrap().queue.push(event);
     }
     fn hold(&self, bundle: Bundle) {
+        self.hold_raw(bundle.rid().as_str(), json(&bundle.manifest), json(&bundle));
+    }
+    /// Holds a manifest and a bundle given as raw JSON text, served by catch-up requests.
+    fn hold_raw(&self, rid: &str, manifest: String, bundle: String) {
         self.state
             .lock()
             .unwrap()
             .state
-            .insert(bundle.rid().clone(), bundle);
+            .insert(rid.to_owned(), (manifest, bundle));
     }
     fn misbehave(&self, m: Misbehaviour) {
         self.state.lock().unwrap().misbehaviour = m;
@@ -186,11 +206,11 @@ fn github_bundle(id: &str, n: i64) -> Bundle {
 struct Harness {
     _dir: tempfile::TempDir,
     index: Index,
+    dead_letters: DeadLetters,
     metrics: Metrics,
     node: Arc<Node>,
     ticks: mpsc::Sender<()>,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Result<(), koi_github_indexer::node::NodeError>>,
+    task: tokio::task::JoinHandle<Result<usize, koi_github_indexer::node::NodeError>>,
 }
 
 impl Harness {
@@ -208,23 +228,33 @@ impl Harness {
             interval: Duration::from_millis(100),
             max_backoff: Duration::from_millis(200),
             fetch_batch: 2,
+            max_response: 64 * 1024 * 1024,
+            max_buffered: 10_000,
         };
         let metrics = Metrics::new();
         let telemetry = NodeTelemetry {
             metrics: metrics.clone(),
             poll_log: PollLog::open(&db).unwrap(),
         };
-        let node = Node::new(settings, identity, db, index.clone(), telemetry).unwrap();
+        let dead_letters = DeadLetters::open(&db, 1000).unwrap();
+        let node = Node::new(
+            settings,
+            identity,
+            db,
+            index.clone(),
+            dead_letters.clone(),
+            telemetry,
+        )
+        .unwrap();
         let (ticks, rx) = mpsc::channel(1);
-        let (shutdown, srx) = watch::channel(false);
-        let task = tokio::spawn(Arc::clone(&node).run(rx, srx));
+        let task = tokio::spawn(Arc::clone(&node).run(rx));
         Harness {
             _dir: dir,
             index,
+            dead_letters,
             metrics,
             node,
             ticks,
-            shutdown,
             task,
         }
     }
@@ -270,7 +300,7 @@ impl Harness {
     }
 
     async fn stop(self) {
-        self.shutdown.send(true).unwrap();
+        self.node.cancellation().cancel();
         self.task.await.unwrap().unwrap();
     }
 }
@@ -380,8 +410,14 @@ async fn misbehaving_peer_indexes_nothing(m: Misbehaviour) {
         "{m:?}: rejected responses are counted under {reason}:\n{}",
         h.metrics.encode()
     );
-    assert!(h.metric_with("koi_indexer_polls_total", "outcome=\"bad_signature\"") >= 1.0);
+    let outcome = reason.replace("reason=", "outcome=");
+    assert!(h.metric_with("koi_indexer_polls_total", &outcome) >= 1.0);
     assert_eq!(h.metric("koi_indexer_events_indexed_total"), 0.0);
+    let letters = h.dead_letters.page(0, 10, false).unwrap();
+    assert!(
+        letters.iter().any(|l| reason.contains(&l.reason)),
+        "{m:?}: the refused response is in /rejected: {letters:?}"
+    );
     h.stop().await;
 }
 
@@ -421,5 +457,237 @@ async fn an_edge_approval_triggers_another_catch_up() {
         h.has("before-approval")
     })
     .await;
+    h.stop().await;
+}
+
+/// One kind of bad item, as raw JSON, and what must become of it.
+struct Pill {
+    name: &'static str,
+    /// The event (for polls) or the bundle (for catch-up), as raw JSON.
+    raw: String,
+    /// `Some(reason)`: rejected under that reason; `None`: indexed anyway (with what can be read).
+    rejected: Option<&'static str>,
+}
+
+fn hashed(rid: &str, time: &str, contents: serde_json::Value) -> (String, String) {
+    let serde_json::Value::Object(contents) = contents else {
+        unreachable!()
+    };
+    let hash = koi_github_indexer::protocol::knowledge::hash_contents(&contents);
+    let manifest = format!(
+        r#"{{"rid":{},"timestamp":{},"sha256_hash":"{hash}"}}"#,
+        json(&rid),
+        json(&time)
+    );
+    let bundle = format!(r#"{{"manifest":{manifest},"contents":{}}}"#, json(&contents));
+    (manifest, bundle)
+}
+
+fn push_contents(time: &str) -> serde_json::Value {
+    serde_json::json!({"webhook_event_type": "push", "repository": {"full_name": "octo-org/hello-world"},
+        "payload": {"head_commit": {"id": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", "timestamp": time,
+            "message": "fix"}, "sender": {"login": "octocat"}}})
+}
+
+/// Poison pills, each for the RID `orn:github.event:octo-org/hello-world:<prefix>-<name>`. Returns for each its
+/// name, manifest JSON, bundle JSON and expected fate. `as_event` wraps bundles as NEW events.
+fn pills(prefix: &str) -> Vec<(Pill, String)> {
+    let rid = |name: &str| format!("orn:github.event:octo-org/hello-world:{prefix}-{name}");
+    let ok_time = "2026-11-24T12:00:00Z";
+    let deep = format!("{}1{}", "[".repeat(500), "]".repeat(500));
+    let mut out = Vec::new();
+    let mut add = |name: &'static str, manifest: String, bundle: String, rejected| {
+        out.push((
+            Pill {
+                name,
+                raw: bundle,
+                rejected,
+            },
+            manifest,
+        ))
+    };
+    for (name, time, manifest_time) in [
+        ("year-0", "0000-01-01T00:00:00+01:00", ok_time),
+        ("year-10000", "9999-12-31T23:30:00-01:00", ok_time),
+        ("bad-event-time", "last tuesday", ok_time),
+        ("manifest-year-10000", "nope", "9999-12-31T23:30:00-01:00"),
+    ] {
+        let (m, b) = hashed(&rid(name), manifest_time, push_contents(time));
+        add(name, m, b, None);
+    }
+    let mut other_repo = push_contents(ok_time);
+    other_repo["repository"] =
+        serde_json::json!({"full_name": "evil/elsewhere", "html_url": "https://evil.example"});
+    let (m, b) = hashed(&rid("other-repo"), ok_time, other_repo);
+    add("other-repo", m, b, None);
+    let mut big = push_contents(ok_time);
+    big["payload"]["head_commit"]["message"] = "x".repeat(5_000_000).into();
+    let (m, b) = hashed(&rid("five-mb"), ok_time, big);
+    add("five-mb", m, b, None);
+    // Items that cannot be read: each rejected alone.
+    let (m, _) = hashed(&rid("list"), ok_time, serde_json::json!({}));
+    add("list", m.clone(), format!(r#"{{"manifest":{m},"contents":[1,2,3]}}"#), Some("malformed"));
+    let (m, _) = hashed(&rid("string"), ok_time, serde_json::json!({}));
+    add("string", m.clone(), format!(r#"{{"manifest":{m},"contents":"text"}}"#), Some("malformed"));
+    let (m, _) = hashed(&rid("deep"), ok_time, serde_json::json!({}));
+    add("deep", m.clone(), format!(r#"{{"manifest":{m},"contents":{{"x":{deep}}}}}"#), Some("malformed"));
+    let (m, _) = hashed(&rid("missing-field"), ok_time, serde_json::json!({}));
+    let m = m.replace(r#","sha256_hash""#, r#","hash""#);
+    add("missing-field", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("malformed"));
+    let m = format!(r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix} space","timestamp":"{ok_time}","sha256_hash":"00"}}"#);
+    add("space", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("bad_rid"));
+    let m = format!(r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix}\u0000nul","timestamp":"{ok_time}","sha256_hash":"00"}}"#);
+    add("nul", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("bad_rid"));
+    out
+}
+
+/// A bundle's JSON as a NEW event's JSON.
+fn as_event(bundle: &str) -> String {
+    let value: Result<serde_json::Value, _> = serde_json::from_str(bundle);
+    match value {
+        Ok(serde_json::Value::Object(mut b)) => {
+            let mut e = serde_json::Map::new();
+            let rid = b["manifest"]["rid"].clone();
+            e.insert("rid".into(), rid);
+            e.insert("event_type".into(), "NEW".into());
+            e.insert("manifest".into(), b.remove("manifest").unwrap());
+            e.insert("contents".into(), b.remove("contents").unwrap());
+            json(&e)
+        }
+        // Too deep for serde_json to rebuild: splice the text instead.
+        _ => {
+            let manifest_end = bundle.find(r#","contents":"#).unwrap();
+            let manifest = &bundle[r#"{"manifest":"#.len()..manifest_end];
+            let contents = &bundle[manifest_end + r#","contents":"#.len()..bundle.len() - 1];
+            let rid_start = manifest.find(r#""rid":"#).unwrap() + 6;
+            let rid_end = rid_start + manifest[rid_start + 1..].find('"').unwrap() + 2;
+            format!(
+                r#"{{"rid":{},"event_type":"NEW","manifest":{manifest},"contents":{contents}}}"#,
+                &manifest[rid_start..rid_end]
+            )
+        }
+    }
+}
+
+fn assert_pills(h: &Harness, prefix: &str, pills: &[(Pill, String)]) {
+    let letters = h.dead_letters.page(0, 1000, false).unwrap();
+    for (pill, _) in pills {
+        let id = format!("{prefix}-{}", pill.name);
+        match pill.rejected {
+            None => assert!(h.has(&id), "{id} is indexed with what can be read"),
+            Some(reason) => {
+                assert!(!h.has(&id), "{id} is not indexed");
+                let wanted = match pill.name {
+                    "space" => format!("{prefix} space"),
+                    "nul" => format!("{prefix}\\u{{0}}nul"),
+                    _ => id.clone(),
+                };
+                assert!(
+                    letters
+                        .iter()
+                        .any(|l| l.rid.ends_with(&wanted) && l.reason == reason),
+                    "{id} is in /rejected as {reason}: {letters:#?}"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_pills_in_one_poll_response_cost_only_themselves() {
+    let peer = FakePeer::start().await;
+    let h = Harness::start(&peer).await;
+    h.until("joined", |_| {
+        peer.paths().iter().any(|p| p == "events/poll")
+    })
+    .await;
+    let pills = pills("poll");
+    peer.queue(Event::from_bundle(EventType::New, github_bundle("good-before", 1)));
+    for (pill, _) in &pills {
+        peer.queue_raw(as_event(&pill.raw));
+    }
+    // contents null: a manifest-only event whose bundle no one holds: retried, then dead-lettered.
+    let (m, _) = hashed(
+        "orn:github.event:octo-org/hello-world:poll-null",
+        "2026-11-24T12:00:00Z",
+        serde_json::json!({"a": 1}),
+    );
+    peer.queue_raw(format!(
+        r#"{{"rid":"orn:github.event:octo-org/hello-world:poll-null","event_type":"NEW","manifest":{m},"contents":null}}"#
+    ));
+    peer.queue(Event::from_bundle(EventType::New, github_bundle("good-after", 2)));
+    h.until("the good events in the same response are indexed", |h| {
+        h.has("good-before") && h.has("good-after")
+    })
+    .await;
+    assert_pills(&h, "poll", &pills);
+    h.until("the manifest-only event is dead-lettered after its retries", |h| {
+        h.dead_letters
+            .page(0, 100, false)
+            .unwrap()
+            .iter()
+            .any(|l| l.rid.ends_with("poll-null") && l.reason == "unfetchable")
+    })
+    .await;
+    // Times that cannot be believed fall back, and the row says which time it used.
+    let row = |id: &str| {
+        h.index
+            .event(&Rid::parse(&format!("orn:github.event:octo-org/hello-world:{id}")).unwrap())
+            .unwrap()
+            .unwrap()
+            .row
+    };
+    assert_eq!(row("poll-year-0").timestamp, "2026-11-24T12:00:00Z");
+    assert_eq!(
+        serde_json::to_value(row("poll-year-10000").time_source).unwrap(),
+        "manifest"
+    );
+    assert_eq!(
+        serde_json::to_value(row("poll-manifest-year-10000").time_source).unwrap(),
+        "received"
+    );
+    // A repository object naming another repository changes nothing about it, nor about ours.
+    let repos = h.index.repositories().unwrap();
+    assert!(repos.iter().all(|r| !r.repo_url.contains("evil")), "{repos:?}");
+    // Nothing is stuck, and the next poll proceeds.
+    peer.queue(Event::from_bundle(EventType::New, github_bundle("next-poll", 3)));
+    h.until("the next poll is indexed", |h| h.has("next-poll")).await;
+    h.until("the inbox is empty", |h| h.node.inbox_depth() == 0).await;
+    assert_eq!(
+        h.metric_with("koi_indexer_events_rejected_total", "reason=\"bad_rid\""),
+        2.0
+    );
+    assert!(h.index.check_consistency().unwrap().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_pills_in_one_catch_up_batch_cost_only_themselves() {
+    let peer = FakePeer::start().await;
+    let pills = pills("held");
+    peer.hold(github_bundle("held-good-1", 1));
+    for (pill, manifest) in &pills {
+        let rid = serde_json::from_str::<serde_json::Value>(manifest)
+            .map(|m| m["rid"].as_str().unwrap_or_default().to_owned())
+            .unwrap_or_default();
+        peer.hold_raw(&rid, manifest.clone(), pill.raw.clone());
+    }
+    peer.hold(github_bundle("held-good-2", 2));
+    let h = Harness::start(&peer).await;
+    h.until("the good held events are indexed", |h| {
+        h.has("held-good-1") && h.has("held-good-2")
+    })
+    .await;
+    h.until("every pill's fate is settled", |h| {
+        pills
+            .iter()
+            .filter(|(p, _)| p.rejected.is_none())
+            .all(|(p, _)| h.has(&format!("held-{}", p.name)))
+    })
+    .await;
+    // Bad RIDs are refused at the manifest; the other unreadable items when their bundle arrives.
+    assert_pills(&h, "held", &pills);
+    h.until("caught up", |h| h.node.caught_up(&peer.rid())).await;
+    assert!(h.index.check_consistency().unwrap().is_empty());
     h.stop().await;
 }

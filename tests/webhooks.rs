@@ -39,7 +39,7 @@ fn every_webhook_fixture_parses_into_the_expected_row() {
         });
         assert_eq!(got, doc["expected"], "{}", file.display());
         assert_eq!(row.repo_rid, "orn:github.repo:Codertocat/Hello-World");
-        let details = repo_details_from_event(&contents);
+        let details = repo_details_from_event(&rid.full_name(), &contents);
         assert_eq!(
             details.repo_url.as_deref(),
             Some("https://github.com/Codertocat/Hello-World"),

@@ -11,6 +11,7 @@
 //! | `GET /events/{event_rid}` | `EventRow` plus `"bundle"` |
 //! | `GET /commits/{sha}/events?limit&offset` | `[EventRow]`, newest first (`sha` may be abbreviated) |
 //! | `GET /polls?neighbour&limit` | the poll log: recent poll attempts, newest first (`[PollAttempt]`) |
+//! | `GET /rejected?limit&offset&items` | dead letters, newest first: `[{id, rid, source, reason, detail, received_at, item}]` |
 //! | `POST /repositories` `{"repo":"owner/name"}` | the only write: adds a repository (201, or 200 if held) |
 //!
 //! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text). Every request is counted and
@@ -26,12 +27,16 @@ use std::sync::Arc;
 
 use percent_encoding::percent_decode_str;
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
-use crate::index::{parse_repo_ref, EventQuery, Index, IndexError};
+pub mod status;
+
+pub use status::{NodeStatus, StatusBody, StatusDetails};
+
+use crate::index::{parse_repo_ref, DeadLetters, EventQuery, Index, IndexError};
 use crate::protocol::{GithubEventRid, Rid, Timestamp};
 use crate::telemetry::{ApiRequest, Metrics, PollLog, METRICS_CONTENT_TYPE};
 
@@ -47,9 +52,11 @@ const MAX_BODY: u64 = 4096;
 pub struct ApiContext {
     /// The index, for counts and queries.
     pub index: Index,
-    /// Node-provided details for `/status` (node_name, node_rid, node_type, data_dir, neighbours, inbox …); the
-    /// handler adds the index's counts to them.
-    pub status: Arc<dyn Fn() -> Map<String, Value> + Send + Sync>,
+    /// The node's part of `/status` (name, RID, inbox, neighbours …); the handler adds the index's counts. Called
+    /// on the blocking pool: it may read the store.
+    pub status: Arc<dyn Fn() -> NodeStatus + Send + Sync>,
+    /// The dead-letter tree behind `/rejected`.
+    pub dead_letters: DeadLetters,
     /// The daemon's metrics: served by `/metrics`, and counting every API request.
     pub metrics: Metrics,
     /// The poll log behind `/polls`.
@@ -192,6 +199,13 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
             warp::reply::with_header(ctx.metrics.encode(), "content-type", METRICS_CONTENT_TYPE)
                 .into_response()
         });
+    let rejected_route = base
+        .and(warp::path("rejected"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(params)
+        .and(ctx.clone())
+        .then(|params, ctx: ApiContext| async move { finish(rejected(params, ctx).await) });
     let commit = base
         .and(warp::path("commits"))
         .and(warp::path::param::<String>())
@@ -217,6 +231,8 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(commit)
         .unify()
         .or(polls)
+        .unify()
+        .or(rejected_route)
         .unify()
         .or(metrics_route)
         .unify()
@@ -246,6 +262,7 @@ pub fn route_template(path: &str) -> &'static str {
         ["health"] => "/api/processor/github/health",
         ["status"] => "/api/processor/github/status",
         ["polls"] => "/api/processor/github/polls",
+        ["rejected"] => "/api/processor/github/rejected",
         ["repositories"] => "/api/processor/github/repositories",
         ["repositories", .., "events"] => "/api/processor/github/repositories/{repo}/events",
         ["repositories", ..] => "/api/processor/github/repositories/{repo}",
@@ -328,20 +345,61 @@ fn parse_limit(value: &str) -> Result<usize, ApiError> {
 }
 
 async fn status(ctx: ApiContext) -> Answer {
-    let mut details = (ctx.status)();
-    let (counts, latest) = blocking(&ctx.index, |index| {
-        Ok((index.counts()?, index.latest_event()?))
+    let node_status = Arc::clone(&ctx.status);
+    let details = blocking(&ctx.index, move |index| {
+        let counts = index.counts()?;
+        Ok(StatusDetails {
+            node: node_status(),
+            events: counts.events,
+            repositories: counts.repositories,
+            event_types: counts.by_type,
+            latest_event: index.latest_event()?,
+        })
     })
     .await?;
-    details.insert("events".into(), json!(counts.events));
-    details.insert("repositories".into(), json!(counts.repositories));
-    details.insert("event_types".into(), json!(counts.by_type));
-    details.insert("latest_event".into(), json!(latest));
-    ok(&json!({
-        "status": "active",
-        "message": "koi-github-indexer is running",
-        "details": details,
-    }))
+    ok(&StatusBody {
+        status: "active".into(),
+        message: "koi-github-indexer is running".into(),
+        details,
+    })
+}
+
+/// `GET /rejected?limit&offset`: dead letters, newest first (without the items' text: see the CLI's `--items`).
+async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
+    let mut limit = DEFAULT_LIMIT;
+    let mut offset = 0;
+    let mut with_items = false;
+    for (key, value) in &params {
+        match key.as_str() {
+            "limit" => limit = parse_limit(value)?,
+            "offset" => {
+                offset = value.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "offset must be a whole number, got `{value}`"
+                    ))
+                })?
+            }
+            "items" => {
+                with_items = match value.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(ApiError::bad_request(format!(
+                            "items must be true or false, got `{value}`"
+                        )))
+                    }
+                }
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown parameter `{other}`: /rejected takes limit, offset and items"
+                )))
+            }
+        }
+    }
+    let letters = ctx.dead_letters.clone();
+    let page = on_blocking_pool(move || Ok(letters.page(offset, limit, with_items)?)).await?;
+    ok(&page)
 }
 
 async fn add_repository(body: warp::hyper::body::Bytes, ctx: ApiContext) -> Answer {
@@ -438,12 +496,10 @@ async fn commit_events(sha: String, params: Vec<(String, String)>, ctx: ApiConte
         )));
     }
     let query = parse_params(&params, &["limit", "offset"])?;
-    let rows = blocking(&ctx.index, move |index| Ok(index.events_by_commit(&sha)?)).await?;
-    let page: Vec<_> = rows
-        .into_iter()
-        .skip(query.offset)
-        .take(query.limit)
-        .collect();
+    let page = blocking(&ctx.index, move |index| {
+        Ok(index.events_by_commit(&sha, query.offset, query.limit)?)
+    })
+    .await?;
     ok(&page)
 }
 

@@ -22,8 +22,12 @@ pub struct EventRow {
     /// GitHub's event name (`push`, `issues`, `pull_request`, …; backfill: `repository`, `commit`, `issue`,
     /// `pull_request`), or `unknown`.
     pub event_type: String,
-    /// The event's own time, RFC 3339 UTC; the manifest's when the contents carry none.
+    /// The event's own time, RFC 3339 UTC; the manifest's when the contents carry none (or one outside
+    /// 1970 … now + 1 day), and the time it was indexed when the manifest's is outside that range too.
     pub timestamp: String,
+    /// Which time `timestamp` is: `event`, `manifest` or `received`.
+    #[serde(default = "TimeSource::event")]
+    pub time_source: TimeSource,
     /// The commit it is about, when there is one.
     pub commit_sha: Option<String>,
     /// One line for humans.
@@ -36,6 +40,40 @@ pub struct EventRow {
     /// Who did it, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<String>,
+}
+
+/// Where an event row's time came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimeSource {
+    /// The event's own time (e.g. `head_commit.timestamp`, `created_at`).
+    Event,
+    /// The manifest's timestamp: the contents carry no usable time.
+    Manifest,
+    /// When this node indexed it: neither the contents nor the manifest carry a usable time.
+    Received,
+}
+
+impl TimeSource {
+    fn event() -> TimeSource {
+        TimeSource::Event
+    }
+}
+
+/// Longest summary kept, in characters: a summary is one line for humans, and contents come from the network.
+pub const SUMMARY_MAX_CHARS: usize = 300;
+
+/// Earliest event time accepted as is: the Unix epoch (GitHub did not exist before).
+const EARLIEST_MICROS: i64 = 0;
+/// How far in the future an event time may be (clock skew) before it is not believed.
+const FUTURE_SLACK_MICROS: i64 = 24 * 3600 * 1_000_000;
+
+/// `time` if it lies in 1970 … now + 1 day (so it can be filed and printed), as RFC 3339 UTC.
+fn plausible(time: &Timestamp, now_micros: i64) -> Option<String> {
+    let t = time.unix_micros();
+    (EARLIEST_MICROS..=now_micros.saturating_add(FUTURE_SLACK_MICROS))
+        .contains(&t)
+        .then(|| time.to_rfc3339_utc())
 }
 
 /// What a bundle says about a repository. `None` = not said (never "cleared").
@@ -114,9 +152,13 @@ fn real_sha(sha: Option<&str>) -> Option<&str> {
 }
 
 /// Normalises a time found in the contents to RFC 3339 UTC, if it parses.
-fn utc(time: Option<&str>) -> Option<String> {
-    time.and_then(|t| Timestamp::parse(t).ok())
-        .map(|t| t.to_rfc3339_utc())
+/// At most [`SUMMARY_MAX_CHARS`] characters, with `…` when cut.
+fn capped(mut summary: String) -> String {
+    if let Some((cut, _)) = summary.char_indices().nth(SUMMARY_MAX_CHARS) {
+        summary.truncate(cut);
+        summary.push('…');
+    }
+    summary
 }
 
 /// `branch` → `Branch`.
@@ -171,6 +213,19 @@ pub fn parse_event(
         Found::default()
     };
     let event_rid = rid.rid().to_string();
+    let now = Timestamp::now();
+    let now_micros = now.unix_micros();
+    let event_time = found
+        .time
+        .and_then(|t| Timestamp::parse(t).ok())
+        .and_then(|t| plausible(&t, now_micros));
+    let (timestamp, time_source) = match event_time {
+        Some(t) => (t, TimeSource::Event),
+        None => match plausible(manifest_timestamp, now_micros) {
+            Some(t) => (t, TimeSource::Manifest),
+            None => (now.to_rfc3339_utc(), TimeSource::Received),
+        },
+    };
     EventRow {
         repo_rid: rid.repo_rid().rid().to_string(),
         // Index keys use NUL as separator: a type name with control characters is not a real one.
@@ -179,11 +234,14 @@ pub fn parse_event(
             .filter(|t| !t.chars().any(char::is_control))
             .unwrap_or("unknown")
             .to_owned(),
-        timestamp: utc(found.time).unwrap_or_else(|| manifest_timestamp.to_rfc3339_utc()),
+        timestamp,
+        time_source,
         commit_sha: real_sha(found.sha).map(str::to_ascii_lowercase),
-        summary: found
-            .summary
-            .unwrap_or_else(|| format!("Event {} in {repo}", rid.event_id())),
+        summary: capped(
+            found
+                .summary
+                .unwrap_or_else(|| format!("Event {} in {repo}", rid.event_id())),
+        ),
         action: found.action.map(str::to_owned),
         actor: found.actor.map(str::to_owned),
         bundle_rid: event_rid.clone(),
@@ -443,9 +501,20 @@ fn details_of_repository_object(r: &Map<String, Value>) -> RepoDetails {
 
 /// What an event's contents say about its repository: the webhook's `repository` object, or the payload of a
 /// `backfill_repo_details` item. Empty for anything else.
-pub fn repo_details_from_event(contents: &Contents) -> RepoDetails {
+///
+/// `full_name` is the repository the event's RID names: a `repository` object naming another repository (a
+/// confused or hostile sensor) tells nothing, so it cannot overwrite that other repository's details.
+pub fn repo_details_from_event(full_name: &str, contents: &Contents) -> RepoDetails {
     if let Some(repository) = contents.get("repository").and_then(Value::as_object) {
-        return details_of_repository_object(repository);
+        let names_it = repository
+            .get("full_name")
+            .and_then(Value::as_str)
+            .is_none_or(|n| n.eq_ignore_ascii_case(full_name));
+        return if names_it {
+            details_of_repository_object(repository)
+        } else {
+            RepoDetails::default()
+        };
     }
     match (
         contents.get("event_source_type").and_then(Value::as_str),
@@ -619,17 +688,47 @@ mod tests {
     }
 
     #[test]
+    fn implausible_event_times_fall_back_to_the_manifest_then_to_now() {
+        let rid = GithubEventRid::from_rid(&Rid::parse("orn:github.event:a/b:1").unwrap()).unwrap();
+        let push = |time: &str| {
+            obj(serde_json::json!({"webhook_event_type": "push",
+                "payload": {"head_commit": {"id": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", "timestamp": time,
+                    "message": "x".repeat(5_000_000)}}}))
+        };
+        let good_manifest = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let row = parse_event(&rid, &good_manifest, &push("2026-11-20T10:00:00+01:00"));
+        assert_eq!((row.timestamp.as_str(), row.time_source), ("2026-11-20T09:00:00Z", TimeSource::Event));
+        assert!(row.summary.chars().count() <= SUMMARY_MAX_CHARS + 1, "a 5 MB message is cut");
+        for bad in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "1969-12-31T23:59:59Z", "soon"] {
+            let row = parse_event(&rid, &good_manifest, &push(bad));
+            assert_eq!((row.timestamp.as_str(), row.time_source), ("2026-11-24T12:00:00Z", TimeSource::Manifest), "{bad}");
+            let far = Timestamp::parse("9999-12-31T23:30:00-01:00").unwrap();
+            let row = parse_event(&rid, &far, &push(bad));
+            assert_eq!(row.time_source, TimeSource::Received, "{bad}");
+            assert!(Timestamp::parse(&row.timestamp).is_ok());
+        }
+    }
+
+    #[test]
     fn repository_details_come_from_events_and_repo_bundles() {
-        let (_, push) = &fixtures()[0];
-        let d = repo_details_from_event(push);
+        let (rid, push) = &fixtures()[0];
+        let d = repo_details_from_event(&rid.full_name(), push);
+        assert_eq!(
+            repo_details_from_event("someone/else", push),
+            RepoDetails::default(),
+            "a repository object naming another repository tells nothing"
+        );
         assert_eq!(
             d.repo_url.as_deref(),
             Some("https://github.com/octo-org/hello-world")
         );
         assert_eq!(d.default_branch.as_deref(), Some("main"));
         assert_eq!(d.description, None);
-        let (_, backfill) = &fixtures()[4];
-        assert_eq!(repo_details_from_event(backfill).stars, Some(99000));
+        let (rid, backfill) = &fixtures()[4];
+        assert_eq!(
+            repo_details_from_event(&rid.full_name(), backfill).stars,
+            Some(99000)
+        );
 
         let (d, time) = parse_repo_bundle(&obj(
             serde_json::json!({"owner": "a", "repo": "b", "description": "Bee", "stars": 5,

@@ -3,6 +3,7 @@
 //!
 //! * [`github`] — pure parsing of bundle contents into an [`EventRow`] and [`RepoDetails`].
 //! * [`store`] — the sled keyspace and [`Index`], its writes (apply, forget, prune, add a repository) and queries.
+//! * [`dead_letters`] — the bounded tree of items the node received but could not use ([`DeadLetters`]).
 //! * [`error`] — [`IndexError`].
 //!
 //! # Keyspace
@@ -21,7 +22,8 @@
 //! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
 //! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
 //! | `index.by_type` | `event_type ␀ repo ␀ time event_rid` | empty |
-//! | `index.by_commit` | `sha ␀ event_rid` | empty |
+//! | `index.by_commit` | `sha ␀ time event_rid` | empty |
+//! | `index.dead_letters` | id (u64 BE, arrival order) | [`DeadLetter`] JSON (bounded: oldest dropped) |
 //! | `index.repo_commits` | `repo ␀ time event_rid` | SHA (a repository's latest commit is its first entry) |
 //!
 //! Every write (apply, forget, prune, add) is one sled transaction over all these trees: a row and its index
@@ -29,12 +31,16 @@
 //! stale) is inside the same transaction, so an inbox replayed after a crash never counts an event twice.
 //! [`Index::check_consistency`] verifies the invariants (the property test runs it after random sequences).
 
+pub mod dead_letters;
 pub mod error;
 pub mod github;
 pub mod store;
 
+pub use dead_letters::{DeadLetter, DeadLetters, Rejection};
 pub use error::IndexError;
-pub use github::{parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails};
+pub use github::{
+    parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
+};
 pub use store::{
     parse_repo_ref, Counts, EventDetails, EventQuery, Index, Repository, SCHEMA_VERSION,
 };
@@ -55,6 +61,8 @@ pub enum ApplyOutcome {
     Ignored,
     /// A RID of an indexed type that is malformed (e.g. `orn:github.event:` without an event id): dropped, with
     /// the reason. Retrying cannot help.
+    BadRid(String),
+    /// A bundle that cannot be indexed (the store refused it): dropped, with the reason.
     Invalid(String),
 }
 

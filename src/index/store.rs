@@ -15,11 +15,15 @@ use super::github::{
 };
 use super::ApplyOutcome;
 use crate::protocol::{
-    Bundle, Contents, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
+    Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
 };
 
 /// Version of the keyspace below. Bump it (and add a migration in [`Index::open`]) when it changes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// * 0: bundles only (`index.rid_cache`).
+/// * 1: rows and indexes; `index.by_commit` keys were `sha ␀ event_rid`.
+/// * 2: `index.by_commit` keys are `sha ␀ time event_rid`, so commit queries page in time order inside the index.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Tree names. All start with `index.`: the database is shared with the node's own trees.
 mod trees {
@@ -67,25 +71,32 @@ struct PreparedWrite<'a> {
 }
 
 impl<'a> Prepared<'a> {
-    fn of(bundle: &'a Bundle) -> Result<Prepared<'a>, IndexError> {
+    /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
+    /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
+    fn of(bundle: &'a Bundle) -> Prepared<'a> {
+        Prepared::try_of(bundle)
+            .unwrap_or_else(|e| Prepared::Done(ApplyOutcome::Invalid(e.to_string())))
+    }
+
+    fn try_of(bundle: &'a Bundle) -> Result<Prepared<'a>, IndexError> {
         let rid = bundle.rid();
         let (details, at, event) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
                 Ok(event) => event,
-                Err(e) => return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string()))),
+                Err(e) => return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string()))),
             };
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             let at = row_micros(&row)?;
             let entries = Entries::of(&row)?;
             let row_bytes = serde_json::to_vec(&row)?;
             (
-                repo_details_from_event(&bundle.contents),
+                repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
                 Some((row, entries, row_bytes)),
             )
         } else if rid.is_type(RidType::GITHUB_REPO) {
             if let Err(e) = GithubRepoRid::from_rid(rid) {
-                return Ok(Prepared::Done(ApplyOutcome::Invalid(e.to_string())));
+                return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string())));
             }
             let (details, time) = parse_repo_bundle(&bundle.contents);
             let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
@@ -326,9 +337,11 @@ impl Entries {
             by_repo_time: timed_key(&[repo], micros, rid),
             by_type: timed_key(&[&row.event_type, repo], micros, rid),
             commit: row.commit_sha.as_ref().map(|sha| {
-                let mut by_commit = key_prefix(&[sha]);
-                by_commit.extend_from_slice(rid.as_bytes());
-                (by_commit, timed_key(&[repo], micros, rid), sha.clone())
+                (
+                    timed_key(&[sha], micros, rid),
+                    timed_key(&[repo], micros, rid),
+                    sha.clone(),
+                )
             }),
             type_count: type_count_key(&row.event_type),
         })
@@ -373,14 +386,14 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// `Some(outcome)` when the bundle must not be written: same hash as held, or older.
+    /// `Some(outcome)` when the bundle must not be written ([`Manifest::freshness`]: same hash as held, or older).
     fn dedupe(&self, rid: &Rid, manifest: &Manifest) -> TxResult<Option<ApplyOutcome>> {
         let held: Option<Manifest> =
             Tx::get(self.manifests, trees::MANIFESTS, rid.as_str().as_bytes())?;
-        Ok(match held {
-            Some(held) if held.sha256_hash == manifest.sha256_hash => Some(ApplyOutcome::Unchanged),
-            Some(held) if held.timestamp > manifest.timestamp => Some(ApplyOutcome::Stale),
-            _ => None,
+        Ok(match manifest.freshness(held.as_ref()) {
+            Freshness::Unchanged => Some(ApplyOutcome::Unchanged),
+            Freshness::Stale => Some(ApplyOutcome::Stale),
+            Freshness::Newer => None,
         })
     }
 
@@ -537,6 +550,12 @@ impl Index {
                         supported: SCHEMA_VERSION,
                     });
                 }
+                if found == 1 {
+                    index.migrate_commit_keys()?;
+                    index
+                        .meta
+                        .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                }
             }
             None => {
                 index.migrate_rid_cache(db)?;
@@ -565,6 +584,37 @@ impl Index {
             self.apply_bundle(&bundle)?;
         }
         db.drop_tree(trees::LEGACY_RID_CACHE)?;
+        Ok(())
+    }
+
+    /// Schema 1 → 2: `index.by_commit` is rebuilt from `index.repo_commits` (`repo ␀ time rid` → sha), which holds
+    /// the same entries with their times. Safe to repeat after a crash: the tree is cleared first, and the version
+    /// is written after.
+    fn migrate_commit_keys(&self) -> Result<(), IndexError> {
+        tracing::info!("upgrading the index from schema 1 to 2: rebuilding the commit index");
+        self.by_commit.clear()?;
+        let mut batch = sled::Batch::default();
+        let mut done = 0u64;
+        for entry in self.repo_commits.iter() {
+            let (key, sha) = entry?;
+            let Some(sep) = key.iter().position(|b| *b == SEP) else {
+                continue;
+            };
+            let mut new_key = sha.to_vec();
+            new_key.push(SEP);
+            new_key.extend_from_slice(&key[sep + 1..]);
+            batch.insert(new_key, &[]);
+            done += 1;
+            if done % 10_000 == 0 {
+                self.by_commit.apply_batch(std::mem::take(&mut batch))?;
+                if done % 100_000 == 0 {
+                    tracing::info!(entries = done, "upgrading the index: commit entries rebuilt so far");
+                }
+            }
+        }
+        self.by_commit.apply_batch(batch)?;
+        self.by_commit.flush()?;
+        tracing::info!(entries = done, "upgraded the index to schema 2");
         Ok(())
     }
 
@@ -622,11 +672,12 @@ impl Index {
     ///
     /// This is the fast path: a transaction over the index's trees costs about as much as the writes of one event,
     /// so the node applies what one inbox pass brings as a batch.
+    ///
+    /// One bundle that cannot be indexed never fails the others: it comes back as [`ApplyOutcome::Invalid`] with
+    /// the reason. Should the batch's transaction fail for any reason but storage, the bundles are written one by
+    /// one, so only the culprit is refused. The outer error is a storage failure only: nothing was written.
     pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared = bundles
-            .iter()
-            .map(Prepared::of)
-            .collect::<Result<Vec<_>, _>>()?;
+        let prepared: Vec<Prepared<'_>> = bundles.iter().map(Prepared::of).collect();
         if prepared.iter().all(|p| matches!(p, Prepared::Done(_))) {
             return Ok(prepared
                 .into_iter()
@@ -637,7 +688,19 @@ impl Index {
                 .collect());
         }
         let now = now_text();
-        self.transaction(|tx| prepared.iter().map(|p| tx.write(p, &now)).collect())
+        match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, &now)).collect()) {
+            Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
+            Err(_) if prepared.len() > 1 => prepared
+                .iter()
+                .map(|p| match self.transaction(|tx| tx.write(p, &now)) {
+                    Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
+                    Err(other) => Ok(ApplyOutcome::Invalid(other.to_string())),
+                    Ok(outcome) => Ok(outcome),
+                })
+                .collect(),
+            Err(other) => Ok(vec![ApplyOutcome::Invalid(other.to_string())]),
+            Ok(outcomes) => Ok(outcomes),
+        }
     }
 
     /// FORGET: removes the RID's row, index entries and cached bundle, and adjusts the counts. A repository row
@@ -873,29 +936,54 @@ impl Index {
         }
     }
 
-    /// Events naming a commit, newest first. `sha` may be abbreviated (at least 4 hex digits).
-    pub fn events_by_commit(&self, sha: &str) -> Result<Vec<EventRow>, IndexError> {
+    /// A page of the events naming a commit, newest first. `sha` may be abbreviated (at least 4 hex digits).
+    ///
+    /// A full SHA is one range of `index.by_commit` in time order, so only the page's rows are read. An
+    /// abbreviated one may match several commits: their keys (not rows) are merged by time, then the page is read.
+    pub fn events_by_commit(
+        &self,
+        sha: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<EventRow>, IndexError> {
         let sha = sha.to_ascii_lowercase();
-        let full = sha.len() >= 40;
-        let prefix = if full {
-            key_prefix(&[&sha])
-        } else {
-            sha.into_bytes()
+        // `sha ␀ time rid` → (time key, rid)
+        let split = |key: &[u8]| -> Option<(Vec<u8>, Vec<u8>)> {
+            let sep = key.iter().position(|b| *b == SEP)?;
+            let rest = key.get(sep + 1..)?;
+            Some((rest.get(..8)?.to_vec(), rest.get(8..)?.to_vec()))
         };
-        let mut rows = Vec::new();
-        for key in self.by_commit.scan_prefix(&prefix).keys() {
-            let key = key?;
-            let Some(sep) = key.iter().position(|b| *b == SEP) else {
-                continue;
-            };
-            let row = self.row(trees::BY_COMMIT, &key[sep + 1..])?;
-            rows.push((row_micros(&row)?, row));
-        }
-        rows.sort_by(|a, b| {
-            b.0.cmp(&a.0)
-                .then_with(|| a.1.event_rid.cmp(&b.1.event_rid))
-        });
-        Ok(rows.into_iter().map(|(_, row)| row).collect())
+        let rids: Vec<Vec<u8>> = if sha.len() >= 40 {
+            let mut rids = Vec::with_capacity(limit.min(1024));
+            for key in self
+                .by_commit
+                .scan_prefix(key_prefix(&[&sha]))
+                .keys()
+                .skip(offset)
+                .take(limit)
+            {
+                if let Some((_, rid)) = split(&key?) {
+                    rids.push(rid);
+                }
+            }
+            rids
+        } else {
+            let mut keys = Vec::new();
+            for key in self.by_commit.scan_prefix(sha.as_bytes()).keys() {
+                if let Some(pair) = split(&key?) {
+                    keys.push(pair);
+                }
+            }
+            keys.sort();
+            keys.into_iter()
+                .skip(offset)
+                .take(limit)
+                .map(|(_, rid)| rid)
+                .collect()
+        };
+        rids.iter()
+            .map(|rid| self.row(trees::BY_COMMIT, rid))
+            .collect()
     }
 
     /// Totals: events, repositories and events per type.

@@ -214,10 +214,10 @@ fn a_replayed_bundle_is_unchanged_an_older_one_stale_and_an_update_replaces_row_
     );
     assert!(t
         .index
-        .events_by_commit(&"a".repeat(40))
+        .events_by_commit(&"a".repeat(40), 0, 1000)
         .unwrap()
         .is_empty());
-    let by_new_sha = t.index.events_by_commit(&"c".repeat(40)).unwrap();
+    let by_new_sha = t.index.events_by_commit(&"c".repeat(40), 0, 1000).unwrap();
     assert_eq!(by_new_sha.len(), 1);
     assert_eq!(
         by_new_sha[0].summary,
@@ -248,7 +248,7 @@ fn forget_removes_row_entries_bundle_and_counts() {
     assert_eq!(t.index.cached_manifest(&push).unwrap(), None);
     assert!(t
         .index
-        .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d")
+        .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 1000)
         .unwrap()
         .is_empty());
     let counts = t.index.counts().unwrap();
@@ -357,7 +357,7 @@ fn other_and_malformed_rids_are_not_indexed() {
     );
     assert!(matches!(
         t.index.apply_bundle(&bad).unwrap(),
-        ApplyOutcome::Invalid(reason) if reason.contains("no-slash")
+        ApplyOutcome::BadRid(reason) if reason.contains("no-slash")
     ));
     assert_eq!(t.index.counts().unwrap(), Counts::default());
 }
@@ -440,7 +440,7 @@ fn pages_filters_and_paging_past_the_end() {
         None
     );
     // Abbreviated SHAs find the commit.
-    assert_eq!(t.index.events_by_commit("3333333").unwrap().len(), 1);
+    assert_eq!(t.index.events_by_commit("3333333", 0, 1000).unwrap().len(), 1);
     assert_eq!(
         t.index
             .repository(&hello)

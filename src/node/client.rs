@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::protocol::envelope::sign_envelope;
 use crate::protocol::{
-    Bundle, BundlesPayload, EnvelopeError, ErrorResponse, Event, EventsPayload, FetchBundles,
-    FetchManifests, FetchRids, ManifestsPayload, PollEvents, ProtocolErrorKind, ReceivedEnvelope,
-    RequestPayload, ResponsePayload, Rid, RidType, RidsPayload,
+    Bundle, EnvelopeError, ErrorResponse, Event, EventsPayload, FetchBundles, FetchManifests,
+    FetchRids, Item, Manifest, PollEvents, ProtocolErrorKind, ReceivedEnvelope, RequestPayload,
+    ResponseItems, Rid, RidType,
 };
 
 use super::identity::Identity;
@@ -23,8 +23,8 @@ pub enum ClientError {
         /// The limit.
         timeout: Duration,
     },
-    /// Connection refused, DNS, TLS, reset…
-    #[error("{url}: {source}")]
+    /// Connection refused, DNS, TLS, reset… (the message carries reqwest's whole cause chain).
+    #[error("{url}: {}", error_chain(source))]
     Transport {
         /// Endpoint.
         url: String,
@@ -67,6 +67,22 @@ pub enum ClientError {
         /// Who signed.
         got: Rid,
     },
+    /// The body is larger than `poll.max_response`.
+    #[error("{url}: response larger than poll.max_response ({cap} bytes); raise the cap or lower poll.limit / poll.fetch_batch")]
+    TooLarge {
+        /// Endpoint.
+        url: String,
+        /// The cap.
+        cap: usize,
+    },
+    /// A verified payload that is not an object with its list of items.
+    #[error("{url}: verified response payload is malformed: {source}")]
+    BadPayload {
+        /// Endpoint.
+        url: String,
+        /// Why.
+        source: serde_json::Error,
+    },
     /// A verified response of the wrong payload type.
     #[error("{url}: expected a {expected} response")]
     UnexpectedPayload {
@@ -86,7 +102,18 @@ impl ClientError {
                 kind: ProtocolErrorKind::UnknownNode,
                 ..
             } => "unknown_node",
+            ClientError::Envelope {
+                source: EnvelopeError::Malformed(_),
+                ..
+            }
+            | ClientError::BadPayload { .. }
+            | ClientError::UnexpectedPayload { .. } => "malformed",
+            ClientError::Envelope {
+                source: EnvelopeError::WrongTarget { .. },
+                ..
+            } => "wrong_target",
             ClientError::Envelope { .. } | ClientError::WrongSender { .. } => "bad_signature",
+            ClientError::TooLarge { .. } => "too_large",
             _ => "error",
         }
     }
@@ -128,16 +155,22 @@ pub struct Verified<T> {
 pub struct KoiClient {
     http: reqwest::Client,
     identity: Identity,
+    /// Largest response body read; a larger one is an error naming the neighbour and the cap.
+    max_response: usize,
 }
 
 impl KoiClient {
-    /// A client speaking as `identity`.
-    pub fn new(identity: Identity) -> KoiClient {
+    /// A client speaking as `identity`, reading responses of at most `max_response` bytes.
+    pub fn new(identity: Identity, max_response: usize) -> KoiClient {
         let http = reqwest::Client::builder()
             .user_agent(concat!("koi-github-indexer/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_default();
-        KoiClient { http, identity }
+        KoiClient {
+            http,
+            identity,
+            max_response,
+        }
     }
 
     /// Our RID.
@@ -145,13 +178,45 @@ impl KoiClient {
         &self.identity.rid
     }
 
-    /// Sends `payload` to `peer`; returns the verified response payload (`None` for a broadcast's `null`).
+    /// Reads the body, refusing it as soon as it grows past the cap (a Content-Length over it is refused unread).
+    async fn read_capped(
+        &self,
+        url: &str,
+        timeout: Duration,
+        mut response: reqwest::Response,
+    ) -> Result<Vec<u8>, ClientError> {
+        let too_large = || ClientError::TooLarge {
+            url: url.to_owned(),
+            cap: self.max_response,
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_response as u64)
+        {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|source| transport(url, timeout, source))?
+        {
+            if body.len() + chunk.len() > self.max_response {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    /// Sends `payload` to `peer`; returns the verified response payload split into items (`None` for a
+    /// broadcast's `null`).
     async fn call(
         &self,
         peer: &Peer,
         payload: &RequestPayload,
         timeout: Duration,
-    ) -> Result<Verified<Option<ResponsePayload>>, ClientError> {
+    ) -> Result<Verified<Option<ResponseItems>>, ClientError> {
         let url = format!("{}{}", peer.base_url.trim_end_matches('/'), payload.path());
         // Serialising our own payload types cannot fail.
         let body = sign_envelope(payload, &self.identity.rid, &peer.rid, &self.identity.key)
@@ -166,10 +231,7 @@ impl KoiClient {
             .await
             .map_err(|source| transport(&url, timeout, source))?;
         let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|source| transport(&url, timeout, source))?;
+        let bytes = self.read_capped(&url, timeout, response).await?;
         if status.as_u16() == 400 {
             if let Ok(err) = serde_json::from_slice::<ErrorResponse>(&bytes) {
                 return Err(ClientError::Protocol {
@@ -182,7 +244,7 @@ impl KoiClient {
             return Err(ClientError::Status {
                 url,
                 status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned(),
+                body: snippet(&bytes),
             });
         }
         if bytes.trim_ascii() == b"null" {
@@ -208,22 +270,22 @@ impl KoiClient {
                 url: url.clone(),
                 source,
             })?;
-        let payload = envelope
-            .payload::<ResponsePayload>()
-            .map_err(|source| ClientError::Envelope { url, source })?;
+        // The signature holds: from here on, one bad item costs only itself.
+        let items = ResponseItems::parse(envelope.raw_payload())
+            .map_err(|source| ClientError::BadPayload { url, source })?;
         Ok(Verified {
-            payload: Some(payload),
+            payload: Some(items),
             introduced_key: peer.public_key.is_none().then_some(used_key),
         })
     }
 
-    /// `POST /events/poll`.
+    /// `POST /events/poll`: the events, each parsed on its own.
     pub async fn poll(
         &self,
         peer: &Peer,
         limit: u32,
         timeout: Duration,
-    ) -> Result<Verified<Vec<Event>>, ClientError> {
+    ) -> Result<Verified<Vec<Item<Event>>>, ClientError> {
         let r = self
             .call(
                 peer,
@@ -232,7 +294,7 @@ impl KoiClient {
             )
             .await?;
         match r.payload {
-            Some(ResponsePayload::EventsPayload(EventsPayload { events })) => Ok(Verified {
+            Some(ResponseItems::Events(events)) => Ok(Verified {
                 payload: events,
                 introduced_key: r.introduced_key,
             }),
@@ -246,7 +308,7 @@ impl KoiClient {
         peer: &Peer,
         rid_types: Vec<RidType>,
         timeout: Duration,
-    ) -> Result<Vec<Rid>, ClientError> {
+    ) -> Result<Vec<Item<Rid>>, ClientError> {
         match self
             .call(
                 peer,
@@ -256,33 +318,33 @@ impl KoiClient {
             .await?
             .payload
         {
-            Some(ResponsePayload::RidsPayload(RidsPayload { rids })) => Ok(rids),
+            Some(ResponseItems::Rids(rids)) => Ok(rids),
             _ => Err(unexpected(peer, "/rids/fetch", "rids_payload")),
         }
     }
 
-    /// `POST /manifests/fetch`.
+    /// `POST /manifests/fetch`: the manifests, each parsed on its own.
     pub async fn fetch_manifests(
         &self,
         peer: &Peer,
         rid_types: Vec<RidType>,
         rids: Vec<Rid>,
         timeout: Duration,
-    ) -> Result<ManifestsPayload, ClientError> {
+    ) -> Result<Vec<Item<Manifest>>, ClientError> {
         let payload = RequestPayload::FetchManifests(FetchManifests { rid_types, rids });
         match self.call(peer, &payload, timeout).await?.payload {
-            Some(ResponsePayload::ManifestsPayload(m)) => Ok(m),
+            Some(ResponseItems::Manifests { manifests, .. }) => Ok(manifests),
             _ => Err(unexpected(peer, "/manifests/fetch", "manifests_payload")),
         }
     }
 
-    /// `POST /bundles/fetch`.
+    /// `POST /bundles/fetch`: the bundles, each parsed on its own.
     pub async fn fetch_bundles(
         &self,
         peer: &Peer,
         rids: Vec<Rid>,
         timeout: Duration,
-    ) -> Result<BundlesPayload, ClientError> {
+    ) -> Result<Vec<Item<Bundle>>, ClientError> {
         match self
             .call(
                 peer,
@@ -292,7 +354,7 @@ impl KoiClient {
             .await?
             .payload
         {
-            Some(ResponsePayload::BundlesPayload(b)) => Ok(b),
+            Some(ResponseItems::Bundles { bundles, .. }) => Ok(bundles),
             _ => Err(unexpected(peer, "/bundles/fetch", "bundles_payload")),
         }
     }
@@ -317,6 +379,31 @@ impl KoiClient {
     pub fn profile_bundle(&self) -> Bundle {
         self.identity.profile_bundle()
     }
+}
+
+/// The start of a body, as printable text, for error messages.
+fn snippet(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]);
+    let mut out: String = text.chars().flat_map(char::escape_default).collect();
+    if bytes.len() > 200 {
+        out.push('…');
+    }
+    out
+}
+
+/// An error and its causes, each said once: `a: b: c`.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
 }
 
 fn transport(url: &str, timeout: Duration, source: reqwest::Error) -> ClientError {

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Bundle, EdgeProfile, EdgeType, Manifest, NodeProfile, Rid};
+use crate::protocol::{Freshness, Bundle, EdgeProfile, EdgeType, Manifest, NodeProfile, Rid};
 
 const NODES: &str = "node.graph.nodes";
 const EDGES: &str = "node.graph.edges";
@@ -75,9 +75,7 @@ impl Graph {
         let key = bundle.rid().as_str().as_bytes();
         if let Some(old) = tree.get(key)? {
             if let Ok(old) = serde_json::from_slice::<Stored<serde_json::Value>>(&old) {
-                if old.manifest.sha256_hash == bundle.manifest.sha256_hash
-                    || old.manifest.timestamp > bundle.manifest.timestamp
-                {
+                if bundle.manifest.freshness(Some(&old.manifest)) != Freshness::Newer {
                     return Ok(GraphChange::Unchanged);
                 }
             }
@@ -206,7 +204,8 @@ mod tests {
             g.upsert_edge(&edge.to_bundle()).unwrap();
             g.set_joined(&sensor, true).unwrap();
         }
-        let db = crate::node::open_db_retrying(dir.path()).unwrap();
+        let store = crate::storage::open_waiting(dir.path()).unwrap();
+        let db = store.db.clone();
         let g = Graph::open(&db).unwrap();
         assert_eq!(g.node(&sensor).unwrap(), Some(profile));
         assert_eq!(g.poll_sources(&me).unwrap(), vec![edge.clone()]);

@@ -5,6 +5,9 @@
 //! at any point replays the inbox on the next start; indexing is idempotent (a bundle whose hash we already hold
 //! is a no-op), so a replay never indexes anything twice.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::protocol::{Event, Rid};
@@ -42,24 +45,36 @@ pub struct InboxEntry {
 }
 
 /// The inbox: a sled tree keyed by a monotonically increasing big-endian sequence, so iteration is arrival order.
+///
+/// Its length is counted in memory (sled's `len` walks the whole tree): once at open, then on every push and
+/// removal, so backpressure checks and `/status` cost nothing.
 #[derive(Clone)]
 pub struct Inbox {
     db: sled::Db,
     tree: sled::Tree,
+    len: Arc<AtomicUsize>,
 }
 
 impl Inbox {
-    /// Opens the inbox in the shared database.
+    /// Opens the inbox in the shared database (counts what a previous run left).
     pub fn open(db: &sled::Db) -> Result<Inbox, InboxError> {
+        let tree = db.open_tree(TREE)?;
+        let len = tree.len();
         Ok(Inbox {
             db: db.clone(),
-            tree: db.open_tree(TREE)?,
+            tree,
+            len: Arc::new(AtomicUsize::new(len)),
         })
     }
 
-    /// Appends events atomically and waits until they are on disk. `hash_verified`: the caller has checked every
-    /// event's contents against its manifest ([`Event::verify_hash`]).
-    pub async fn push_durable(
+    fn encode(entry: &InboxEntry) -> Vec<u8> {
+        // Serialising our own types to JSON cannot fail.
+        serde_json::to_vec(entry).unwrap_or_default()
+    }
+
+    /// Appends events atomically (not yet flushed: see [`Inbox::push_durable`]). `hash_verified`: the caller has
+    /// checked every event's contents against its manifest ([`Event::verify_hash`]).
+    pub fn push(
         &self,
         source: &Rid,
         events: Vec<Event>,
@@ -77,46 +92,104 @@ impl Inbox {
                 event,
                 hash_verified,
             };
-            // Serialising our own types to JSON cannot fail.
-            let value = serde_json::to_vec(&entry).unwrap_or_default();
-            batch.insert(&key.to_be_bytes(), value);
+            batch.insert(&key.to_be_bytes(), Inbox::encode(&entry));
         }
         self.tree.apply_batch(batch)?;
-        self.db.flush_async().await?;
+        self.len.fetch_add(count, Ordering::AcqRel);
         Ok(count)
     }
 
-    /// Every entry, oldest first. Unreadable entries are returned as errors so the caller can log and drop them.
-    pub fn entries(&self) -> impl Iterator<Item = Result<(u64, InboxEntry), InboxError>> + '_ {
-        self.tree.iter().map(|item| {
-            let (k, v) = item?;
+    /// [`Inbox::push`], then waits until the events are on disk.
+    pub async fn push_durable(
+        &self,
+        source: &Rid,
+        events: Vec<Event>,
+        hash_verified: bool,
+    ) -> Result<usize, InboxError> {
+        let count = self.push(source, events, hash_verified)?;
+        if count > 0 {
+            self.db.flush_async().await?;
+        }
+        Ok(count)
+    }
+
+    /// Replaces entry `old` by `entry` at the end of the inbox, atomically (a manifest-only event whose bundle
+    /// was fetched becomes the full event).
+    pub fn replace(&self, old: u64, entry: &InboxEntry) -> Result<(), InboxError> {
+        let key = self.db.generate_id()?;
+        let mut batch = sled::Batch::default();
+        batch.remove(&old.to_be_bytes());
+        batch.insert(&key.to_be_bytes(), Inbox::encode(entry));
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Up to `max` entries, oldest first, leaving out the keys `skip` says to. Unreadable entries are returned as
+    /// errors so the caller can log and drop them.
+    pub fn chunk(
+        &self,
+        max: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Vec<Result<(u64, InboxEntry), InboxError>> {
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            if out.len() >= max {
+                break;
+            }
+            let (k, v) = match item {
+                Ok(kv) => kv,
+                Err(e) => {
+                    out.push(Err(e.into()));
+                    break;
+                }
+            };
             let mut key_bytes = [0u8; 8];
             key_bytes.copy_from_slice(&k[..8.min(k.len())]);
             let key = u64::from_be_bytes(key_bytes);
-            serde_json::from_slice(&v)
-                .map(|entry| (key, entry))
-                .map_err(|source| InboxError::Corrupt { key, source })
-        })
+            if skip(key) {
+                continue;
+            }
+            out.push(
+                serde_json::from_slice(&v)
+                    .map(|entry| (key, entry))
+                    .map_err(|source| InboxError::Corrupt { key, source }),
+            );
+        }
+        out
     }
 
-    /// Removes handled entries. Call only after their effects have been flushed.
+    /// Every entry, oldest first (tests and tools; the pipeline reads [`Inbox::chunk`]s).
+    pub fn entries(&self) -> Vec<Result<(u64, InboxEntry), InboxError>> {
+        self.chunk(usize::MAX, |_| false)
+    }
+
+    /// Removes handled entries. Call only after their effects have been flushed (a crash before the removal is
+    /// flushed replays them, harmlessly: indexing is idempotent).
     pub fn remove(&self, keys: &[u64]) -> Result<(), InboxError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
         let mut batch = sled::Batch::default();
         for key in keys {
             batch.remove(&key.to_be_bytes());
         }
         self.tree.apply_batch(batch)?;
+        let _ = self
+            .len
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(keys.len()))
+            });
         Ok(())
     }
 
     /// How many events wait.
     pub fn len(&self) -> usize {
-        self.tree.len()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether nothing waits.
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        self.len() == 0
     }
 }
 
@@ -149,9 +222,10 @@ mod tests {
                 .collect();
             assert_eq!(inbox.push_durable(&source, events, false).await.unwrap(), 5);
         }
-        let db = crate::node::open_db_retrying(dir.path()).unwrap();
+        let store = crate::storage::open_waiting(dir.path()).unwrap();
+        let db = store.db.clone();
         let inbox = Inbox::open(&db).unwrap();
-        let entries: Vec<_> = inbox.entries().map(Result::unwrap).collect();
+        let entries: Vec<_> = inbox.entries().into_iter().map(Result::unwrap).collect();
         let ids: Vec<_> = entries
             .iter()
             .map(|(_, e)| e.event.rid.to_string())
@@ -176,7 +250,7 @@ mod tests {
             .unwrap()
             .insert(7u64.to_be_bytes(), b"not json".to_vec())
             .unwrap();
-        let results: Vec<_> = inbox.entries().collect();
+        let results: Vec<_> = inbox.entries();
         assert!(matches!(
             results[0],
             Err(InboxError::Corrupt { key: 7, .. })

@@ -50,6 +50,29 @@ impl Manifest {
     }
 }
 
+/// How a received manifest compares with the one held for the same RID. This is the node's one dedupe rule: the
+/// index, the catch-up, the inbox and the network graph all decide with [`Manifest::freshness`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Nothing is held, or what is held is older with other contents: take it.
+    Newer,
+    /// The held manifest has the same hash: nothing changes.
+    Unchanged,
+    /// The held manifest is newer: the received one is dropped.
+    Stale,
+}
+
+impl Manifest {
+    /// Compares `self` (received) with `held` (what we have for its RID).
+    pub fn freshness(&self, held: Option<&Manifest>) -> Freshness {
+        match held {
+            Some(held) if held.sha256_hash == self.sha256_hash => Freshness::Unchanged,
+            Some(held) if held.timestamp > self.timestamp => Freshness::Stale,
+            _ => Freshness::Newer,
+        }
+    }
+}
+
 /// Hex SHA-256 of the canonical JSON of `contents`.
 pub fn hash_contents(contents: &Contents) -> String {
     // A `Map` of `Value`s always canonicalises; the error arm is unreachable in practice.
@@ -174,6 +197,18 @@ impl Event {
             event_type: EventType::Forget,
             manifest: None,
             contents: None,
+        }
+    }
+
+    /// The bundle this event carries, without copying it; the event back when it lacks manifest or contents.
+    pub fn into_bundle(self) -> Result<Bundle, Event> {
+        match self {
+            Event {
+                manifest: Some(manifest),
+                contents: Some(contents),
+                ..
+            } => Ok(Bundle { manifest, contents }),
+            other => Err(other),
         }
     }
 

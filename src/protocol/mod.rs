@@ -7,9 +7,11 @@
 //! * [`json`] — the two byte-exact encodings: Pydantic-compatible wire JSON and RFC 8785 content hashing.
 //! * [`timestamp`] — manifest timestamps written as Pydantic writes them.
 //! * [`keys`] — P-256 node keys, the encrypted PKCS#8 key file, raw `r||s` signatures.
+//! * [`items`] — verified response payloads read item by item, so one bad item costs only itself.
 //! * [`envelope`] — signing requests and verifying received bodies by the raw-payload method.
 
 pub mod envelope;
+pub mod items;
 pub mod json;
 pub mod keys;
 pub mod knowledge;
@@ -18,9 +20,10 @@ pub mod rid;
 pub mod timestamp;
 
 pub use envelope::{sign_envelope, EnvelopeError, ReceivedEnvelope};
+pub use items::{BadItem, BadItemKind, Item, ResponseItems};
 pub use keys::{KeyError, NodeKey, PublicKey, SignatureError};
 pub use knowledge::{
-    Bundle, Contents, EdgeProfile, EdgeStatus, EdgeType, Event, EventType, Manifest, NodeProfile,
+    Bundle, Contents, EdgeProfile, EdgeStatus, EdgeType, Event, EventType, Freshness, Manifest, NodeProfile,
     NodeProvides, NodeType,
 };
 pub use payload::{

@@ -21,7 +21,6 @@
 //! Log targets group the events so `RUST_LOG` can pick them: `koi_github_indexer::poll`, `…::index`, `…::api`,
 //! `…::node`. Neighbours, RIDs and URLs are plain `&str`: pass `&rid.to_string()` if you hold a typed RID.
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -31,105 +30,49 @@ use super::metrics::{
     RouteLabels, RouteStatusLabels,
 };
 use super::poll_log::PollAttempt;
+pub use super::labels::{DedupReason, PollOutcome, RejectReason};
 
-/// How a poll attempt ended. The label values of `polls_total{outcome}` and the poll log's `outcome`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PollOutcome {
-    /// The neighbour answered with a verified events payload.
-    Ok,
-    /// Any other failure: connection refused, HTTP error, unexpected payload.
-    Error,
-    /// No answer within `poll.timeout`.
-    Timeout,
-    /// The neighbour does not know us (it forgot us or restarted without state); we re-introduce ourselves.
-    UnknownNode,
-    /// The response's envelope did not verify (bad signature, wrong sender or wrong target).
-    BadSignature,
-}
-
-impl PollOutcome {
-    /// The label value: `ok`, `error`, `timeout`, `unknown_node` or `bad_signature`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PollOutcome::Ok => "ok",
-            PollOutcome::Error => "error",
-            PollOutcome::Timeout => "timeout",
-            PollOutcome::UnknownNode => "unknown_node",
-            PollOutcome::BadSignature => "bad_signature",
+/// Text from the network made safe for a log line: control characters escaped (`\u{0}`, `\u{1b}`, `\n`) and at
+/// most 300 characters kept.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(300));
+    for (i, c) in text.chars().enumerate() {
+        if i == 300 {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
         }
     }
+    out
+}
 
-    /// The outcome for a label such as `ClientError::outcome()` returns; anything unknown is [`PollOutcome::Error`].
-    pub fn from_label(label: &str) -> Self {
-        match label {
-            "ok" => PollOutcome::Ok,
-            "timeout" => PollOutcome::Timeout,
-            "unknown_node" => PollOutcome::UnknownNode,
-            "bad_signature" => PollOutcome::BadSignature,
-            _ => PollOutcome::Error,
+/// The dead-letter tree changed: its size, and how many letters were dropped to keep it bounded.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetters {
+    /// Letters held now.
+    pub held: u64,
+    /// Letters dropped by this write (oldest first).
+    pub dropped: u64,
+}
+
+impl DeadLetters {
+    /// Sets the gauge, counts the drops, and warns when letters were dropped.
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.dropped > 0 {
+            tracing::warn!(
+                target: "koi_github_indexer::index",
+                dropped = self.dropped, held = self.held,
+                "dead letters dropped to stay within pipeline.dead_letters (oldest first)"
+            );
         }
-    }
-}
-
-impl fmt::Display for PollOutcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why an event left the index as it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DedupReason {
-    /// We already hold this RID with the same hash (a replay, or two neighbours relaying one event).
-    Unchanged,
-    /// We hold a newer version of this RID.
-    Stale,
-}
-
-impl DedupReason {
-    /// The label value: `unchanged` or `stale`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DedupReason::Unchanged => "unchanged",
-            DedupReason::Stale => "stale",
-        }
-    }
-}
-
-impl fmt::Display for DedupReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Why an event was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// Its envelope's signature did not verify, or it came from a node other than the one we asked.
-    BadSignature,
-    /// Its contents do not hash to its manifest's `sha256_hash`.
-    BadHash,
-    /// The envelope was addressed to another node.
-    WrongTarget,
-    /// It does not parse as a KOI-net event or GitHub event of a known shape.
-    Malformed,
-}
-
-impl RejectReason {
-    /// The label value: `bad_signature`, `bad_hash`, `wrong_target` or `malformed`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectReason::BadSignature => "bad_signature",
-            RejectReason::BadHash => "bad_hash",
-            RejectReason::WrongTarget => "wrong_target",
-            RejectReason::Malformed => "malformed",
-        }
-    }
-}
-
-impl fmt::Display for RejectReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        let m = metrics.families();
+        m.dead_letters
+            .set(i64::try_from(self.held).unwrap_or(i64::MAX));
+        m.dead_letters_dropped.inc_by(self.dropped);
     }
 }
 
@@ -334,10 +277,11 @@ pub struct EventRejected<'a> {
 impl EventRejected<'_> {
     /// Logs at warn and counts it by neighbour and reason.
     pub fn emit(&self, metrics: &Metrics) {
+        // RIDs and details come from the network: control characters are escaped, never written raw.
         tracing::warn!(
             target: "koi_github_indexer::index",
-            neighbour = %self.neighbour, rid = %self.rid, reason = %self.reason, detail = %self.detail,
-            "event rejected"
+            neighbour = %self.neighbour, rid = %printable(self.rid), reason = %self.reason,
+            detail = %printable(self.detail), "event rejected"
         );
         metrics
             .families()

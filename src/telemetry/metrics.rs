@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::events::{DedupReason, PollOutcome, RejectReason};
+use super::labels::{DedupReason, PollOutcome, RejectReason};
 
 /// The `Content-Type` to serve [`Metrics::encode`] with: OpenMetrics 1.0 text, which Prometheus (2.x and later)
 /// and other OpenMetrics scrapers negotiate and parse. The body ends with the `# EOF` line the format requires.
@@ -59,6 +59,10 @@ pub(super) struct Families {
     pub(super) events_deduplicated: Family<DedupLabels, Counter>,
     /// Events refused, by who sent them and why: a non-zero rate here is a misbehaving or misconfigured neighbour.
     pub(super) events_rejected: Family<RejectLabels, Counter>,
+    /// Dead letters dropped (oldest first) to keep the dead-letter tree within `pipeline.dead_letters`.
+    pub(super) dead_letters_dropped: Counter,
+    /// Dead letters held.
+    pub(super) dead_letters: Gauge,
     /// Bundles fetched with `fetch_bundles` (catch-up, manifest-only events).
     pub(super) bundles_fetched: Family<NeighbourLabels, Counter>,
     /// Events polled and stored durably but not yet indexed: should hover near zero.
@@ -169,6 +173,8 @@ impl Metrics {
             events_deduplicated: Family::default(),
             events_rejected: Family::default(),
             bundles_fetched: Family::default(),
+            dead_letters_dropped: Counter::default(),
+            dead_letters: Gauge::default(),
             inbox_depth: Gauge::default(),
             index_events: Gauge::default(),
             index_repositories: Gauge::default(),
@@ -188,7 +194,8 @@ impl Metrics {
         }
         registry.register(
             "polls",
-            "Poll attempts by neighbour and outcome (ok, error, timeout, unknown_node, bad_signature)",
+            "Poll attempts by neighbour and outcome (ok, error, timeout, unknown_node, bad_signature, wrong_target, \
+             malformed, too_large)",
             families.polls.clone(),
         );
         registry.register_with_unit(
@@ -214,8 +221,19 @@ impl Metrics {
         );
         registry.register(
             "events_rejected",
-            "Events refused, by neighbour and reason (bad_signature, bad_hash, wrong_target, malformed)",
+            "Events refused, by neighbour and reason (bad_signature, bad_hash, wrong_target, malformed, bad_rid, \
+             unfetchable, unindexable)",
             families.events_rejected.clone(),
+        );
+        registry.register(
+            "dead_letters_dropped",
+            "Dead letters dropped, oldest first, to keep within pipeline.dead_letters",
+            families.dead_letters_dropped.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Rejected items held in the dead-letter tree (GET /api/processor/github/rejected)",
+            families.dead_letters.clone(),
         );
         registry.register(
             "bundles_fetched",

@@ -6,6 +6,7 @@
 //! * [`events`] — **one small struct per observable event** (a poll succeeded, an event was rejected, an API
 //!   request was served, …). Its `emit(&metrics)` writes the tracing line at the right level *and* bumps the
 //!   metric; code elsewhere never calls `tracing::…!` and `Metrics` separately for the same fact.
+//! * [`labels`] — the label values (poll outcomes, dedupe and reject reasons) both of those use.
 //! * [`metrics`] — the Prometheus registry behind `GET /metrics` ([`Metrics::encode`], [`METRICS_CONTENT_TYPE`]).
 //! * [`poll_log`] — the bounded, durable check log of poll attempts per neighbour behind
 //!   `GET /api/processor/github/polls`.
@@ -15,6 +16,7 @@
 //! This module depends on no other module of the crate: neighbours, RIDs and URLs are plain strings here.
 
 pub mod events;
+pub mod labels;
 pub mod logging;
 pub mod metrics;
 pub mod notify;

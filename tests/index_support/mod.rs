@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use tokio::sync::oneshot;
 
-use koi_github_indexer::api::{routes, ApiContext};
-use koi_github_indexer::index::Index;
+use koi_github_indexer::api::{routes, ApiContext, NodeStatus};
+use koi_github_indexer::index::{DeadLetters, Index};
 use koi_github_indexer::protocol::knowledge::hash_contents;
 use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
 use koi_github_indexer::telemetry::{Metrics, PollLog};
@@ -52,6 +52,8 @@ pub fn bundle(rid: &str, time: &str, contents: Map<String, Value>) -> Bundle {
 /// A data dir whose store (`<dir>/db`, as the daemon lays it out) holds every fixture.
 pub struct Store {
     pub dir: tempfile::TempDir,
+    /// Holds the store's lock, as the daemon does.
+    pub store: koi_github_indexer::storage::Store,
     pub db: sled::Db,
     pub index: Index,
     pub metrics: Metrics,
@@ -61,7 +63,12 @@ pub struct Store {
 impl Store {
     pub fn with_fixtures() -> Store {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let store = koi_github_indexer::storage::open(
+            &dir.path().join("db"),
+            koi_github_indexer::storage::StoreOptions::default(),
+        )
+        .unwrap();
+        let db = store.db.clone();
         let index = Index::open(&db).unwrap();
         for b in fixture_bundles() {
             index.apply_bundle(&b).unwrap();
@@ -70,6 +77,7 @@ impl Store {
         let poll_log = PollLog::open(&db).unwrap();
         Store {
             dir,
+            store,
             db,
             index,
             metrics: Metrics::new(),
@@ -85,12 +93,12 @@ impl Store {
     pub fn serve(&self) -> Server {
         let ctx = ApiContext {
             index: self.index.clone(),
-            status: Arc::new(|| {
-                let mut details = Map::new();
-                details.insert("node_name".into(), "test_indexer".into());
-                details.insert("node_type".into(), "PARTIAL".into());
-                details
+            status: Arc::new(|| NodeStatus {
+                node_name: "test_indexer".into(),
+                node_type: "PARTIAL".into(),
+                ..NodeStatus::default()
             }),
+            dead_letters: DeadLetters::open(&self.db, 100).unwrap(),
             metrics: self.metrics.clone(),
             poll_log: self.poll_log.clone(),
         };

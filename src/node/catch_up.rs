@@ -1,0 +1,171 @@
+//! Catch-up: fetch what a provider already holds (manifests, then the bundles we lack, in batches) and push it
+//! into the inbox, the same path polled events take. Each item is read on its own; a bad one is rejected alone.
+
+use std::sync::Arc;
+
+use crate::index::Rejection;
+use crate::protocol::{Bundle, Event, EventType, Freshness, Item, Manifest, Rid, RidType};
+use crate::telemetry::{BundlesFetched, RejectReason};
+
+use super::client::error_chain;
+use super::inbox::InboxError;
+use super::{bad_item_rejection, network_types, rejection_of, Node};
+
+impl Node {
+    /// Fetches what `provider` holds of our types that we lack, into the inbox. Returns whether it completed
+    /// (false: a request failed, or shutdown; the next subscription pass tries again).
+    pub async fn catch_up(self: &Arc<Self>, provider: &Rid) -> bool {
+        let peer = self.peer_for(provider);
+        let Some(profile) = self.graph.node(provider).ok().flatten() else {
+            return false;
+        };
+        let mut types: Vec<RidType> = self
+            .settings
+            .interest
+            .iter()
+            .filter(|t| profile.provides.state.contains(t))
+            .cloned()
+            .collect();
+        if provider == &self.settings.first_contact_rid {
+            // Node discovery: the profiles the first contact already holds, e.g. sensors that joined before us.
+            types.extend(
+                network_types()
+                    .into_iter()
+                    .filter(|t| t.as_str() == RidType::NODE),
+            );
+        }
+        if types.is_empty() || peer.base_url.is_empty() {
+            return true;
+        }
+        let fetched = tokio::select! {
+            fetched = self.client.fetch_manifests(&peer, types, vec![], self.settings.timeout) => fetched,
+            _ = self.cancel.cancelled() => return false,
+        };
+        let manifests = match fetched {
+            Ok(manifests) => manifests,
+            Err(e) => {
+                tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching manifests failed; will retry");
+                if e.is_unknown_node() {
+                    self.introduce_to_provider(&peer).await;
+                }
+                return false;
+            }
+        };
+        let held = manifests.len();
+        let node = Arc::clone(self);
+        let source = provider.clone();
+        let wanted =
+            match tokio::task::spawn_blocking(move || node.wanted(&source, manifests)).await {
+                Ok(Ok(wanted)) => wanted,
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "index read failed during catch-up; will retry");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "catch-up task failed; will retry");
+                    return false;
+                }
+            };
+        let mut queued = 0;
+        for batch in wanted.chunks(self.settings.fetch_batch) {
+            // Backpressure: a catch-up of a million events waits for the writer instead of filling memory.
+            if !self.wait_for_room().await {
+                return false;
+            }
+            let fetched = tokio::select! {
+                fetched = self.client.fetch_bundles(&peer, batch.to_vec(), self.settings.timeout) => fetched,
+                _ = self.cancel.cancelled() => return false,
+            };
+            let bundles = match fetched {
+                Ok(bundles) => bundles,
+                Err(e) => {
+                    tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching bundles failed; will retry");
+                    return false;
+                }
+            };
+            BundlesFetched {
+                neighbour: provider.as_str(),
+                count: bundles.iter().filter(|b| b.is_ok()).count(),
+            }
+            .emit(&self.telemetry.metrics);
+            let node = Arc::clone(self);
+            let source = provider.clone();
+            let stored =
+                tokio::task::spawn_blocking(move || node.store_bundles(&source, bundles)).await;
+            match stored {
+                Ok(Ok(n)) => queued += n,
+                Ok(Err(e)) => {
+                    tracing::error!(provider = %provider, error = %e, "catch-up: cannot store fetched bundles; will retry");
+                    return false;
+                }
+                Err(e) => {
+                    tracing::error!(provider = %provider, error = %e, "catch-up task failed; will retry");
+                    return false;
+                }
+            }
+            if let Err(e) = self.db.flush_async().await {
+                tracing::error!(error = %e, "flush during catch-up failed; will retry");
+                return false;
+            }
+            self.wake_writer.notify();
+        }
+        tracing::info!(provider = %provider, held, fetched = wanted.len(), queued, "caught up");
+        true
+    }
+
+    /// The RIDs among `manifests` worth fetching: node profiles (other than ours), and GitHub objects newer than
+    /// what the index holds ([`Manifest::freshness`]). Bad manifests are rejected. Blocking (index reads).
+    fn wanted(
+        &self,
+        source: &Rid,
+        manifests: Vec<Item<Manifest>>,
+    ) -> Result<Vec<Rid>, crate::index::IndexError> {
+        let mut wanted = Vec::new();
+        let mut rejections = Vec::new();
+        for manifest in manifests {
+            let manifest = match manifest {
+                Ok(m) => m,
+                Err(bad) => {
+                    rejections.push(bad_item_rejection(source, bad));
+                    continue;
+                }
+            };
+            if manifest.rid.is_type(RidType::NODE) {
+                if &manifest.rid != self.rid() {
+                    wanted.push(manifest.rid);
+                }
+                continue;
+            }
+            let held = self.index.cached_manifest(&manifest.rid)?;
+            if manifest.freshness(held.as_ref()) == Freshness::Newer {
+                wanted.push(manifest.rid);
+            }
+        }
+        self.reject(rejections);
+        Ok(wanted)
+    }
+
+    /// Checks each fetched bundle's hash and appends the good ones to the inbox as NEW events; bad ones are
+    /// rejected one by one. Blocking.
+    fn store_bundles(&self, source: &Rid, bundles: Vec<Item<Bundle>>) -> Result<usize, InboxError> {
+        let mut good = Vec::with_capacity(bundles.len());
+        let mut rejections: Vec<Rejection> = Vec::new();
+        for bundle in bundles {
+            match bundle {
+                Err(bad) => rejections.push(bad_item_rejection(source, bad)),
+                Ok(bundle) => match bundle.verify_hash() {
+                    Ok(()) => good.push(Event::from_bundle(EventType::New, bundle)),
+                    Err(mismatch) => rejections.push(rejection_of(
+                        source,
+                        bundle.rid(),
+                        RejectReason::BadHash,
+                        mismatch.to_string(),
+                        &bundle,
+                    )),
+                },
+            }
+        }
+        self.reject(rejections);
+        self.inbox.push(source, good, true)
+    }
+}

@@ -1,0 +1,276 @@
+//! Membership: the join handshake, POLL edge proposals to providers, approvals of edges proposed to us, and the
+//! node profiles we learn. Decides when a provider must be caught up with (again).
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::protocol::{Bundle, EdgeProfile, Event, EventType, NodeProfile, Rid, RidType};
+use crate::telemetry::{EdgeProposed, HandshakeCompleted, RejectReason};
+
+use super::client::{error_chain, Peer};
+use super::edges::{self, decide_edge, EdgeDecision};
+use super::graph::GraphChange;
+use super::{lock, network_types, Node};
+
+/// Why a node or edge event could not be applied now.
+pub(super) enum NotApplied {
+    /// Try again later (a neighbour was unreachable, or we are shutting down); the event stays in the inbox.
+    Later(String),
+    /// The event is bad; it is rejected.
+    Reject(RejectReason, String),
+}
+
+impl Node {
+    /// `f`, unless shutdown comes first (then `None`: no network call outlives the cancellation).
+    pub(super) async fn unless_cancelled<T>(&self, f: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            out = f => Some(out),
+            _ = self.cancel.cancelled() => None,
+        }
+    }
+
+    /// Join handshake: `[FORGET(me), NEW(my profile)]` to the first contact.
+    pub(super) async fn handshake(&self, peer: &Peer) {
+        let events = vec![
+            Event::forget(self.rid().clone()),
+            Event::from_bundle(EventType::New, self.client.profile_bundle()),
+        ];
+        match self
+            .unless_cancelled(self.client.broadcast(peer, events, self.settings.timeout))
+            .await
+        {
+            Some(Ok(())) => HandshakeCompleted {
+                neighbour: peer.rid.as_str(),
+            }
+            .emit(&self.telemetry.metrics),
+            Some(Err(e)) => {
+                tracing::warn!(neighbour = %peer.rid, url = %peer.base_url, cause = %error_chain(&e), "handshake failed")
+            }
+            None => {}
+        }
+    }
+
+    /// Sends a provider our profile and our POLL edge proposal in one payload: it accepts a node it does not
+    /// know yet when the payload carries that node's own profile (PROTOCOL.md, join step 7).
+    pub(super) async fn introduce_to_provider(&self, peer: &Peer) {
+        let edge = self
+            .graph
+            .poll_sources(self.rid())
+            .ok()
+            .and_then(|edges| edges.into_iter().find(|e| e.source == peer.rid));
+        let Some(edge) = edge else { return };
+        let proposal = edges::poll_edge_proposal(self.rid(), &peer.rid, edge.rid_types.clone());
+        let events = vec![
+            Event::from_bundle(EventType::New, self.client.profile_bundle()),
+            Event::from_bundle(EventType::New, proposal.to_bundle()),
+        ];
+        match self
+            .unless_cancelled(self.client.broadcast(peer, events, self.settings.timeout))
+            .await
+        {
+            Some(Ok(())) => self.edge_proposed(&peer.rid, &proposal.rid_types),
+            Some(Err(e)) => {
+                tracing::warn!(provider = %peer.rid, url = %peer.base_url, cause = %error_chain(&e), "edge proposal failed")
+            }
+            None => {}
+        }
+    }
+
+    fn edge_proposed(&self, source: &Rid, rid_types: &[RidType]) {
+        let rid_types: Vec<String> = rid_types.iter().map(|t| t.to_string()).collect();
+        EdgeProposed {
+            source: source.as_str(),
+            target: self.rid().as_str(),
+            rid_types: &rid_types,
+        }
+        .emit(&self.telemetry.metrics);
+    }
+
+    /// Makes the next subscription pass catch up with `provider` again, even if a catch-up is running right now.
+    pub(super) fn catch_up_again(&self, provider: &Rid) {
+        self.with_peer(provider, |state| {
+            state.caught_up = false;
+            state.catch_up_epoch += 1;
+        });
+    }
+
+    /// Proposes POLL edges to providers we learned of, and runs the catch-ups not yet done this run.
+    pub(super) async fn maintain_subscriptions(self: Arc<Self>) {
+        let nodes = match self.graph.nodes() {
+            Ok(nodes) => nodes,
+            Err(e) => return tracing::error!(error = %e, "cannot read the network graph"),
+        };
+        let sources: HashSet<Rid> = self
+            .graph
+            .poll_sources(self.rid())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| e.source)
+            .collect();
+        // Subscribe to the first contact's node and edge events once joined, so we hear of new providers.
+        let first_contact = self.settings.first_contact_rid.clone();
+        let joined = self.graph.joined(&first_contact).unwrap_or(false);
+        if joined && !sources.contains(&first_contact) {
+            let proposal = edges::poll_edge_proposal(self.rid(), &first_contact, network_types());
+            let peer = self.peer_for(&first_contact);
+            let events = vec![Event::from_bundle(EventType::New, proposal.to_bundle())];
+            match self
+                .unless_cancelled(self.client.broadcast(&peer, events, self.settings.timeout))
+                .await
+            {
+                Some(Ok(())) => {
+                    self.edge_proposed(&first_contact, &proposal.rid_types);
+                    if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+                        tracing::error!(error = %e, "cannot store edge proposal");
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(neighbour = %first_contact, cause = %error_chain(&e), "edge proposal failed; will retry")
+                }
+                None => return,
+            }
+        }
+        for (rid, profile) in &nodes {
+            let wanted = edges::wanted_types(self.rid(), rid, profile, &self.settings.interest);
+            if wanted.is_empty() || sources.contains(rid) {
+                continue;
+            }
+            // Record our proposal first, so the provider is polled (and re-introduced to) from now on.
+            let proposal = edges::poll_edge_proposal(self.rid(), rid, wanted);
+            if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+                tracing::error!(error = %e, "cannot store edge proposal");
+                continue;
+            }
+            self.introduce_to_provider(&self.peer_for(rid)).await;
+        }
+        let mut to_catch_up: Vec<Rid> = sources.into_iter().collect();
+        if joined && !to_catch_up.contains(&first_contact) {
+            to_catch_up.push(first_contact);
+        }
+        for source in to_catch_up {
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            let start = self.with_peer(&source, |state| {
+                if state.caught_up || state.catching_up {
+                    None
+                } else {
+                    state.catching_up = true;
+                    Some(state.catch_up_epoch)
+                }
+            });
+            let Some(epoch) = start else { continue };
+            let ok = self.catch_up(&source).await;
+            self.with_peer(&source, |state| {
+                state.catching_up = false;
+                if ok && state.catch_up_epoch == epoch {
+                    state.caught_up = true;
+                }
+            });
+        }
+    }
+
+    /// Stores a node profile we received (verified bundle). Blocking (graph write).
+    pub(super) fn apply_node_bundle(&self, bundle: &Bundle) -> Result<(), NotApplied> {
+        if bundle.rid() == self.rid() {
+            return Ok(());
+        }
+        let profile: NodeProfile = bundle.contents_as().map_err(|e| {
+            NotApplied::Reject(RejectReason::Malformed, format!("bad node profile: {e}"))
+        })?;
+        // A profile must carry the key its RID names, or it could redirect us to an impostor.
+        let key_ok = match (
+            crate::protocol::NodeRid::from_rid(bundle.rid()),
+            &profile.public_key,
+        ) {
+            (Ok(node), Some(key)) => node.matches_public_key(key),
+            _ => false,
+        };
+        if !key_ok {
+            return Err(NotApplied::Reject(
+                RejectReason::BadSignature,
+                "node profile's public key does not hash to its RID".into(),
+            ));
+        }
+        match self.graph.upsert_node(bundle) {
+            Ok(GraphChange::Updated(p)) => {
+                tracing::info!(node = %bundle.rid(), base_url = ?p.base_url, provides = ?p.provides.event, "learned node profile");
+                Ok(())
+            }
+            Ok(GraphChange::Unchanged) => Ok(()),
+            Err(e) => Err(NotApplied::Later(e.to_string())),
+        }
+    }
+
+    /// Applies an edge profile we received (verified bundle): approves an edge proposed to us, or notes that a
+    /// provider approved ours. Blocking: runs on the writer thread, and makes its one network call (an approval)
+    /// through `runtime`, bounded by `poll.timeout` and by shutdown.
+    pub(super) fn apply_edge_bundle(
+        &self,
+        bundle: &Bundle,
+        source: &Rid,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<(), NotApplied> {
+        let edge: EdgeProfile = bundle.contents_as().map_err(|e| {
+            NotApplied::Reject(RejectReason::Malformed, format!("bad edge profile: {e}"))
+        })?;
+        if edge.rid().rid() != bundle.rid() {
+            return Err(NotApplied::Reject(
+                RejectReason::Malformed,
+                "edge RID does not match its source and target".into(),
+            ));
+        }
+        if &edge.source != self.rid() && &edge.target != self.rid() {
+            // Edges between other nodes: nothing for a partial node to do.
+            return Ok(());
+        }
+        match decide_edge(self.rid(), &edge) {
+            EdgeDecision::Approve => {
+                let approved = edges::approved(&edge);
+                let peer = self.peer_for(&edge.target);
+                let peer = if peer.base_url.is_empty() {
+                    self.peer_for(source)
+                } else {
+                    peer
+                };
+                let events = vec![Event::from_bundle(EventType::Update, approved.to_bundle())];
+                let sent = runtime.block_on(self.unless_cancelled(self.client.broadcast(
+                    &peer,
+                    events,
+                    self.settings.timeout,
+                )));
+                match sent {
+                    None => return Err(NotApplied::Later("shutting down".into())),
+                    Some(Err(e)) => {
+                        return Err(NotApplied::Later(format!(
+                            "approving edge failed: {}",
+                            error_chain(&e)
+                        )))
+                    }
+                    Some(Ok(())) => {}
+                }
+                tracing::info!(edge = %bundle.rid(), target = %edge.target, "approved edge proposed by neighbour");
+                self.graph
+                    .upsert_edge(&approved.to_bundle())
+                    .map_err(|e| NotApplied::Later(e.to_string()))?;
+            }
+            EdgeDecision::Subscribed { source } => {
+                self.graph
+                    .upsert_edge(bundle)
+                    .map_err(|e| NotApplied::Later(e.to_string()))?;
+                tracing::info!(provider = %source, rid_types = ?edge.rid_types, "POLL edge approved; polling it");
+                // The provider queues events for us only from its approval on; what it received between our
+                // proposal and then (a catch-up may already have run) is fetched by catching up once more.
+                self.catch_up_again(&source);
+            }
+            EdgeDecision::Ignore => {}
+        }
+        Ok(())
+    }
+
+    /// Whether a catch-up of `provider` has completed this run (tests).
+    pub fn caught_up(&self, provider: &Rid) -> bool {
+        lock(&self.peers).get(provider).is_some_and(|s| s.caught_up)
+    }
+}

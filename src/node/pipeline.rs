@@ -1,0 +1,459 @@
+//! The single writer: drains the inbox into the graph and the index on a thread of its own, never on a runtime
+//! thread.
+//!
+//! Each pass reads a bounded chunk of the inbox, oldest first, and for each entry decides (see [`Handled`]):
+//! node and edge events go to the graph, GitHub bundles are indexed together in one transaction per chunk (a
+//! bundle that cannot be indexed comes back alone as a dead letter), FORGETs remove, and events that carried only
+//! a manifest are either already held (dropped) or handed to a background fetch, which puts the whole event back
+//! in the inbox or dead-letters it after [`FETCH_ATTEMPTS`]. Then the effects are flushed, and only then are the
+//! entries removed: a crash in between replays them, and replaying is harmless (the index deduplicates).
+
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::index::{ApplyOutcome, Rejection};
+use crate::protocol::{Bundle, EventType, Freshness, Rid, RidType};
+use crate::telemetry::{DedupReason, EventDeduplicated, EventIndexed, RejectReason};
+
+use super::inbox::{InboxEntry, InboxError};
+use super::membership::NotApplied;
+use super::{lock, rejection_of, Node, NodeError};
+
+/// Entries read per pass, and most GitHub bundles per index transaction.
+pub const CHUNK: usize = 256;
+/// Manifest-only events being fetched at once; more wait in the inbox.
+pub const MAX_FETCHES: usize = 32;
+/// Tries to get a manifest-only event's bundle before it is dead-lettered as `unfetchable`.
+pub const FETCH_ATTEMPTS: u32 = 5;
+/// Longest the writer sleeps without being woken (a safety net; pushes wake it at once).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+
+/// Wakes the writer. A bounded channel of one: a wake-up while one is pending is merged into it.
+pub(super) struct Wake {
+    tx: SyncSender<()>,
+    rx: Mutex<Option<Receiver<()>>>,
+}
+
+impl Wake {
+    pub(super) fn new() -> Wake {
+        let (tx, rx) = sync_channel(1);
+        Wake {
+            tx,
+            rx: Mutex::new(Some(rx)),
+        }
+    }
+
+    /// Wakes the writer (never blocks).
+    pub(super) fn notify(&self) {
+        let _ = self.tx.try_send(());
+    }
+}
+
+/// GitHub bundles waiting to be indexed together, with the inbox key and source of each.
+#[derive(Default)]
+struct Pending {
+    entries: Vec<(u64, Rid)>,
+    bundles: Vec<Bundle>,
+}
+
+/// What became of one inbox entry.
+enum Handled {
+    /// Its effects are written (or there were none): remove it.
+    Done,
+    /// A verified GitHub bundle, to be indexed with the others of this chunk in one transaction.
+    Index(Box<Bundle>),
+    /// Refused: dead-letter it and remove it.
+    Reject(RejectReason, String),
+    /// A background fetch owns it now.
+    Fetching,
+    /// Not now (a neighbour was unreachable, too many fetches, shutdown): it stays for a later pass.
+    Later(String),
+}
+
+/// Starts the writer thread. It runs until the node's cancellation token fires, then finishes the chunk in hand.
+pub(super) fn spawn_writer(node: Arc<Node>) -> Result<std::thread::JoinHandle<()>, NodeError> {
+    let wake = lock(&node.wake_writer.rx)
+        .take()
+        .ok_or_else(|| NodeError::Writer("the writer was already started".into()))?;
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("koi-indexer-writer".into())
+        .spawn(move || node.write_until_cancelled(&wake, &runtime))
+        .map_err(|e| NodeError::Writer(e.to_string()))
+}
+
+impl Node {
+    fn write_until_cancelled(self: &Arc<Self>, wake: &Receiver<()>, runtime: &tokio::runtime::Handle) {
+        while !self.cancel.is_cancelled() {
+            let handled = match self.drain_chunk(runtime) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::error!(error = %e, "writing the inbox into the index failed; the events stay in the inbox and are retried");
+                    0
+                }
+            };
+            if handled == 0 {
+                match wake.recv_timeout(IDLE_WAIT) {
+                    Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+    }
+
+    /// One pass over up to [`CHUNK`] entries. Returns how many left the inbox or went to a fetch.
+    fn drain_chunk(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> Result<usize, NodeError> {
+        let fetching = lock(&self.fetching).clone();
+        let entries = self.inbox.chunk(CHUNK, |key| fetching.contains(&key));
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        let mut done: Vec<u64> = Vec::with_capacity(entries.len());
+        let mut pending = Pending::default();
+        let mut rejections: Vec<Rejection> = Vec::new();
+        let mut moved = 0;
+        for entry in entries {
+            let (key, entry) = match entry {
+                Ok(pair) => pair,
+                Err(InboxError::Corrupt { key, source }) => {
+                    rejections.push(Rejection {
+                        rid: String::new(),
+                        source: "inbox".into(),
+                        reason: RejectReason::Malformed.as_str(),
+                        detail: format!("unreadable inbox entry {key}: {source}"),
+                        item: String::new(),
+                    });
+                    done.push(key);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            // Order: what reads or removes from the index sees every bundle before it written.
+            if !pending.bundles.is_empty()
+                && (entry.event.contents.is_none() || entry.event.event_type == EventType::Forget)
+            {
+                self.index_pending(&mut pending, &mut done, &mut rejections)?;
+            }
+            let (rid, source) = (entry.event.rid.clone(), entry.source.clone());
+            match self.handle(key, entry, runtime) {
+                Handled::Done => done.push(key),
+                Handled::Index(bundle) => {
+                    pending.entries.push((key, source));
+                    pending.bundles.push(*bundle);
+                    if pending.bundles.len() >= CHUNK {
+                        self.index_pending(&mut pending, &mut done, &mut rejections)?;
+                    }
+                }
+                Handled::Reject(reason, detail) => {
+                    rejections.push(Rejection {
+                        rid: rid.to_string(),
+                        source: source.to_string(),
+                        reason: reason.as_str(),
+                        detail,
+                        item: String::new(),
+                    });
+                    done.push(key);
+                }
+                Handled::Fetching => moved += 1,
+                Handled::Later(why) => {
+                    tracing::debug!(neighbour = %source, rid = %rid, reason = %why, "event kept in the inbox for later");
+                }
+            }
+        }
+        self.index_pending(&mut pending, &mut done, &mut rejections)?;
+        self.reject(rejections);
+        if !done.is_empty() {
+            // Effects first, then forget the entries: a crash in between replays them, harmlessly.
+            self.db.flush()?;
+            self.inbox.remove(&done)?;
+            self.room.notify_waiters();
+            self.report_sizes();
+        }
+        Ok(done.len() + moved)
+    }
+
+    /// Indexes the pending bundles in one transaction. Every one of them is then done: indexed, deduplicated, or
+    /// refused alone (dead-lettered). A storage failure leaves them all in the inbox.
+    fn index_pending(
+        &self,
+        pending: &mut Pending,
+        done: &mut Vec<u64>,
+        rejections: &mut Vec<Rejection>,
+    ) -> Result<(), NodeError> {
+        if pending.bundles.is_empty() {
+            return Ok(());
+        }
+        let Pending { entries, bundles } = std::mem::take(pending);
+        let outcomes = self.index.apply_bundles(&bundles)?;
+        let metrics = &self.telemetry.metrics;
+        for (((key, source), bundle), outcome) in entries.into_iter().zip(&bundles).zip(outcomes) {
+            let rid = bundle.rid().as_str();
+            let dedup = |reason| EventDeduplicated { rid, reason }.emit(metrics);
+            match outcome {
+                ApplyOutcome::Indexed { .. } => EventIndexed { rid }.emit(metrics),
+                ApplyOutcome::Unchanged => dedup(DedupReason::Unchanged),
+                ApplyOutcome::Stale => dedup(DedupReason::Stale),
+                ApplyOutcome::Ignored => {}
+                ApplyOutcome::BadRid(why) => rejections.push(rejection_of(
+                    &source,
+                    bundle.rid(),
+                    RejectReason::BadRid,
+                    why,
+                    bundle,
+                )),
+                ApplyOutcome::Invalid(why) => rejections.push(rejection_of(
+                    &source,
+                    bundle.rid(),
+                    RejectReason::Unindexable,
+                    why,
+                    bundle,
+                )),
+            }
+            done.push(key);
+        }
+        Ok(())
+    }
+
+    /// Decides what one entry needs. Blocking: the writer thread's.
+    fn handle(
+        self: &Arc<Self>,
+        key: u64,
+        entry: InboxEntry,
+        runtime: &tokio::runtime::Handle,
+    ) -> Handled {
+        let rid = entry.event.rid.clone();
+        let is_node = rid.is_type(RidType::NODE);
+        let is_edge = rid.is_type(RidType::EDGE);
+        let is_interest = self
+            .settings
+            .interest
+            .iter()
+            .any(|t| rid.is_type(t.as_str()));
+        if !(is_node || is_edge || is_interest) {
+            return Handled::Done;
+        }
+        if entry.event.event_type == EventType::Forget {
+            let removed = if is_interest {
+                self.index.forget(&rid).map(drop).map_err(|e| e.to_string())
+            } else if &rid != self.rid() {
+                self.graph.remove(&rid).map(drop).map_err(|e| e.to_string())
+            } else {
+                Ok(())
+            };
+            return match removed {
+                Ok(()) => Handled::Done,
+                Err(why) => Handled::Later(why),
+            };
+        }
+        let InboxEntry {
+            source,
+            event,
+            hash_verified,
+        } = entry;
+        let bundle = match event.into_bundle() {
+            Ok(bundle) => bundle,
+            Err(event) => {
+                let Some(manifest) = &event.manifest else {
+                    return Handled::Reject(
+                        RejectReason::Malformed,
+                        "NEW/UPDATE event with neither manifest nor contents".into(),
+                    );
+                };
+                if is_interest {
+                    if let Ok(held) = self.index.cached_manifest(&rid) {
+                        let reason = match manifest.freshness(held.as_ref()) {
+                            Freshness::Newer => None,
+                            Freshness::Unchanged => Some(DedupReason::Unchanged),
+                            Freshness::Stale => Some(DedupReason::Stale),
+                        };
+                        if let Some(reason) = reason {
+                            EventDeduplicated {
+                                rid: rid.as_str(),
+                                reason,
+                            }
+                            .emit(&self.telemetry.metrics);
+                            return Handled::Done;
+                        }
+                    }
+                }
+                let entry = InboxEntry {
+                    source,
+                    event,
+                    hash_verified,
+                };
+                return self.start_fetch(key, entry, runtime);
+            }
+        };
+        if bundle.rid() != &rid {
+            return Handled::Reject(
+                RejectReason::Malformed,
+                format!("event for {rid} carries a bundle for {}", bundle.rid()),
+            );
+        }
+        if !hash_verified {
+            if let Err(mismatch) = bundle.verify_hash() {
+                return Handled::Reject(RejectReason::BadHash, mismatch.to_string());
+            }
+        }
+        let applied = if is_node {
+            self.apply_node_bundle(&bundle)
+        } else if is_edge {
+            self.apply_edge_bundle(&bundle, &source, runtime)
+        } else {
+            return Handled::Index(Box::new(bundle));
+        };
+        match applied {
+            Ok(()) => Handled::Done,
+            Err(NotApplied::Reject(reason, why)) => Handled::Reject(reason, why),
+            Err(NotApplied::Later(why)) => Handled::Later(why),
+        }
+    }
+
+    /// Hands a manifest-only event to a background fetch (bounded by [`MAX_FETCHES`]).
+    fn start_fetch(
+        self: &Arc<Self>,
+        key: u64,
+        entry: InboxEntry,
+        runtime: &tokio::runtime::Handle,
+    ) -> Handled {
+        if self.cancel.is_cancelled() {
+            return Handled::Later("shutting down".into());
+        }
+        {
+            let mut fetching = lock(&self.fetching);
+            if fetching.len() >= MAX_FETCHES {
+                return Handled::Later("too many bundle fetches in flight".into());
+            }
+            fetching.insert(key);
+        }
+        let node = Arc::clone(self);
+        runtime.spawn(async move {
+            node.fetch_into_inbox(key, entry).await;
+            lock(&node.fetching).remove(&key);
+            node.wake_writer.notify();
+        });
+        Handled::Fetching
+    }
+
+    /// Gets the bundle of a manifest-only event and puts the whole event back in the inbox in its place; after
+    /// [`FETCH_ATTEMPTS`] failures (with backoff) it is dead-lettered as `unfetchable`. On shutdown the entry is
+    /// left as it is, for the next start.
+    async fn fetch_into_inbox(self: &Arc<Self>, key: u64, entry: InboxEntry) {
+        let rid = entry.event.rid.clone();
+        let mut last_error = String::new();
+        let mut delay = self.settings.interval;
+        for attempt in 1..=FETCH_ATTEMPTS {
+            let fetched = match self.unless_cancelled(self.fetch_bundle(&rid, &entry.source)).await {
+                None => return,
+                Some(fetched) => fetched,
+            };
+            match fetched {
+                Ok(bundle) => {
+                    let node = Arc::clone(self);
+                    let _ = tokio::task::spawn_blocking(move || node.requeue(key, entry, bundle)).await;
+                    return;
+                }
+                Err(why) => last_error = why,
+            }
+            if attempt < FETCH_ATTEMPTS {
+                tracing::debug!(rid = %rid, attempt, cause = %last_error, "bundle fetch failed; will retry");
+                if self
+                    .unless_cancelled(tokio::time::sleep(delay))
+                    .await
+                    .is_none()
+                {
+                    return;
+                }
+                delay = (delay * 2).min(self.settings.max_backoff);
+            }
+        }
+        let node = Arc::clone(self);
+        let _ = tokio::task::spawn_blocking(move || {
+            let rejection = rejection_of(
+                &entry.source,
+                &rid,
+                RejectReason::Unfetchable,
+                format!("no neighbour gave its bundle after {FETCH_ATTEMPTS} tries: {last_error}"),
+                &entry.event,
+            );
+            node.reject(vec![rejection]);
+            if let Err(e) = node.inbox.remove(&[key]) {
+                tracing::error!(error = %e, "cannot remove a dead-lettered inbox entry");
+            }
+        })
+        .await;
+    }
+
+    /// Replaces a manifest-only entry with the event carrying its fetched bundle (hash-checked). Blocking.
+    fn requeue(&self, key: u64, entry: InboxEntry, bundle: Bundle) {
+        let result = match bundle.verify_hash() {
+            Ok(()) => {
+                let event = crate::protocol::Event::from_bundle(entry.event.event_type, bundle);
+                self.inbox.replace(
+                    key,
+                    &InboxEntry {
+                        source: entry.source,
+                        event,
+                        hash_verified: true,
+                    },
+                )
+            }
+            Err(mismatch) => {
+                self.reject(vec![rejection_of(
+                    &entry.source,
+                    &entry.event.rid,
+                    RejectReason::BadHash,
+                    mismatch.to_string(),
+                    &bundle,
+                )]);
+                self.inbox.remove(&[key])
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot requeue a fetched bundle; the event stays in the inbox");
+        }
+    }
+
+    /// Fetches `rid`'s bundle from the event's source first, then any other provider of its state.
+    async fn fetch_bundle(self: &Arc<Self>, rid: &Rid, source: &Rid) -> Result<Bundle, String> {
+        let mut candidates = vec![source.clone()];
+        for (node, profile) in self.graph.nodes().unwrap_or_default() {
+            if &node != source
+                && profile
+                    .provides
+                    .state
+                    .iter()
+                    .any(|t| rid.is_type(t.as_str()))
+            {
+                candidates.push(node);
+            }
+        }
+        let mut last_error = String::from("no node provides its state");
+        for candidate in candidates {
+            let peer = self.peer_for(&candidate);
+            if peer.base_url.is_empty() {
+                continue;
+            }
+            match self
+                .client
+                .fetch_bundles(&peer, vec![rid.clone()], self.settings.timeout)
+                .await
+            {
+                Ok(items) => {
+                    crate::telemetry::BundlesFetched {
+                        neighbour: candidate.as_str(),
+                        count: items.iter().filter(|b| b.is_ok()).count(),
+                    }
+                    .emit(&self.telemetry.metrics);
+                    if let Some(bundle) = items.into_iter().flatten().find(|b| b.rid() == rid) {
+                        return Ok(bundle);
+                    }
+                    last_error = format!("{candidate} does not hold it");
+                }
+                Err(e) => last_error = super::client::error_chain(&e),
+            }
+        }
+        Err(format!("could not fetch the bundle of {rid}: {last_error}"))
+    }
+}

@@ -1,0 +1,193 @@
+//! One poll of one neighbour: verified events become durable in the inbox before anything else happens to them.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::index::Rejection;
+use crate::protocol::{Event, Item, Rid};
+use crate::telemetry::{InboxDepth, PollFailed, PollOutcome, PollSucceeded, RejectReason};
+
+use super::client::{error_chain, ClientError, Peer};
+use super::inbox::InboxError;
+use super::{bad_item_rejection, rejection_of, Node};
+
+impl Node {
+    /// Polls `peer` and stores what it returns. Skipped while the inbox is full (the neighbour keeps its queue).
+    pub async fn poll_neighbour(self: &Arc<Self>, peer: &Peer) {
+        if self.inbox.len() >= self.settings.max_buffered {
+            tracing::debug!(neighbour = %peer.rid, held = self.inbox.len(), "inbox full: poll deferred");
+            return;
+        }
+        let is_first_contact = peer.rid == self.settings.first_contact_rid;
+        if is_first_contact
+            && !self.graph.joined(&peer.rid).unwrap_or(false)
+            && self.with_peer(&peer.rid, |s| s.unknown_node) == 0
+        {
+            // Not joined yet (or forgotten): introduce ourselves before polling.
+            self.handshake(peer).await;
+        }
+        let started = Instant::now();
+        let polled = tokio::select! {
+            polled = self.client.poll(peer, self.settings.poll_limit, self.settings.timeout) => polled,
+            _ = self.cancel.cancelled() => return,
+        };
+        match polled {
+            Ok(verified) => {
+                // From here the neighbour has forgotten these events: they are stored even during shutdown.
+                let count = verified.payload.len();
+                let node = Arc::clone(self);
+                let source = peer.rid.clone();
+                let stored = tokio::task::spawn_blocking(move || {
+                    node.screen_and_store(&source, verified.payload)
+                })
+                .await;
+                let stored = match stored {
+                    Ok(Ok(n)) => self.db.flush_async().await.map(|_| n).map_err(InboxError::from),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => {
+                        tracing::error!(neighbour = %peer.rid, error = %e, "storing polled events failed");
+                        return;
+                    }
+                };
+                if let Err(e) = stored {
+                    // The neighbour has already forgotten these events; all we can do is say so loudly.
+                    tracing::error!(neighbour = %peer.rid, events = count, error = %e, "could not store polled events");
+                    return;
+                }
+                self.poll_answered(peer, is_first_contact);
+                let neighbour = peer.rid.to_string();
+                let polled = PollSucceeded {
+                    neighbour: &neighbour,
+                    url: &peer.base_url,
+                    events: count,
+                    duration: started.elapsed(),
+                };
+                polled.emit(&self.telemetry.metrics);
+                self.record_attempt(&polled.to_attempt());
+                if count > 0 {
+                    InboxDepth {
+                        depth: self.inbox.len(),
+                    }
+                    .emit(&self.telemetry.metrics);
+                    self.wake_writer.notify();
+                }
+            }
+            Err(error) => self.poll_failed(peer, is_first_contact, error, started).await,
+        }
+    }
+
+    /// Reads each polled item on its own: bad ones are rejected one by one; events with contents are checked
+    /// against their manifest's hash here (off the runtime, beside the writer's work) and bad ones rejected; the
+    /// rest are appended to the inbox (not yet flushed). Blocking.
+    fn screen_and_store(&self, source: &Rid, items: Vec<Item<Event>>) -> Result<usize, InboxError> {
+        let mut good = Vec::with_capacity(items.len());
+        let mut rejections: Vec<Rejection> = Vec::new();
+        for item in items {
+            match item {
+                Err(bad) => rejections.push(bad_item_rejection(source, bad)),
+                Ok(event) => match event.verify_hash() {
+                    Ok(()) => good.push(event),
+                    Err(mismatch) => rejections.push(rejection_of(
+                        source,
+                        &event.rid,
+                        RejectReason::BadHash,
+                        mismatch.to_string(),
+                        &event,
+                    )),
+                },
+            }
+        }
+        self.reject(rejections);
+        self.inbox.push(source, good, true)
+    }
+
+    /// A verified answer: the neighbour is healthy again, and if it had been failing it may have lost what it
+    /// queued for us, so it is caught up with again.
+    fn poll_answered(&self, peer: &Peer, is_first_contact: bool) {
+        let recovered = self.with_peer(&peer.rid, |state| {
+            state.unknown_node = 0;
+            state.backoff.take().is_some()
+        });
+        if recovered {
+            // koi-net keeps poll queues in memory: a restart meanwhile lost them. Catching up again (one manifests
+            // request, then only what we lack) recovers them.
+            self.catch_up_again(&peer.rid);
+        }
+        if is_first_contact && !self.graph.joined(&peer.rid).unwrap_or(true) {
+            let _ = self.graph.set_joined(&peer.rid, true);
+            tracing::info!(neighbour = %peer.rid, "joined the network through the first contact");
+        }
+    }
+
+    async fn poll_failed(
+        self: &Arc<Self>,
+        peer: &Peer,
+        is_first_contact: bool,
+        error: ClientError,
+        started: Instant,
+    ) {
+        let duration = started.elapsed();
+        if error.is_unknown_node() {
+            let n = self.with_peer(&peer.rid, |state| {
+                state.unknown_node += 1;
+                state.unknown_node
+            });
+            // It lost its state about us (a restart without state, or it forgot us after failed requests):
+            // whatever it received meanwhile was never queued for us, so catch up with it again once it knows us.
+            self.catch_up_again(&peer.rid);
+            // Right after a handshake the neighbour may simply not have processed it yet: retry the poll a few
+            // times, then introduce ourselves again.
+            if n % 4 == 0 {
+                if is_first_contact {
+                    let _ = self.graph.set_joined(&peer.rid, false);
+                    self.handshake(peer).await;
+                } else {
+                    self.introduce_to_provider(peer).await;
+                }
+            }
+        }
+        let retry_in = self.backoff_failed(&peer.rid);
+        let neighbour = peer.rid.to_string();
+        let cause = error_chain(&error);
+        let outcome = PollOutcome::from_label(error.outcome());
+        let failed = PollFailed {
+            neighbour: &neighbour,
+            url: &peer.base_url,
+            cause: &cause,
+            outcome,
+            duration,
+            backoff: Some(retry_in),
+        };
+        failed.emit(&self.telemetry.metrics);
+        self.record_attempt(&failed.to_attempt());
+        // A response refused whole (its items unverified, so unknowable) counts as one rejection, under its true
+        // reason.
+        let reason = match outcome {
+            PollOutcome::BadSignature => Some(RejectReason::BadSignature),
+            PollOutcome::WrongTarget => Some(RejectReason::WrongTarget),
+            PollOutcome::Malformed => Some(RejectReason::Malformed),
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            self.reject_async(vec![Rejection {
+                rid: String::new(),
+                source: neighbour,
+                reason: reason.as_str(),
+                detail: cause,
+                item: String::new(),
+            }])
+            .await;
+        }
+    }
+
+    /// Counts a failed request against `rid`'s backoff; returns how long until it is tried again.
+    fn backoff_failed(&self, rid: &Rid) -> std::time::Duration {
+        let (interval, max) = (self.settings.interval, self.settings.max_backoff);
+        self.with_peer(rid, |state| {
+            state
+                .backoff
+                .get_or_insert_with(|| super::Backoff::new(interval, max))
+                .failed(Instant::now())
+        })
+    }
+}

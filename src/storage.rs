@@ -1,0 +1,154 @@
+//! Opening the sled database: one way for the daemon, the CLI and the tests.
+//!
+//! sled allows one process per database, and says so only in the text of an I/O error. So before sled is asked,
+//! this module takes an exclusive lock of its own on `<db>/koi-github-indexer.lock` with the standard library's
+//! file locks, and a store held by another process is [`StorageError::Locked`], a type, not a string to match.
+//! Holding that lock, a failure of sled's own lock can only be this process's previous handle still closing
+//! (sled's flusher thread lets go a moment after the last handle is dropped), so that one is waited out briefly.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Name of our lock file inside the database directory.
+const LOCK_FILE: &str = "koi-github-indexer.lock";
+/// How long a closing handle of this same process is waited for.
+const SAME_PROCESS_WAIT: Duration = Duration::from_secs(1);
+/// sled's page cache when nothing is configured (sled's own default is 1 GiB).
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Another process holds the store.
+    #[error(
+        "the store at {} is in use by another process (a running koi-github-indexer?): stop it, or use another \
+         data_dir",
+        path.display()
+    )]
+    Locked {
+        /// The database directory.
+        path: PathBuf,
+    },
+    /// The directory or the lock file could not be created or locked.
+    #[error("cannot use the store directory {}: {source}", path.display())]
+    Io {
+        /// The database directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// sled refused to open it.
+    #[error("cannot open the store at {}: {source}", path.display())]
+    Open {
+        /// The database directory.
+        path: PathBuf,
+        /// sled's error.
+        source: sled::Error,
+    },
+}
+
+/// An open store: the database and the lock that keeps other processes out while it is held.
+pub struct Store {
+    /// The database. Clone it freely; the lock lives as long as this `Store`.
+    pub db: sled::Db,
+    _lock: File,
+}
+
+/// How to open the store.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// sled's page cache (`cache_capacity`), in bytes: what the store's memory use is bounded by.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
+/// Opens (creating if needed) the database at `path`. Blocking: call it off the async runtime.
+pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
+    let io = |source| StorageError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    std::fs::create_dir_all(path).map_err(io)?;
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path.join(LOCK_FILE))
+        .map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            return Err(StorageError::Locked {
+                path: path.to_owned(),
+            })
+        }
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    let started = Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .open()
+        {
+            Ok(db) => return Ok(Store { db, _lock: lock }),
+            Err(sled::Error::Io(_)) if started.elapsed() < SAME_PROCESS_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Still refused after the wait: sled's own lock is held by a process that does not take ours (an
+            // older release). sled reports that as an `Other` I/O error; permissions and the like have kinds.
+            Err(sled::Error::Io(e)) if e.kind() == std::io::ErrorKind::Other => {
+                return Err(StorageError::Locked {
+                    path: path.to_owned(),
+                })
+            }
+            Err(source) => {
+                return Err(StorageError::Open {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// [`open`] with default options, waiting up to a few seconds while the store is locked (tests and tools that
+/// reopen a store another thread of theirs is just closing).
+pub fn open_waiting(path: &Path) -> Result<Store, StorageError> {
+    let started = Instant::now();
+    loop {
+        match open(path, StoreOptions::default()) {
+            Err(StorageError::Locked { .. }) if started.elapsed() < SAME_PROCESS_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_store_is_locked_and_free_again_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open(dir.path(), StoreOptions::default()).unwrap();
+        assert!(matches!(
+            open(dir.path(), StoreOptions::default()),
+            Err(StorageError::Locked { .. })
+        ));
+        first.db.insert(b"k", b"v").unwrap();
+        drop(first);
+        let again = open(dir.path(), StoreOptions::default()).unwrap();
+        assert_eq!(again.db.get(b"k").unwrap().as_deref(), Some(&b"v"[..]));
+    }
+}
