@@ -122,7 +122,7 @@ fn sender() -> Value {
 
 /// The `n`-th benchmark bundle. Event times are spread over a year, one minute apart per repository.
 fn event(n: usize) -> Bundle {
-    let repo_index = if n % 2 == 0 {
+    let repo_index = if n.is_multiple_of(2) {
         0
     } else {
         1 + (n / 2) % (REPOS - 1)

@@ -9,13 +9,13 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
 use crate::api::NodeStatus;
+use crate::config::Config;
 use crate::index::{DeadLetters, Index};
-use crate::storage::{self, StoreOptions};
 use crate::node::identity::Identity;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
 use crate::protocol::Timestamp;
+use crate::storage::{self, StoreOptions};
 use crate::telemetry::{self, Metrics, NodeStarted, PollLog};
 
 /// File name of the sled database inside the data directory.

@@ -120,20 +120,6 @@ pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
     }
 }
 
-/// [`open`] with default options, waiting up to a few seconds while the store is locked (tests and tools that
-/// reopen a store another thread of theirs is just closing).
-pub fn open_waiting(path: &Path) -> Result<Store, StorageError> {
-    let started = Instant::now();
-    loop {
-        match open(path, StoreOptions::default()) {
-            Err(StorageError::Locked { .. }) if started.elapsed() < SAME_PROCESS_WAIT => {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            other => return other,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,8 +47,11 @@ fn a_hostile_sensor_costs_only_its_bad_items_by_catch_up_and_by_polling() {
     let mut initial = fixture_items();
     let good_before = initial.len() as u64;
     initial.extend(hostile_items("held"));
-    let sensor =
-        PyNode::sensor_with_items(root.path(), &coordinator, &serde_json::Value::Array(initial));
+    let sensor = PyNode::sensor_with_items(
+        root.path(),
+        &coordinator,
+        &serde_json::Value::Array(initial),
+    );
     let daemon = Daemon::start(root.path(), &coordinator);
     daemon.wait_until(
         "every good event the sensor held is indexed by catch-up",
@@ -87,11 +90,25 @@ fn a_hostile_sensor_costs_only_its_bad_items_by_catch_up_and_by_polling() {
         }
     }
     assert!(daemon.metric("koi_indexer_events_rejected_total", &["reason=\"bad_rid\""]) >= 6.0);
-    assert!(daemon.metric("koi_indexer_events_rejected_total", &["reason=\"malformed\""]) >= 2.0);
+    assert!(
+        daemon.metric(
+            "koi_indexer_events_rejected_total",
+            &["reason=\"malformed\""]
+        ) >= 2.0
+    );
     assert_eq!(
-        daemon.metric("koi_indexer_events_rejected_total", &["reason=\"bad_signature\""]),
+        daemon.metric(
+            "koi_indexer_events_rejected_total",
+            &["reason=\"bad_signature\""]
+        ),
         0.0,
-        "valid signatures are not counted as bad ones"
+        "valid signatures are not counted as bad ones:\n{}",
+        daemon
+            .log()
+            .lines()
+            .filter(|l| l.contains("bad_signature"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     let status = daemon.status().unwrap();
     assert_eq!(status["inbox"], 0, "nothing is stuck in the inbox");
@@ -132,7 +149,12 @@ fn twenty_kill9_at_random_moments_lose_nothing_and_double_nothing() {
         &coordinator,
         &serde_json::Value::Array(push_items("held", held)),
     );
-    let mut daemon = Daemon::start_with(root.path(), &coordinator, "[poll]\nlimit = 20\nfetch_batch = 25\n");
+    let mut daemon = Daemon::start_configured(
+        root.path(),
+        &coordinator,
+        "limit = 20\nfetch_batch = 25",
+        "",
+    );
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -141,7 +163,10 @@ fn twenty_kill9_at_random_moments_lose_nothing_and_double_nothing() {
     let (rounds, per_round) = (20, 10);
     for round in 0..rounds {
         // A steady stream while the daemon starts, catches up, polls, and is killed at a random moment.
-        sensor.emit(&serde_json::Value::Array(push_items(&format!("r{round}"), per_round)));
+        sensor.emit(&serde_json::Value::Array(push_items(
+            &format!("r{round}"),
+            per_round,
+        )));
         std::thread::sleep(Duration::from_millis(150 + rng.next_ms(900)));
         daemon.restart(); // SIGKILL, then start again on the same data dir
     }
@@ -180,7 +205,11 @@ fn twenty_kill9_at_random_moments_lose_nothing_and_double_nothing() {
             }
             offset += page.len();
         }
-        assert_eq!(repo["event_count"], seen.len() as u64, "{name} (seed {seed})");
+        assert_eq!(
+            repo["event_count"],
+            seen.len() as u64,
+            "{name} (seed {seed})"
+        );
     }
     let log = daemon.log();
     assert!(!log.contains("panicked"), "{log}");
@@ -198,10 +227,11 @@ fn sigterm_during_a_large_catch_up_stops_in_bounded_time_and_the_restart_indexes
     );
     sensor.wait_emitted(Duration::from_secs(60));
     let bound = Duration::from_secs(5);
-    let mut daemon = Daemon::start_with(
+    let mut daemon = Daemon::start_configured(
         root.path(),
         &coordinator,
-        "[pipeline]\nshutdown_timeout = \"5s\"\n\n[poll]\nfetch_batch = 10\n",
+        "fetch_batch = 10",
+        "[pipeline]\nshutdown_timeout = \"5s\"\n",
     );
     daemon.wait_until("the catch-up is under way", Duration::from_secs(90), |d| {
         events(d) > 0

@@ -205,6 +205,7 @@ fn github_bundle(id: &str, n: i64) -> Bundle {
 
 struct Harness {
     _dir: tempfile::TempDir,
+    _store: koi_github_indexer::storage::Store,
     index: Index,
     dead_letters: DeadLetters,
     metrics: Metrics,
@@ -217,7 +218,12 @@ impl Harness {
     async fn start(peer: &FakePeer) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity::load_or_create(dir.path(), "indexer", "pw").unwrap();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let store = koi_github_indexer::storage::open(
+            &dir.path().join("db"),
+            koi_github_indexer::storage::StoreOptions::default(),
+        )
+        .unwrap();
+        let db = store.db.clone();
         let index = Index::open(&db).unwrap();
         let settings = NodeSettings {
             first_contact_url: peer.url(),
@@ -250,6 +256,7 @@ impl Harness {
         let task = tokio::spawn(Arc::clone(&node).run(rx));
         Harness {
             _dir: dir,
+            _store: store,
             index,
             dead_letters,
             metrics,
@@ -479,7 +486,10 @@ fn hashed(rid: &str, time: &str, contents: serde_json::Value) -> (String, String
         json(&rid),
         json(&time)
     );
-    let bundle = format!(r#"{{"manifest":{manifest},"contents":{}}}"#, json(&contents));
+    let bundle = format!(
+        r#"{{"manifest":{manifest},"contents":{}}}"#,
+        json(&contents)
+    );
     (manifest, bundle)
 }
 
@@ -526,18 +536,52 @@ fn pills(prefix: &str) -> Vec<(Pill, String)> {
     add("five-mb", m, b, None);
     // Items that cannot be read: each rejected alone.
     let (m, _) = hashed(&rid("list"), ok_time, serde_json::json!({}));
-    add("list", m.clone(), format!(r#"{{"manifest":{m},"contents":[1,2,3]}}"#), Some("malformed"));
+    add(
+        "list",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":[1,2,3]}}"#),
+        Some("malformed"),
+    );
     let (m, _) = hashed(&rid("string"), ok_time, serde_json::json!({}));
-    add("string", m.clone(), format!(r#"{{"manifest":{m},"contents":"text"}}"#), Some("malformed"));
+    add(
+        "string",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":"text"}}"#),
+        Some("malformed"),
+    );
     let (m, _) = hashed(&rid("deep"), ok_time, serde_json::json!({}));
-    add("deep", m.clone(), format!(r#"{{"manifest":{m},"contents":{{"x":{deep}}}}}"#), Some("malformed"));
+    add(
+        "deep",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":{{"x":{deep}}}}}"#),
+        Some("malformed"),
+    );
     let (m, _) = hashed(&rid("missing-field"), ok_time, serde_json::json!({}));
     let m = m.replace(r#","sha256_hash""#, r#","hash""#);
-    add("missing-field", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("malformed"));
-    let m = format!(r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix} space","timestamp":"{ok_time}","sha256_hash":"00"}}"#);
-    add("space", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("bad_rid"));
-    let m = format!(r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix}\u0000nul","timestamp":"{ok_time}","sha256_hash":"00"}}"#);
-    add("nul", m.clone(), format!(r#"{{"manifest":{m},"contents":{{}}}}"#), Some("bad_rid"));
+    add(
+        "missing-field",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":{{}}}}"#),
+        Some("malformed"),
+    );
+    let m = format!(
+        r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix} space","timestamp":"{ok_time}","sha256_hash":"00"}}"#
+    );
+    add(
+        "space",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":{{}}}}"#),
+        Some("bad_rid"),
+    );
+    let m = format!(
+        r#"{{"rid":"orn:github.event:octo-org/hello-world:{prefix}\u0000nul","timestamp":"{ok_time}","sha256_hash":"00"}}"#
+    );
+    add(
+        "nul",
+        m.clone(),
+        format!(r#"{{"manifest":{m},"contents":{{}}}}"#),
+        Some("bad_rid"),
+    );
     out
 }
 
@@ -602,7 +646,10 @@ async fn poison_pills_in_one_poll_response_cost_only_themselves() {
     })
     .await;
     let pills = pills("poll");
-    peer.queue(Event::from_bundle(EventType::New, github_bundle("good-before", 1)));
+    peer.queue(Event::from_bundle(
+        EventType::New,
+        github_bundle("good-before", 1),
+    ));
     for (pill, _) in &pills {
         peer.queue_raw(as_event(&pill.raw));
     }
@@ -615,19 +662,25 @@ async fn poison_pills_in_one_poll_response_cost_only_themselves() {
     peer.queue_raw(format!(
         r#"{{"rid":"orn:github.event:octo-org/hello-world:poll-null","event_type":"NEW","manifest":{m},"contents":null}}"#
     ));
-    peer.queue(Event::from_bundle(EventType::New, github_bundle("good-after", 2)));
+    peer.queue(Event::from_bundle(
+        EventType::New,
+        github_bundle("good-after", 2),
+    ));
     h.until("the good events in the same response are indexed", |h| {
         h.has("good-before") && h.has("good-after")
     })
     .await;
     assert_pills(&h, "poll", &pills);
-    h.until("the manifest-only event is dead-lettered after its retries", |h| {
-        h.dead_letters
-            .page(0, 100, false)
-            .unwrap()
-            .iter()
-            .any(|l| l.rid.ends_with("poll-null") && l.reason == "unfetchable")
-    })
+    h.until(
+        "the manifest-only event is dead-lettered after its retries",
+        |h| {
+            h.dead_letters
+                .page(0, 100, false)
+                .unwrap()
+                .iter()
+                .any(|l| l.rid.ends_with("poll-null") && l.reason == "unfetchable")
+        },
+    )
     .await;
     // Times that cannot be believed fall back, and the row says which time it used.
     let row = |id: &str| {
@@ -648,11 +701,19 @@ async fn poison_pills_in_one_poll_response_cost_only_themselves() {
     );
     // A repository object naming another repository changes nothing about it, nor about ours.
     let repos = h.index.repositories().unwrap();
-    assert!(repos.iter().all(|r| !r.repo_url.contains("evil")), "{repos:?}");
+    assert!(
+        repos.iter().all(|r| !r.repo_url.contains("evil")),
+        "{repos:?}"
+    );
     // Nothing is stuck, and the next poll proceeds.
-    peer.queue(Event::from_bundle(EventType::New, github_bundle("next-poll", 3)));
-    h.until("the next poll is indexed", |h| h.has("next-poll")).await;
-    h.until("the inbox is empty", |h| h.node.inbox_depth() == 0).await;
+    peer.queue(Event::from_bundle(
+        EventType::New,
+        github_bundle("next-poll", 3),
+    ));
+    h.until("the next poll is indexed", |h| h.has("next-poll"))
+        .await;
+    h.until("the inbox is empty", |h| h.node.inbox_depth() == 0)
+        .await;
     assert_eq!(
         h.metric_with("koi_indexer_events_rejected_total", "reason=\"bad_rid\""),
         2.0
@@ -687,7 +748,8 @@ async fn poison_pills_in_one_catch_up_batch_cost_only_themselves() {
     .await;
     // Bad RIDs are refused at the manifest; the other unreadable items when their bundle arrives.
     assert_pills(&h, "held", &pills);
-    h.until("caught up", |h| h.node.caught_up(&peer.rid())).await;
+    h.until("caught up", |h| h.node.caught_up(&peer.rid()))
+        .await;
     assert!(h.index.check_consistency().unwrap().is_empty());
     h.stop().await;
 }

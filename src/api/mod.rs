@@ -374,9 +374,7 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
             "limit" => limit = parse_limit(value)?,
             "offset" => {
                 offset = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "offset must be a whole number, got `{value}`"
-                    ))
+                    ApiError::bad_request(format!("offset must be a whole number, got `{value}`"))
                 })?
             }
             "items" => {

@@ -227,7 +227,13 @@ mod tests {
         let written = letters
             .record(&(0..5).map(rejection).collect::<Vec<_>>())
             .unwrap();
-        assert_eq!(written, Written { held: 3, dropped: 2 });
+        assert_eq!(
+            written,
+            Written {
+                held: 3,
+                dropped: 2
+            }
+        );
         let page = letters.page(0, 10, true).unwrap();
         let rids: Vec<_> = page.iter().map(|l| l.rid.as_str()).collect();
         assert_eq!(

@@ -697,11 +697,26 @@ mod tests {
         };
         let good_manifest = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
         let row = parse_event(&rid, &good_manifest, &push("2026-11-20T10:00:00+01:00"));
-        assert_eq!((row.timestamp.as_str(), row.time_source), ("2026-11-20T09:00:00Z", TimeSource::Event));
-        assert!(row.summary.chars().count() <= SUMMARY_MAX_CHARS + 1, "a 5 MB message is cut");
-        for bad in ["0000-01-01T00:00:00+01:00", "9999-12-31T23:30:00-01:00", "1969-12-31T23:59:59Z", "soon"] {
+        assert_eq!(
+            (row.timestamp.as_str(), row.time_source),
+            ("2026-11-20T09:00:00Z", TimeSource::Event)
+        );
+        assert!(
+            row.summary.chars().count() <= SUMMARY_MAX_CHARS + 1,
+            "a 5 MB message is cut"
+        );
+        for bad in [
+            "0000-01-01T00:00:00+01:00",
+            "9999-12-31T23:30:00-01:00",
+            "1969-12-31T23:59:59Z",
+            "soon",
+        ] {
             let row = parse_event(&rid, &good_manifest, &push(bad));
-            assert_eq!((row.timestamp.as_str(), row.time_source), ("2026-11-24T12:00:00Z", TimeSource::Manifest), "{bad}");
+            assert_eq!(
+                (row.timestamp.as_str(), row.time_source),
+                ("2026-11-24T12:00:00Z", TimeSource::Manifest),
+                "{bad}"
+            );
             let far = Timestamp::parse("9999-12-31T23:30:00-01:00").unwrap();
             let row = parse_event(&rid, &far, &push(bad));
             assert_eq!(row.time_source, TimeSource::Received, "{bad}");

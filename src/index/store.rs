@@ -605,10 +605,13 @@ impl Index {
             new_key.extend_from_slice(&key[sep + 1..]);
             batch.insert(new_key, &[]);
             done += 1;
-            if done % 10_000 == 0 {
+            if done.is_multiple_of(10_000) {
                 self.by_commit.apply_batch(std::mem::take(&mut batch))?;
-                if done % 100_000 == 0 {
-                    tracing::info!(entries = done, "upgrading the index: commit entries rebuilt so far");
+                if done.is_multiple_of(100_000) {
+                    tracing::info!(
+                        entries = done,
+                        "upgrading the index: commit entries rebuilt so far"
+                    );
                 }
             }
         }

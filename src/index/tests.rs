@@ -440,7 +440,10 @@ fn pages_filters_and_paging_past_the_end() {
         None
     );
     // Abbreviated SHAs find the commit.
-    assert_eq!(t.index.events_by_commit("3333333", 0, 1000).unwrap().len(), 1);
+    assert_eq!(
+        t.index.events_by_commit("3333333", 0, 1000).unwrap().len(),
+        1
+    );
     assert_eq!(
         t.index
             .repository(&hello)

@@ -112,6 +112,12 @@ impl ClientError {
                 source: EnvelopeError::WrongTarget { .. },
                 ..
             } => "wrong_target",
+            // Signed, but by a node whose key we have not learned yet (the first contact answering before it has
+            // processed our handshake): unverifiable, not forged.
+            ClientError::Envelope {
+                source: EnvelopeError::UnknownSource(_),
+                ..
+            } => "unknown_sender",
             ClientError::Envelope { .. } | ClientError::WrongSender { .. } => "bad_signature",
             ClientError::TooLarge { .. } => "too_large",
             _ => "error",

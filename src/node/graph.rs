@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Freshness, Bundle, EdgeProfile, EdgeType, Manifest, NodeProfile, Rid};
+use crate::protocol::{Bundle, EdgeProfile, EdgeType, Freshness, Manifest, NodeProfile, Rid};
 
 const NODES: &str = "node.graph.nodes";
 const EDGES: &str = "node.graph.edges";
@@ -204,7 +204,8 @@ mod tests {
             g.upsert_edge(&edge.to_bundle()).unwrap();
             g.set_joined(&sensor, true).unwrap();
         }
-        let store = crate::storage::open_waiting(dir.path()).unwrap();
+        let store =
+            crate::storage::open(dir.path(), crate::storage::StoreOptions::default()).unwrap();
         let db = store.db.clone();
         let g = Graph::open(&db).unwrap();
         assert_eq!(g.node(&sensor).unwrap(), Some(profile));

@@ -222,7 +222,8 @@ mod tests {
                 .collect();
             assert_eq!(inbox.push_durable(&source, events, false).await.unwrap(), 5);
         }
-        let store = crate::storage::open_waiting(dir.path()).unwrap();
+        let store =
+            crate::storage::open(dir.path(), crate::storage::StoreOptions::default()).unwrap();
         let db = store.db.clone();
         let inbox = Inbox::open(&db).unwrap();
         let entries: Vec<_> = inbox.entries().into_iter().map(Result::unwrap).collect();

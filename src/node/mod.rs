@@ -242,7 +242,9 @@ impl Node {
             self.tick(&mut tasks);
         }
         self.cancel.cancel();
-        tracing::info!("shutting down: cancelling polls and catch-ups, committing the batch in hand");
+        tracing::info!(
+            "shutting down: cancelling polls and catch-ups, committing the batch in hand"
+        );
         // Every task watches the token: polls drop their request (a response already read is still stored), so
         // this join is short.
         while tasks.join_next().await.is_some() {}

@@ -84,7 +84,11 @@ pub(super) fn spawn_writer(node: Arc<Node>) -> Result<std::thread::JoinHandle<()
 }
 
 impl Node {
-    fn write_until_cancelled(self: &Arc<Self>, wake: &Receiver<()>, runtime: &tokio::runtime::Handle) {
+    fn write_until_cancelled(
+        self: &Arc<Self>,
+        wake: &Receiver<()>,
+        runtime: &tokio::runtime::Handle,
+    ) {
         while !self.cancel.is_cancelled() {
             let handled = match self.drain_chunk(runtime) {
                 Ok(n) => n,
@@ -279,7 +283,7 @@ impl Node {
                 }
                 let entry = InboxEntry {
                     source,
-                    event,
+                    event: *event,
                     hash_verified,
                 };
                 return self.start_fetch(key, entry, runtime);
@@ -344,14 +348,18 @@ impl Node {
         let mut last_error = String::new();
         let mut delay = self.settings.interval;
         for attempt in 1..=FETCH_ATTEMPTS {
-            let fetched = match self.unless_cancelled(self.fetch_bundle(&rid, &entry.source)).await {
+            let fetched = match self
+                .unless_cancelled(self.fetch_bundle(&rid, &entry.source))
+                .await
+            {
                 None => return,
                 Some(fetched) => fetched,
             };
             match fetched {
                 Ok(bundle) => {
                     let node = Arc::clone(self);
-                    let _ = tokio::task::spawn_blocking(move || node.requeue(key, entry, bundle)).await;
+                    let _ =
+                        tokio::task::spawn_blocking(move || node.requeue(key, entry, bundle)).await;
                     return;
                 }
                 Err(why) => last_error = why,

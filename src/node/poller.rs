@@ -42,7 +42,12 @@ impl Node {
                 })
                 .await;
                 let stored = match stored {
-                    Ok(Ok(n)) => self.db.flush_async().await.map(|_| n).map_err(InboxError::from),
+                    Ok(Ok(n)) => self
+                        .db
+                        .flush_async()
+                        .await
+                        .map(|_| n)
+                        .map_err(InboxError::from),
                     Ok(Err(e)) => Err(e),
                     Err(e) => {
                         tracing::error!(neighbour = %peer.rid, error = %e, "storing polled events failed");
@@ -72,7 +77,10 @@ impl Node {
                     self.wake_writer.notify();
                 }
             }
-            Err(error) => self.poll_failed(peer, is_first_contact, error, started).await,
+            Err(error) => {
+                self.poll_failed(peer, is_first_contact, error, started)
+                    .await
+            }
         }
     }
 
@@ -137,7 +145,7 @@ impl Node {
             self.catch_up_again(&peer.rid);
             // Right after a handshake the neighbour may simply not have processed it yet: retry the poll a few
             // times, then introduce ourselves again.
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 if is_first_contact {
                     let _ = self.graph.set_joined(&peer.rid, false);
                     self.handshake(peer).await;

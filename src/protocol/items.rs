@@ -142,9 +142,9 @@ impl ResponseItems {
             ))
         };
         Ok(match split.kind.as_str() {
-            "events_payload" => {
-                ResponseItems::Events(parse_all(Some(split.events.ok_or_else(|| missing("events"))?)))
-            }
+            "events_payload" => ResponseItems::Events(parse_all(Some(
+                split.events.ok_or_else(|| missing("events"))?,
+            ))),
             "manifests_payload" => ResponseItems::Manifests {
                 manifests: parse_all(Some(split.manifests.ok_or_else(|| missing("manifests"))?)),
                 not_found: good_rids(split.not_found),
@@ -200,7 +200,10 @@ mod tests {
         };
         assert_eq!(items.len(), 6);
         assert!(items[0].is_ok() && items[5].is_ok());
-        let bad: Vec<_> = items[1..5].iter().map(|i| i.as_ref().unwrap_err()).collect();
+        let bad: Vec<_> = items[1..5]
+            .iter()
+            .map(|i| i.as_ref().unwrap_err())
+            .collect();
         assert_eq!(bad[0].kind, BadItemKind::BadRid);
         assert_eq!(bad[1].kind, BadItemKind::BadRid);
         assert_eq!(bad[1].rid.as_deref(), Some("orn:github.event:a/b:nul\0"));

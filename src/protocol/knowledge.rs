@@ -201,14 +201,14 @@ impl Event {
     }
 
     /// The bundle this event carries, without copying it; the event back when it lacks manifest or contents.
-    pub fn into_bundle(self) -> Result<Bundle, Event> {
+    pub fn into_bundle(self) -> Result<Bundle, Box<Event>> {
         match self {
             Event {
                 manifest: Some(manifest),
                 contents: Some(contents),
                 ..
             } => Ok(Bundle { manifest, contents }),
-            other => Err(other),
+            other => Err(Box::new(other)),
         }
     }
 

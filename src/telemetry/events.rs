@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+pub use super::labels::{DedupReason, PollOutcome, RejectReason};
 use super::metrics::{
     DedupLabels, EdgeLabels, Metrics, NeighbourLabels, NodeInfoLabels, PollLabels, RejectLabels,
     RouteLabels, RouteStatusLabels,
 };
 use super::poll_log::PollAttempt;
-pub use super::labels::{DedupReason, PollOutcome, RejectReason};
 
 /// Text from the network made safe for a log line: control characters escaped (`\u{0}`, `\u{1b}`, `\n`) and at
 /// most 300 characters kept.

@@ -22,11 +22,14 @@ pub enum PollOutcome {
     Malformed,
     /// The response was larger than `poll.max_response`.
     TooLarge,
+    /// Signed by a node whose key we do not hold yet, without introducing it: unverifiable, so unused (it happens
+    /// once while the first contact processes our handshake).
+    UnknownSender,
 }
 
 impl PollOutcome {
-    /// The label value: `ok`, `error`, `timeout`, `unknown_node`, `bad_signature`, `wrong_target`, `malformed`
-    /// or `too_large`.
+    /// The label value: `ok`, `error`, `timeout`, `unknown_node`, `bad_signature`, `wrong_target`, `malformed`,
+    /// `too_large` or `unknown_sender`.
     pub fn as_str(self) -> &'static str {
         match self {
             PollOutcome::Ok => "ok",
@@ -37,6 +40,7 @@ impl PollOutcome {
             PollOutcome::WrongTarget => "wrong_target",
             PollOutcome::Malformed => "malformed",
             PollOutcome::TooLarge => "too_large",
+            PollOutcome::UnknownSender => "unknown_sender",
         }
     }
 
@@ -50,6 +54,7 @@ impl PollOutcome {
             "wrong_target" => PollOutcome::WrongTarget,
             "malformed" => PollOutcome::Malformed,
             "too_large" => PollOutcome::TooLarge,
+            "unknown_sender" => PollOutcome::UnknownSender,
             _ => PollOutcome::Error,
         }
     }
@@ -142,4 +147,3 @@ impl fmt::Display for RejectReason {
         f.write_str(self.as_str())
     }
 }
-

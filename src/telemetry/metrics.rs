@@ -195,7 +195,7 @@ impl Metrics {
         registry.register(
             "polls",
             "Poll attempts by neighbour and outcome (ok, error, timeout, unknown_node, bad_signature, wrong_target, \
-             malformed, too_large)",
+             malformed, too_large, unknown_sender)",
             families.polls.clone(),
         );
         registry.register_with_unit(

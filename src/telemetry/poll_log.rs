@@ -220,7 +220,12 @@ mod tests {
                 .timestamp_opt(1_700_000_000 + second, 0)
                 .single()
                 .expect("valid time"),
-            outcome: if events % 2 == 0 { "ok" } else { "timeout" }.to_owned(),
+            outcome: if events.is_multiple_of(2) {
+                "ok"
+            } else {
+                "timeout"
+            }
+            .to_owned(),
             events,
             duration_ms: 3,
             error: (events % 2 == 1).then(|| "timed out after 5s".to_owned()),

@@ -484,6 +484,16 @@ impl Daemon {
 
     /// [`Daemon::start`] with `extra` TOML appended to the config (whole sections, e.g. `[index]\nretention = …`).
     pub fn start_with(root: &Path, coordinator: &PyNode, extra: &str) -> Daemon {
+        Daemon::start_configured(root, coordinator, "", extra)
+    }
+
+    /// [`Daemon::start_with`], with `poll_keys` (TOML lines) added to the `[poll]` section.
+    pub fn start_configured(
+        root: &Path,
+        coordinator: &PyNode,
+        poll_keys: &str,
+        extra: &str,
+    ) -> Daemon {
         let dir = root.join("indexer");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -492,7 +502,7 @@ impl Daemon {
             &config,
             format!(
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
-                 [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
                  [log]\nlevel = \"debug\"\n\n{extra}",
                 coordinator.base_url(),
                 coordinator.rid()
