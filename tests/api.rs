@@ -465,3 +465,48 @@ async fn polls_lists_recent_attempts_per_neighbour_and_rejects_bad_parameters() 
     );
     assert_error(&get(&api.url("/polls?since=today")).await, 400, "since");
 }
+
+#[tokio::test]
+async fn rejected_lists_dead_letters_newest_first_and_rejects_bad_parameters() {
+    let store = Store::with_fixtures();
+    let letters = koi_github_indexer::index::DeadLetters::open(&store.db, 100).unwrap();
+    letters
+        .record(&[
+            koi_github_indexer::index::Rejection {
+                rid: "orn:github.event:a/b:one space".into(),
+                source: "orn:koi-net.node:s+00".into(),
+                reason: "bad_rid",
+                detail: "it contains ' '".into(),
+                item: r#"{"rid":"orn:github.event:a/b:one space"}"#.into(),
+            },
+            koi_github_indexer::index::Rejection {
+                rid: "orn:github.event:a/b:nul\u{0}".into(),
+                source: "orn:koi-net.node:s+00".into(),
+                reason: "malformed",
+                detail: "recursion limit exceeded".into(),
+                item: "[[[".into(),
+            },
+        ])
+        .unwrap();
+    let api = store.serve();
+    let (status, page) = get(&api.url("/rejected")).await;
+    assert_eq!(status, 200);
+    let page = page.as_array().unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(
+        page[0]["rid"], "orn:github.event:a/b:nul\\u{0}",
+        "newest first, escaped"
+    );
+    assert_eq!(page[0]["reason"], "malformed");
+    assert_eq!(page[0]["item"], "", "items only on request");
+    assert_eq!(page[1]["reason"], "bad_rid");
+    let (_, with_items) = get(&api.url("/rejected?items=true&limit=1&offset=1")).await;
+    assert_eq!(
+        with_items[0]["item"],
+        r#"{"rid":"orn:github.event:a/b:one space"}"#
+    );
+    assert_error(&get(&api.url("/rejected?limit=0")).await, 400, "limit");
+    assert_error(&get(&api.url("/rejected?offset=-1")).await, 400, "offset");
+    assert_error(&get(&api.url("/rejected?items=maybe")).await, 400, "items");
+    assert_error(&get(&api.url("/rejected?nope=1")).await, 400, "nope");
+}

@@ -79,6 +79,8 @@ async fn every_command(data_dir: &str, api: &str) -> Vec<(String, String, String
         ],
         vec!["summary"],
         vec!["summary", "--json"],
+        vec!["rejected"],
+        vec!["rejected", "--json"],
     ] {
         let mut args = command.clone();
         args.extend(["--data-dir", data_dir, "--api", api, "-v"]);
@@ -96,6 +98,17 @@ fn check_answers(outputs: &[(String, String, String)]) {
     assert!(repos.contains("c0ffee0"), "latest commit: {repos}");
     let json: Value = serde_json::from_str(find("list-repos --json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
+
+    let rejected = find("rejected");
+    assert!(rejected.starts_with("WHEN"), "{rejected}");
+    assert!(
+        rejected.contains("bad_rid") && rejected.contains("hello-world:bad rid"),
+        "{rejected}"
+    );
+    assert!(
+        rejected.lines().all(|l| l.chars().count() <= 80),
+        "{rejected}"
+    );
 
     let events = find("show-events octo-org/hello-world");
     let lines: Vec<&str> = events.lines().collect();

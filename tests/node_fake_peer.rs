@@ -208,6 +208,7 @@ struct Harness {
     _store: koi_github_indexer::storage::Store,
     index: Index,
     dead_letters: DeadLetters,
+    poll_log: PollLog,
     metrics: Metrics,
     node: Arc<Node>,
     ticks: mpsc::Sender<()>,
@@ -216,6 +217,10 @@ struct Harness {
 
 impl Harness {
     async fn start(peer: &FakePeer) -> Harness {
+        Harness::start_with(peer, |_| {}).await
+    }
+
+    async fn start_with(peer: &FakePeer, adjust: impl FnOnce(&mut NodeSettings)) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity::load_or_create(dir.path(), "indexer", "pw").unwrap();
         let store = koi_github_indexer::storage::open(
@@ -237,10 +242,13 @@ impl Harness {
             max_response: 64 * 1024 * 1024,
             max_buffered: 10_000,
         };
+        let mut settings = settings;
+        adjust(&mut settings);
         let metrics = Metrics::new();
+        let poll_log = PollLog::open(&db).unwrap();
         let telemetry = NodeTelemetry {
             metrics: metrics.clone(),
-            poll_log: PollLog::open(&db).unwrap(),
+            poll_log: poll_log.clone(),
         };
         let dead_letters = DeadLetters::open(&db, 1000).unwrap();
         let node = Node::new(
@@ -259,6 +267,7 @@ impl Harness {
             _store: store,
             index,
             dead_letters,
+            poll_log,
             metrics,
             node,
             ticks,
@@ -751,5 +760,34 @@ async fn poison_pills_in_one_catch_up_batch_cost_only_themselves() {
     h.until("caught up", |h| h.node.caught_up(&peer.rid()))
         .await;
     assert!(h.index.check_consistency().unwrap().is_empty());
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_cap_is_refused_naming_the_neighbour_and_the_cap() {
+    let peer = FakePeer::start().await;
+    let h = Harness::start_with(&peer, |s| s.max_response = 16 * 1024).await;
+    h.until("joined", |_| {
+        peer.paths().iter().any(|p| p == "events/poll")
+    })
+    .await;
+    let mut big = github_bundle("big", 1);
+    big.contents
+        .insert("blob".into(), "x".repeat(64 * 1024).into());
+    let big = Bundle::generate(big.rid().clone(), big.contents);
+    peer.queue(Event::from_bundle(EventType::New, big));
+    h.until("the oversized response is refused", |h| {
+        h.metric_with("koi_indexer_polls_total", "outcome=\"too_large\"") >= 1.0
+    })
+    .await;
+    assert!(!h.has("big"));
+    let attempts = h.poll_log.recent(None, 10).unwrap();
+    assert!(
+        attempts.iter().any(|a| a
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("16384 bytes") && e.contains(&peer.url()))),
+        "{attempts:?}"
+    );
     h.stop().await;
 }

@@ -73,6 +73,17 @@ impl Store {
         for b in fixture_bundles() {
             index.apply_bundle(&b).unwrap();
         }
+        // One dead letter, so `rejected` has something to show.
+        DeadLetters::open(&db, 100)
+            .unwrap()
+            .record(&[koi_github_indexer::index::Rejection {
+                rid: "orn:github.event:octo-org/hello-world:bad rid".into(),
+                source: "orn:koi-net.node:sensor+00".into(),
+                reason: "bad_rid",
+                detail: "it contains ' '".into(),
+                item: String::new(),
+            }])
+            .unwrap();
         db.flush().unwrap();
         let poll_log = PollLog::open(&db).unwrap();
         Store {
