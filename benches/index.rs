@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index};
+use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index, IndexOptions};
+use koi_github_indexer::node::inbox::Inbox;
 use koi_github_indexer::node::pipeline::CHUNK as APPLY_BATCH;
 use koi_github_indexer::protocol::knowledge::hash_contents;
-use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
+use koi_github_indexer::protocol::{Bundle, Event, EventType, Manifest, Rid, Timestamp};
+use koi_github_indexer::storage::StoreOptions;
 
 const REPOS: usize = 20;
 const CHUNK: usize = 10_000;
@@ -213,53 +215,171 @@ fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration)
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-fn run(n: usize, batch_size: usize) {
+/// The webhook fixtures of `tests/fixtures/webhooks/` as bundle contents (real-size payloads).
+fn webhook_fixtures() -> Vec<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("webhook fixtures")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            let doc: Value =
+                serde_json::from_slice(&std::fs::read(f).expect("read")).expect("JSON");
+            doc["contents"].clone()
+        })
+        .collect()
+}
+
+/// Event `n` of the webhook mix: a fixture, in one of the 20 repositories, made unique by its delivery number.
+fn webhook_event(fixtures: &[Value], n: usize) -> Bundle {
+    let mut contents = fixtures[n % fixtures.len()].clone();
+    let name = repo_name(if n.is_multiple_of(2) {
+        0
+    } else {
+        1 + n % (REPOS - 1)
+    });
+    contents["repository"]["full_name"] = name.clone().into();
+    contents["repository"]["html_url"] = format!("https://github.com/{name}").into();
+    contents["payload"]["delivery"] = n.into();
+    let Value::Object(contents) = contents else {
+        unreachable!("fixture contents are objects")
+    };
+    let rid = Rid::parse(&format!("orn:github.event:{name}:delivery-{n}")).expect("valid RID");
+    Bundle {
+        manifest: Manifest {
+            rid,
+            timestamp: Timestamp::parse("2026-11-24T12:00:00Z").expect("valid time"),
+            sha256_hash: hash_contents(&contents),
+            extra: Map::new(),
+        },
+        contents,
+    }
+}
+
+/// Peak resident memory of this process so far (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// The synthetic 4.3 KB bundles of [`event`].
+    Synthetic,
+    /// The webhook fixtures (4–11 KB).
+    Webhooks,
+}
+
+fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     let dir = match std::env::var_os("INDEX_BENCH_DIR") {
         Some(base) => tempfile::tempdir_in(base),
         None => tempfile::tempdir(),
     }
     .expect("temporary directory");
-    let db = sled::open(dir.path().join("db")).expect("open sled");
-    let index = Index::open(&db).expect("open index");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("runtime");
+    let db_path = dir.path().join("db");
+    let store =
+        koi_github_indexer::storage::open(&db_path, StoreOptions::default()).expect("open sled");
+    let db = store.db.clone();
+    let index = Index::open_with(&db, IndexOptions { keep_contents }).expect("open index");
+    let inbox = Inbox::open(&db).expect("open inbox");
+    let source = Rid::parse(
+        "orn:koi-net.node:bench_sensor+0000000000000000000000000000000000000000000000000000000000000000",
+    )
+    .expect("valid RID");
+    let fixtures = webhook_fixtures();
 
     let mut ingest = Duration::ZERO;
     let mut bytes = 0usize;
     let mut done = 0;
     while done < n {
-        let chunk: Vec<Bundle> = (done..n.min(done + CHUNK)).map(event).collect();
+        let chunk: Vec<Bundle> = (done..n.min(done + CHUNK))
+            .map(|i| match mix {
+                Mix::Synthetic => event(i),
+                Mix::Webhooks => webhook_event(&fixtures, i),
+            })
+            .collect();
         bytes += chunk
             .iter()
             .map(|b| serde_json::to_vec(b).map(|v| v.len()).unwrap_or(0))
             .sum::<usize>();
+        let total = chunk.len();
+        // Owned batches, as the poll task holds them (splitting is not timed).
+        let batches: Vec<Vec<Bundle>> = chunk.chunks(batch_size).map(<[Bundle]>::to_vec).collect();
+        drop(chunk);
         let start = Instant::now();
-        // Two stages, as in the node: poll tasks check hashes (on tokio's blocking pool) while the inbox consumer
-        // writes the batches before them into the index.
-        let bundles: &[Bundle] = &chunk;
+        // Two stages, as in the node: a poll task checks hashes and makes the events durable in the inbox, while
+        // the writer thread reads the inbox in chunks, indexes them in one transaction each, flushes, and removes
+        // the entries.
+        let (pushed_tx, pushed_rx) = std::sync::mpsc::sync_channel::<()>(4);
         std::thread::scope(|scope| {
-            let (checked_tx, checked_rx) = std::sync::mpsc::sync_channel::<&[Bundle]>(2);
+            let inbox_w = inbox.clone();
+            let source = &source;
+            let db_w = db.clone();
             scope.spawn(move || {
-                for batch in bundles.chunks(batch_size) {
-                    for bundle in batch {
-                        bundle.verify_hash().expect("hash");
-                    }
-                    if checked_tx.send(batch).is_err() {
+                for batch in batches {
+                    let events: Vec<Event> = batch
+                        .into_iter()
+                        .map(|bundle| {
+                            bundle.verify_hash().expect("hash");
+                            Event::from_bundle(EventType::New, bundle)
+                        })
+                        .collect();
+                    inbox_w.push(source, events, true).expect("inbox push");
+                    db_w.flush().expect("flush inbox");
+                    if pushed_tx.send(()).is_err() {
                         return;
                     }
                 }
             });
-            for batch in checked_rx {
-                index.apply_bundles(batch).expect("apply");
+            let mut indexed = 0;
+            while indexed < total {
+                let entries = inbox.chunk(batch_size, |_| false);
+                if entries.is_empty() {
+                    let _ = pushed_rx.recv_timeout(Duration::from_millis(50));
+                    continue;
+                }
+                let mut keys = Vec::with_capacity(entries.len());
+                let bundles: Vec<Bundle> = entries
+                    .into_iter()
+                    .map(|entry| {
+                        let (key, entry) = entry.expect("inbox entry");
+                        keys.push(key);
+                        entry.event.into_bundle().expect("full event")
+                    })
+                    .collect();
+                index.apply_bundles(&bundles).expect("apply");
+                db.flush().expect("flush");
+                inbox.remove(&keys).expect("remove");
+                indexed += keys.len();
             }
         });
         ingest += start.elapsed();
-        done += chunk.len();
+        done += total;
     }
-    let start = Instant::now();
-    runtime.block_on(index.flush_async()).expect("flush");
-    let flush = start.elapsed();
     assert_eq!(index.counts().expect("counts").events, n as u64);
 
     let plain = first_page_latency(&index, &EventQuery::default());
@@ -270,19 +390,27 @@ fn run(n: usize, batch_size: usize) {
             ..EventQuery::default()
         },
     );
-    let size_on_disk = db.size_on_disk().unwrap_or(0);
+    db.flush().expect("flush");
+    let on_disk = dir_size(&db_path);
     println!(
-        "{n:>9} events ({:.1} KB/bundle, {batch_size} per transaction): ingest {:>7.0} events/s ({:.1} s, then flush {:.2} s); \
-         first page p50 {:>6.0} µs p99 {:>6.0} µs; with event_type p50 {:>6.0} µs p99 {:>6.0} µs; store {} MB",
+        "{:<9} {n:>9} events ({:.1} KB/bundle, contents {}, {batch_size} per transaction): ingest {:>7.0} events/s \
+         ({:.1} s, inbox write and read included); first page p50 {:>4.0} µs p99 {:>5.0} µs; with event_type p50 \
+         {:>4.0} µs p99 {:>5.0} µs; store {:.1} MB = {:.0} B/event; peak RSS {:.0} MB",
+        match mix {
+            Mix::Synthetic => "synthetic",
+            Mix::Webhooks => "webhooks",
+        },
         bytes as f64 / n as f64 / 1024.0,
+        if keep_contents { "kept" } else { "not kept" },
         n as f64 / ingest.as_secs_f64(),
         ingest.as_secs_f64(),
-        flush.as_secs_f64(),
         plain.0.as_secs_f64() * 1e6,
         plain.1.as_secs_f64() * 1e6,
         pushes.0.as_secs_f64() * 1e6,
         pushes.1.as_secs_f64() * 1e6,
-        size_on_disk / 1_000_000,
+        on_disk as f64 / 1e6,
+        on_disk as f64 / n as f64,
+        peak_rss() as f64 / 1e6,
     );
 }
 
@@ -310,7 +438,15 @@ fn main() {
         .map(|b| b.parse().expect("INDEX_BENCH_BATCH: a number ≥ 1"))
         .unwrap_or(APPLY_BATCH)
         .max(1);
+    let mixes = match std::env::var("INDEX_BENCH_MIX").as_deref() {
+        Ok("synthetic") => vec![Mix::Synthetic],
+        Ok("webhooks") => vec![Mix::Webhooks],
+        _ => vec![Mix::Synthetic, Mix::Webhooks],
+    };
+    let keep_contents = std::env::var("INDEX_BENCH_KEEP_CONTENTS").as_deref() != Ok("0");
     for n in sizes {
-        run(n, batch_size);
+        for &mix in &mixes {
+            run(n, batch_size, mix, keep_contents);
+        }
     }
 }

@@ -562,8 +562,18 @@ fn event_details(details: &EventDetails) -> String {
             let _ = writeln!(out, "{name:<12} {value}");
         }
     }
-    let contents = serde_json::to_string_pretty(&details.bundle.contents).unwrap_or_default();
-    let _ = writeln!(out, "contents:\n{contents}");
+    match &details.bundle.contents {
+        Some(contents) => {
+            let contents = serde_json::to_string_pretty(contents).unwrap_or_default();
+            let _ = writeln!(out, "contents:\n{contents}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "contents:    not kept (index.keep_contents = false, or pruned by retention)"
+            );
+        }
+    }
     out
 }
 

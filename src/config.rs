@@ -184,6 +184,9 @@ pub struct IndexConfig {
     /// Drop events older than this (humantime, e.g. `90d`); unset keeps everything.
     #[serde(default, deserialize_with = "de_opt_duration")]
     pub retention: Option<Duration>,
+    /// Keep each event's contents (compressed) beside its row; `false` keeps rows and manifests only.
+    #[serde(default = "default_true")]
+    pub keep_contents: bool,
 }
 
 /// `[log]`
@@ -250,6 +253,9 @@ fn default_rid_types() -> Vec<RidType> {
         RidType::parse(RidType::GITHUB_REPO).unwrap_or_else(|_| unreachable!()),
     ]
 }
+fn default_true() -> bool {
+    true
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -304,6 +310,7 @@ impl Default for IndexConfig {
         IndexConfig {
             rid_types: default_rid_types(),
             retention: None,
+            keep_contents: true,
         }
     }
 }

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::NodeStatus;
 use crate::config::Config;
-use crate::index::{DeadLetters, Index};
+use crate::index::{DeadLetters, Index, IndexOptions};
 use crate::node::identity::Identity;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
 use crate::protocol::Timestamp;
@@ -33,11 +33,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let data_dir = data_dir.clone();
         let name = config.node.name.clone();
         let cache_bytes = config.storage.cache;
+        let keep_contents = config.index.keep_contents;
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let identity = Identity::load_or_create(&data_dir, &name, &password)?;
             let db_path = data_dir.join(DB_DIR);
             let store = storage::open(&db_path, StoreOptions { cache_bytes })?;
-            let index = Index::open(&store.db)
+            let options = IndexOptions { keep_contents };
+            let index = Index::open_with(&store.db, options)
                 .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
             Ok((identity, store, index))
         })

@@ -16,8 +16,7 @@
 //! |---|---|---|
 //! | `index.meta` | `schema_version` | u32 BE ([`SCHEMA_VERSION`]) |
 //! | | `count:events`, `count:repos`, `type:<event_type>` | u64 BE counters |
-//! | `index.manifests` | RID | manifest JSON (dedupe state; a tombstone after retention prunes the event) |
-//! | `index.contents` | RID | bundle contents JSON |
+//! | `index.bundles` | RID | manifest JSON and zstd-compressed contents JSON as one value ([`held`]; the dedupe state; contents dropped when retention prunes the event or `keep_contents` is off) |
 //! | `index.events` | event RID | [`EventRow`] JSON |
 //! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
 //! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
@@ -34,6 +33,7 @@
 pub mod dead_letters;
 pub mod error;
 pub mod github;
+pub mod held;
 pub mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetters, Rejection};
@@ -42,7 +42,8 @@ pub use github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
 };
 pub use store::{
-    parse_repo_ref, Counts, EventDetails, EventQuery, Index, Repository, SCHEMA_VERSION,
+    parse_repo_ref, Counts, EventDetails, EventQuery, HeldBundle, Index, IndexOptions, Repository,
+    SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

@@ -13,6 +13,7 @@ use super::error::IndexError;
 use super::github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails,
 };
+use super::held;
 use super::ApplyOutcome;
 use crate::protocol::{
     Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
@@ -23,13 +24,16 @@ use crate::protocol::{
 /// * 0: bundles only (`index.rid_cache`).
 /// * 1: rows and indexes; `index.by_commit` keys were `sha ␀ event_rid`.
 /// * 2: `index.by_commit` keys are `sha ␀ time event_rid`, so commit queries page in time order inside the index.
-pub const SCHEMA_VERSION: u32 = 2;
+/// * 3: `index.manifests` + `index.contents` became `index.bundles`, one value per RID with the contents compressed.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Tree names. All start with `index.`: the database is shared with the node's own trees.
 mod trees {
     pub const META: &str = "index.meta";
-    pub const MANIFESTS: &str = "index.manifests";
-    pub const CONTENTS: &str = "index.contents";
+    pub const BUNDLES: &str = super::super::held::TREE;
+    /// Schema 2 and before kept manifests and contents apart; migrated into `BUNDLES` by [`super::Index::open`].
+    pub const LEGACY_MANIFESTS: &str = "index.manifests";
+    pub const LEGACY_CONTENTS: &str = "index.contents";
     pub const EVENTS: &str = "index.events";
     pub const REPOS: &str = "index.repos";
     pub const BY_REPO_TIME: &str = "index.by_repo_time";
@@ -61,8 +65,8 @@ enum Prepared<'a> {
 /// What [`Tx::write`] writes for one bundle.
 struct PreparedWrite<'a> {
     bundle: &'a Bundle,
-    manifest_bytes: Vec<u8>,
-    contents_bytes: Vec<u8>,
+    /// The held value: manifest and (when kept) compressed contents ([`held`]).
+    held: Vec<u8>,
     /// Repository details the bundle tells, and the time they are from.
     details: RepoDetails,
     at: i64,
@@ -73,12 +77,12 @@ struct PreparedWrite<'a> {
 impl<'a> Prepared<'a> {
     /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
     /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
-    fn of(bundle: &'a Bundle) -> Prepared<'a> {
-        Prepared::try_of(bundle)
+    fn of(bundle: &'a Bundle, keep_contents: bool) -> Prepared<'a> {
+        Prepared::try_of(bundle, keep_contents)
             .unwrap_or_else(|e| Prepared::Done(ApplyOutcome::Invalid(e.to_string())))
     }
 
-    fn try_of(bundle: &'a Bundle) -> Result<Prepared<'a>, IndexError> {
+    fn try_of(bundle: &'a Bundle, keep_contents: bool) -> Result<Prepared<'a>, IndexError> {
         let rid = bundle.rid();
         let (details, at, event) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
@@ -88,7 +92,7 @@ impl<'a> Prepared<'a> {
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             let at = row_micros(&row)?;
             let entries = Entries::of(&row)?;
-            let row_bytes = serde_json::to_vec(&row)?;
+            let row_bytes = encode_row(&row)?;
             (
                 repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
@@ -106,8 +110,13 @@ impl<'a> Prepared<'a> {
         };
         Ok(Prepared::Write(Box::new(PreparedWrite {
             bundle,
-            manifest_bytes: serde_json::to_vec(&bundle.manifest)?,
-            contents_bytes: serde_json::to_vec(&bundle.contents)?,
+            held: held::encode(
+                &serde_json::to_vec(&bundle.manifest)?,
+                keep_contents
+                    .then(|| serde_json::to_vec(&bundle.contents))
+                    .transpose()?
+                    .as_deref(),
+            )?,
             details,
             at,
             event,
@@ -121,9 +130,9 @@ pub struct Index {
     /// Schema version and counters (`count:events`, `count:repos`, `type:<event_type>`).
     meta: Tree,
     /// RID → manifest JSON of the bundle held (the dedupe state; kept as a tombstone when retention prunes).
-    manifests: Tree,
-    /// RID → bundle contents JSON (the RID cache; with `manifests`, the bundle).
-    contents: Tree,
+    bundles: Tree,
+    /// Whether bundle contents are kept (`index.keep_contents`); rows and manifests always are.
+    keep_contents: bool,
     /// event RID → [`EventRow`] JSON.
     events: Tree,
     /// repo RID → repository record JSON.
@@ -173,8 +182,34 @@ pub struct EventDetails {
     /// The row.
     #[serde(flatten)]
     pub row: EventRow,
-    /// The bundle held in the RID cache.
-    pub bundle: Bundle,
+    /// The bundle held in the RID cache (its contents `null` when not kept).
+    pub bundle: HeldBundle,
+    /// Whether the contents are kept (`index.keep_contents`, and not pruned).
+    pub contents_kept: bool,
+}
+
+/// A held bundle: the manifest always, the contents when kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldBundle {
+    /// Identity, time and hash of the contents.
+    pub manifest: Manifest,
+    /// The contents, as received; `None` when `index.keep_contents = false`.
+    pub contents: Option<Contents>,
+}
+
+/// How the index keeps what it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IndexOptions {
+    /// Keep each bundle's contents (compressed) beside its row and manifest (`index.keep_contents`).
+    pub keep_contents: bool,
+}
+
+impl Default for IndexOptions {
+    fn default() -> Self {
+        IndexOptions {
+            keep_contents: true,
+        }
+    }
 }
 
 /// Totals for `/status` and `summary`.
@@ -249,6 +284,87 @@ fn decode<T: DeserializeOwned>(
         tree,
         key: printable(key),
         problem: format!("cannot decode the entry: {e}"),
+    })
+}
+
+/// A row as stored: short keys, and without the three RIDs, which its key (the event RID) gives.
+#[derive(Serialize)]
+struct StoredRowOut<'a> {
+    t: &'a str,
+    ts: &'a str,
+    #[serde(skip_serializing_if = "is_event_time")]
+    src: super::TimeSource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha: Option<&'a str>,
+    s: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    u: Option<&'a str>,
+}
+
+fn is_event_time(source: &super::TimeSource) -> bool {
+    *source == super::TimeSource::Event
+}
+
+/// A row as read: the short form, or the full [`EventRow`] JSON that schema 1 and 2 wrote (aliases).
+#[derive(Deserialize)]
+struct StoredRowIn {
+    #[serde(rename = "t", alias = "event_type")]
+    event_type: String,
+    #[serde(rename = "ts", alias = "timestamp")]
+    timestamp: String,
+    #[serde(rename = "src", alias = "time_source", default = "event_time")]
+    time_source: super::TimeSource,
+    #[serde(rename = "sha", alias = "commit_sha", default)]
+    commit_sha: Option<String>,
+    #[serde(rename = "s", alias = "summary")]
+    summary: String,
+    #[serde(rename = "a", alias = "action", default)]
+    action: Option<String>,
+    #[serde(rename = "u", alias = "actor", default)]
+    actor: Option<String>,
+}
+
+fn event_time() -> super::TimeSource {
+    super::TimeSource::Event
+}
+
+fn encode_row(row: &EventRow) -> Result<Vec<u8>, IndexError> {
+    Ok(serde_json::to_vec(&StoredRowOut {
+        t: &row.event_type,
+        ts: &row.timestamp,
+        src: row.time_source,
+        sha: row.commit_sha.as_deref(),
+        s: &row.summary,
+        a: row.action.as_deref(),
+        u: row.actor.as_deref(),
+    })?)
+}
+
+/// The row stored under `key` (an event RID).
+fn decode_row(key: &[u8], bytes: &[u8]) -> Result<EventRow, IndexError> {
+    let stored: StoredRowIn = decode(trees::EVENTS, key, bytes)?;
+    let corrupt = |problem: String| IndexError::Corrupt {
+        tree: trees::EVENTS,
+        key: printable(key),
+        problem,
+    };
+    let rid = std::str::from_utf8(key).map_err(|e| corrupt(format!("key is not UTF-8: {e}")))?;
+    let event = Rid::parse(rid)
+        .and_then(|r| GithubEventRid::from_rid(&r))
+        .map_err(|e| corrupt(e.to_string()))?;
+    Ok(EventRow {
+        event_rid: rid.to_owned(),
+        repo_rid: event.repo_rid().rid().to_string(),
+        event_type: stored.event_type,
+        timestamp: stored.timestamp,
+        time_source: stored.time_source,
+        commit_sha: stored.commit_sha,
+        summary: stored.summary,
+        bundle_rid: rid.to_owned(),
+        action: stored.action,
+        actor: stored.actor,
     })
 }
 
@@ -351,8 +467,7 @@ impl Entries {
 /// The trees inside one transaction.
 struct Tx<'a> {
     meta: &'a TransactionalTree,
-    manifests: &'a TransactionalTree,
-    contents: &'a TransactionalTree,
+    bundles: &'a TransactionalTree,
     events: &'a TransactionalTree,
     repos: &'a TransactionalTree,
     by_repo_time: &'a TransactionalTree,
@@ -388,8 +503,11 @@ impl Tx<'_> {
 
     /// `Some(outcome)` when the bundle must not be written ([`Manifest::freshness`]: same hash as held, or older).
     fn dedupe(&self, rid: &Rid, manifest: &Manifest) -> TxResult<Option<ApplyOutcome>> {
-        let held: Option<Manifest> =
-            Tx::get(self.manifests, trees::MANIFESTS, rid.as_str().as_bytes())?;
+        let key = rid.as_str().as_bytes();
+        let held = match self.bundles.get(key)? {
+            Some(value) => Some(held::manifest(key, &value).map_err(abort)?),
+            None => None,
+        };
         Ok(match manifest.freshness(held.as_ref()) {
             Freshness::Unchanged => Some(ApplyOutcome::Unchanged),
             Freshness::Stale => Some(ApplyOutcome::Stale),
@@ -465,14 +583,13 @@ impl Tx<'_> {
             return Ok(outcome);
         }
         let key = w.bundle.rid().as_str().as_bytes();
-        let old_manifest = self.manifests.insert(key, w.manifest_bytes.as_slice())?;
-        self.contents.insert(key, w.contents_bytes.as_slice())?;
+        let old_manifest = self.bundles.insert(key, w.held.as_slice())?;
         let (new, repo_rid) = match &w.event {
             Some((row, entries, row_bytes)) => {
                 let old = self.events.insert(key, row_bytes.as_slice())?;
                 match &old {
                     Some(bytes) => {
-                        let old: EventRow = decode(trees::EVENTS, key, bytes).map_err(abort)?;
+                        let old = decode_row(key, bytes).map_err(abort)?;
                         self.remove_entries(&Entries::of(&old).map_err(abort)?)?;
                     }
                     None => self.add(EVENTS_COUNT, 1)?,
@@ -490,11 +607,15 @@ impl Tx<'_> {
     /// Removes an event row, its index entries and its contents; adjusts the counts. The manifest is left to the
     /// caller (FORGET removes it, retention keeps it as a tombstone).
     fn remove_event(&self, rid: &[u8], now: &str) -> TxResult<bool> {
-        self.contents.remove(rid)?;
+        if let Some(value) = self.bundles.get(rid)? {
+            if let Some(tombstone) = held::without_contents(rid, &value).map_err(abort)? {
+                self.bundles.insert(rid, tombstone)?;
+            }
+        }
         let Some(bytes) = self.events.remove(rid)? else {
             return Ok(false);
         };
-        let row: EventRow = decode(trees::EVENTS, rid, &bytes).map_err(abort)?;
+        let row = decode_row(rid, &bytes).map_err(abort)?;
         self.remove_entries(&Entries::of(&row).map_err(abort)?)?;
         self.add(EVENTS_COUNT, -1)?;
         self.touch_repo(&row.repo_rid, now, -1, None)?;
@@ -522,12 +643,18 @@ pub fn parse_repo_ref(text: &str) -> Result<GithubRepoRid, IndexError> {
 }
 
 impl Index {
-    /// Opens (creating if needed) the index trees in the shared database and checks their schema version.
+    /// Opens (creating if needed) the index trees in the shared database with the default options (contents kept),
+    /// checks their schema version, and upgrades an older store in place.
     pub fn open(db: &sled::Db) -> Result<Index, IndexError> {
+        Index::open_with(db, IndexOptions::default())
+    }
+
+    /// [`Index::open`] with options. Blocking (an upgrade rewrites the store): call it off the async runtime.
+    pub fn open_with(db: &sled::Db, options: IndexOptions) -> Result<Index, IndexError> {
         let index = Index {
             meta: db.open_tree(trees::META)?,
-            manifests: db.open_tree(trees::MANIFESTS)?,
-            contents: db.open_tree(trees::CONTENTS)?,
+            bundles: db.open_tree(trees::BUNDLES)?,
+            keep_contents: options.keep_contents,
             events: db.open_tree(trees::EVENTS)?,
             repos: db.open_tree(trees::REPOS)?,
             by_repo_time: db.open_tree(trees::BY_REPO_TIME)?,
@@ -552,9 +679,10 @@ impl Index {
                 }
                 if found == 1 {
                     index.migrate_commit_keys()?;
-                    index
-                        .meta
-                        .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+                    index.meta.insert(SCHEMA_KEY, &2u32.to_be_bytes())?;
+                }
+                if found <= 2 {
+                    index.migrate_bundles(db)?;
                 }
             }
             None => {
@@ -565,6 +693,58 @@ impl Index {
             }
         }
         Ok(index)
+    }
+
+    /// Schema 2 → 3: `index.manifests` and `index.contents` become one value per RID in `index.bundles`, contents
+    /// compressed ([`held`]). Safe to repeat after a crash: `index.bundles` is rebuilt from scratch while the old
+    /// trees exist, the version is written after, and only then are the old trees dropped.
+    fn migrate_bundles(&self, db: &sled::Db) -> Result<(), IndexError> {
+        let has = |name: &str| {
+            db.tree_names()
+                .iter()
+                .any(|n| n.as_ref() == name.as_bytes())
+        };
+        if has(trees::LEGACY_MANIFESTS) {
+            tracing::info!(
+                "upgrading the index to schema 3: manifest and compressed contents as one value"
+            );
+            let manifests = db.open_tree(trees::LEGACY_MANIFESTS)?;
+            let contents = db.open_tree(trees::LEGACY_CONTENTS)?;
+            self.bundles.clear()?;
+            let mut batch = sled::Batch::default();
+            let mut done = 0u64;
+            for entry in manifests.iter() {
+                let (key, manifest) = entry?;
+                let kept = if self.keep_contents {
+                    contents.get(&key)?
+                } else {
+                    None
+                };
+                batch.insert(key, held::encode(&manifest, kept.as_deref())?);
+                done += 1;
+                if done.is_multiple_of(1000) {
+                    self.bundles.apply_batch(std::mem::take(&mut batch))?;
+                    if done.is_multiple_of(100_000) {
+                        tracing::info!(
+                            bundles = done,
+                            "upgrading the index: bundles rewritten so far"
+                        );
+                    }
+                }
+            }
+            self.bundles.apply_batch(batch)?;
+            self.bundles.flush()?;
+            tracing::info!(bundles = done, "upgraded the index to schema 3");
+        }
+        self.meta
+            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+        self.meta.flush()?;
+        for name in [trees::LEGACY_MANIFESTS, trees::LEGACY_CONTENTS] {
+            if has(name) {
+                db.drop_tree(name)?;
+            }
+        }
+        Ok(())
     }
 
     /// Schema 0 kept only bundles, in `index.rid_cache`: index them into rows, then drop that tree. Safe to repeat
@@ -625,8 +805,7 @@ impl Index {
     fn transaction<T>(&self, f: impl Fn(&Tx) -> TxResult<T>) -> Result<T, IndexError> {
         Ok((
             &self.meta,
-            &self.manifests,
-            &self.contents,
+            &self.bundles,
             &self.events,
             &self.repos,
             &self.by_repo_time,
@@ -635,21 +814,10 @@ impl Index {
             &self.repo_commits,
         )
             .transaction(
-                |(
-                    meta,
-                    manifests,
-                    contents,
-                    events,
-                    repos,
-                    by_repo_time,
-                    by_type,
-                    by_commit,
-                    repo_commits,
-                )| {
+                |(meta, bundles, events, repos, by_repo_time, by_type, by_commit, repo_commits)| {
                     f(&Tx {
                         meta,
-                        manifests,
-                        contents,
+                        bundles,
                         events,
                         repos,
                         by_repo_time,
@@ -680,7 +848,10 @@ impl Index {
     /// the reason. Should the batch's transaction fail for any reason but storage, the bundles are written one by
     /// one, so only the culprit is refused. The outer error is a storage failure only: nothing was written.
     pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Prepared<'_>> = bundles.iter().map(Prepared::of).collect();
+        let prepared: Vec<Prepared<'_>> = bundles
+            .iter()
+            .map(|b| Prepared::of(b, self.keep_contents))
+            .collect();
         if prepared.iter().all(|p| matches!(p, Prepared::Done(_))) {
             return Ok(prepared
                 .into_iter()
@@ -713,7 +884,7 @@ impl Index {
         let is_repo = rid.is_type(RidType::GITHUB_REPO);
         let now = now_text();
         self.transaction(|tx| {
-            let had_bundle = tx.manifests.remove(key)?.is_some();
+            let had_bundle = tx.bundles.remove(key)?.is_some();
             let had_row = tx.remove_event(key, &now)?;
             let mut had_repo = false;
             if is_repo {
@@ -732,9 +903,9 @@ impl Index {
     /// The manifest held for `rid`, if any (the node skips fetching bundles it already has).
     pub fn cached_manifest(&self, rid: &Rid) -> Result<Option<Manifest>, IndexError> {
         let key = rid.as_str().as_bytes();
-        self.manifests
+        self.bundles
             .get(key)?
-            .map(|bytes| decode(trees::MANIFESTS, key, &bytes))
+            .map(|value| held::manifest(key, &value))
             .transpose()
     }
 
@@ -860,7 +1031,7 @@ impl Index {
 
     fn row(&self, index: &'static str, rid: &[u8]) -> Result<EventRow, IndexError> {
         match self.events.get(rid)? {
-            Some(bytes) => decode(trees::EVENTS, rid, &bytes),
+            Some(bytes) => decode_row(rid, &bytes),
             None => Err(IndexError::Corrupt {
                 tree: index,
                 key: printable(rid),
@@ -919,24 +1090,18 @@ impl Index {
         let Some(bytes) = self.events.get(key)? else {
             return Ok(None);
         };
-        let row: EventRow = decode(trees::EVENTS, key, &bytes)?;
-        let manifest = self.cached_manifest(rid)?;
-        let contents: Option<Contents> = self
-            .contents
-            .get(key)?
-            .map(|bytes| decode(trees::CONTENTS, key, &bytes))
-            .transpose()?;
-        match (manifest, contents) {
-            (Some(manifest), Some(contents)) => Ok(Some(EventDetails {
-                row,
-                bundle: Bundle { manifest, contents },
-            })),
-            _ => Err(IndexError::Corrupt {
-                tree: trees::CONTENTS,
-                key: printable(key),
-                problem: "the event row has no cached bundle".into(),
-            }),
-        }
+        let row = decode_row(key, &bytes)?;
+        let value = self.bundles.get(key)?.ok_or_else(|| IndexError::Corrupt {
+            tree: trees::BUNDLES,
+            key: printable(key),
+            problem: "the event row has no cached bundle".into(),
+        })?;
+        let (manifest, contents) = held::decode(key, &value)?;
+        Ok(Some(EventDetails {
+            row,
+            contents_kept: contents.is_some(),
+            bundle: HeldBundle { manifest, contents },
+        }))
     }
 
     /// A page of the events naming a commit, newest first. `sha` may be abbreviated (at least 4 hex digits).
@@ -1047,12 +1212,16 @@ impl Index {
         let mut events = 0;
         for entry in self.events.iter() {
             let (key, value) = entry?;
-            let row: EventRow = decode(trees::EVENTS, &key, &value)?;
+            let row = decode_row(&key, &value)?;
             events += 1;
             *by_type.entry(row.event_type.clone()).or_default() += 1;
             *per_repo.entry(row.repo_rid.clone()).or_default() += 1;
-            if !self.manifests.contains_key(&key)? || !self.contents.contains_key(&key)? {
-                problems.push(format!("{}: no cached bundle", printable(&key)));
+            match self.bundles.get(&key)? {
+                None => problems.push(format!("{}: no cached bundle", printable(&key))),
+                Some(value) if self.keep_contents && !held::has_contents(&key, &value)? => {
+                    problems.push(format!("{}: no cached contents", printable(&key)))
+                }
+                Some(_) => {}
             }
             let e = Entries::of(&row)?;
             expected

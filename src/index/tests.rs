@@ -15,9 +15,13 @@ pub(crate) struct TempIndex {
 }
 
 pub(crate) fn temp_index() -> TempIndex {
+    temp_index_with(IndexOptions::default())
+}
+
+pub(crate) fn temp_index_with(options: IndexOptions) -> TempIndex {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
-    let index = Index::open(&db).unwrap();
+    let index = Index::open_with(&db, options).unwrap();
     TempIndex {
         _dir: dir,
         db,
@@ -172,7 +176,10 @@ fn every_fixture_becomes_a_row_with_repositories_and_counts() {
         .unwrap()
         .unwrap();
     assert_eq!(details.row, page[0]);
-    assert_eq!(details.bundle, fixture_bundles()[3]);
+    let held = fixture_bundles()[3].clone();
+    assert_eq!(details.bundle.manifest, held.manifest);
+    assert_eq!(details.bundle.contents, Some(held.contents));
+    assert!(details.contents_kept);
     assert_consistent(&t.index);
 }
 
@@ -549,6 +556,118 @@ fn a_store_written_by_a_newer_version_is_refused_clearly() {
     assert!(err.to_string().contains("newer version"), "{err}");
 }
 
+/// Turns a current store back into what schema 1 wrote: rows as full `EventRow` JSON, manifests and contents in
+/// two trees (JSON), commit keys without their time, and `schema_version` 1.
+fn downgrade_to_schema_1(db: &sled::Db, index: &Index) {
+    let events = db.open_tree("index.events").unwrap();
+    let keys: Vec<_> = events.iter().keys().map(Result::unwrap).collect();
+    for key in keys {
+        let rid = Rid::parse(std::str::from_utf8(&key).unwrap()).unwrap();
+        let row = index.event(&rid).unwrap().unwrap().row;
+        events
+            .insert(&key, serde_json::to_vec(&row).unwrap())
+            .unwrap();
+    }
+    let bundles = db.open_tree("index.bundles").unwrap();
+    let manifests = db.open_tree("index.manifests").unwrap();
+    let contents = db.open_tree("index.contents").unwrap();
+    for entry in bundles.iter() {
+        let (key, value) = entry.unwrap();
+        let (manifest, held) = crate::index::held::decode(&key, &value).unwrap();
+        manifests
+            .insert(&key, serde_json::to_vec(&manifest).unwrap())
+            .unwrap();
+        if let Some(held) = held {
+            contents
+                .insert(&key, serde_json::to_vec(&held).unwrap())
+                .unwrap();
+        }
+    }
+    db.drop_tree("index.bundles").unwrap();
+    let by_commit = db.open_tree("index.by_commit").unwrap();
+    let old: Vec<_> = by_commit.iter().keys().map(Result::unwrap).collect();
+    by_commit.clear().unwrap();
+    for key in old {
+        let sep = key.iter().position(|b| *b == 0).unwrap();
+        let mut v1 = key[..=sep].to_vec();
+        v1.extend_from_slice(&key[sep + 1 + 8..]);
+        by_commit.insert(v1, &[]).unwrap();
+    }
+    db.open_tree("index.meta")
+        .unwrap()
+        .insert("schema_version", &1u32.to_be_bytes())
+        .unwrap();
+}
+
+#[test]
+fn a_schema_1_store_is_upgraded_in_place_and_answers_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path().join("db")).unwrap();
+    let before = {
+        let index = Index::open(&db).unwrap();
+        let before = {
+            for b in fixture_bundles() {
+                index.apply_bundle(&b).unwrap();
+            }
+            let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
+            (
+                index.repositories().unwrap(),
+                index.event(&rid).unwrap(),
+                index
+                    .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 10)
+                    .unwrap(),
+                index.counts().unwrap(),
+            )
+        };
+        downgrade_to_schema_1(&db, &index);
+        before
+    };
+    let index = Index::open(&db).unwrap();
+    let names: Vec<_> = db.tree_names();
+    assert!(!names.iter().any(|n| n.as_ref() == b"index.manifests"));
+    assert!(!names.iter().any(|n| n.as_ref() == b"index.contents"));
+    assert_consistent(&index);
+    let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
+    let after = (
+        index.repositories().unwrap(),
+        index.event(&rid).unwrap(),
+        index
+            .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 10)
+            .unwrap(),
+        index.counts().unwrap(),
+    );
+    assert_eq!(after, before);
+    assert_eq!(
+        index.events_by_commit("7fd1a60", 0, 10).unwrap().len(),
+        1,
+        "abbreviated SHAs still match"
+    );
+    drop(index);
+    // Opening again changes nothing.
+    assert_eq!(Index::open(&db).unwrap().counts().unwrap(), before.3);
+}
+
+#[test]
+fn without_contents_rows_and_manifests_are_kept_and_details_say_so() {
+    let t = temp_index_with(IndexOptions {
+        keep_contents: false,
+    });
+    for b in fixture_bundles() {
+        t.index.apply_bundle(&b).unwrap();
+    }
+    assert_consistent(&t.index);
+    let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
+    let details = t.index.event(&rid).unwrap().unwrap();
+    assert!(!details.contents_kept);
+    assert_eq!(details.bundle.contents, None);
+    assert_eq!(details.row.event_type, "push");
+    // Dedupe still works on the manifests.
+    assert_eq!(
+        t.index.apply_bundle(&fixture_bundles()[3]).unwrap(),
+        ApplyOutcome::Unchanged
+    );
+}
+
 #[test]
 fn a_schema_0_rid_cache_is_migrated_into_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -642,8 +761,11 @@ mod property {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
-        fn indexes_stay_consistent_with_rows(ops in proptest::collection::vec(op(), 1..40)) {
-            let t = temp_index();
+        fn indexes_stay_consistent_with_rows(
+            ops in proptest::collection::vec(op(), 1..40),
+            keep_contents in any::<bool>(),
+        ) {
+            let t = temp_index_with(IndexOptions { keep_contents });
             let mut model = Model::default();
             for op in &ops {
                 match *op {
@@ -697,9 +819,12 @@ mod property {
         /// Applying runs of bundles as one batch (`apply_bundles`, as the node does per inbox pass) gives the same
         /// outcomes and the same index as applying them one by one, duplicates and updates within a batch included.
         #[test]
-        fn a_batch_is_the_same_as_one_by_one(ops in proptest::collection::vec(op(), 1..40)) {
-            let single = temp_index();
-            let batched = temp_index();
+        fn a_batch_is_the_same_as_one_by_one(
+            ops in proptest::collection::vec(op(), 1..40),
+            keep_contents in any::<bool>(),
+        ) {
+            let single = temp_index_with(IndexOptions { keep_contents });
+            let batched = temp_index_with(IndexOptions { keep_contents });
             let mut pending: Vec<Bundle> = Vec::new();
             let mut single_outcomes = Vec::new();
             let mut batch_outcomes = Vec::new();

@@ -91,13 +91,13 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
     let _ = serde_json::to_writer(&mut *out, text);
 }
 
-/// RFC 8785 canonical JSON of `contents`.
-pub fn canonical_json(contents: &serde_json::Value) -> Result<String, serde_json::Error> {
+/// RFC 8785 canonical JSON of `contents` (any JSON value, or a map of them: no copy is made here).
+pub fn canonical_json<T: Serialize + ?Sized>(contents: &T) -> Result<String, serde_json::Error> {
     serde_jcs::to_string(contents)
 }
 
 /// `sha256_hash` of bundle contents: hex SHA-256 of their canonical JSON.
-pub fn content_hash(contents: &serde_json::Value) -> Result<String, serde_json::Error> {
+pub fn content_hash<T: Serialize + ?Sized>(contents: &T) -> Result<String, serde_json::Error> {
     let canonical = canonical_json(contents)?;
     Ok(hex::encode(Sha256::digest(canonical.as_bytes())))
 }

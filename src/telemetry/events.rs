@@ -33,11 +33,11 @@ use super::metrics::{
 use super::poll_log::PollAttempt;
 
 /// Text from the network made safe for a log line: control characters escaped (`\u{0}`, `\u{1b}`, `\n`) and at
-/// most 300 characters kept.
+/// most 1,000 characters kept.
 pub fn printable(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(300));
+    let mut out = String::with_capacity(text.len().min(1000));
     for (i, c) in text.chars().enumerate() {
-        if i == 300 {
+        if i == 1000 {
             out.push('…');
             break;
         }
@@ -164,12 +164,12 @@ impl PollFailed<'_> {
         match self.backoff {
             Some(backoff) => tracing::warn!(
                 target: "koi_github_indexer::poll",
-                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %self.cause,
+                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %printable(self.cause),
                 retry_in = ?ms(backoff), "poll failed"
             ),
             None => tracing::warn!(
                 target: "koi_github_indexer::poll",
-                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %self.cause,
+                neighbour = %self.neighbour, url = %self.url, outcome = %self.outcome, cause = %printable(self.cause),
                 "poll failed"
             ),
         }

@@ -15,6 +15,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub const PASSWORD: &str = "test-password";
 /// How long a node may take to come up (a sensor: to serve and join the coordinator). A join takes about 1.5 s.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(75);
+/// [`READY_TIMEOUT`], or `KOI_READY_TIMEOUT_S` seconds (benchmarks whose sensor caches tens of thousands of items
+/// before it is ready).
+fn ready_timeout() -> Duration {
+    std::env::var("KOI_READY_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .map_or(READY_TIMEOUT, Duration::from_secs)
+}
+
 /// The sensor's own limit for joining (it exits 2 past it); shorter than [`READY_TIMEOUT`] so its reason is seen.
 const SENSOR_JOIN_TIMEOUT_S: &str = "60";
 /// SIGTERM grace before SIGKILL.
@@ -284,7 +293,7 @@ impl PyNode {
             .unwrap_or_else(|e| panic!("cannot start {} ({:?}): {e}", self.role, self.args));
         self.child = Some(child);
 
-        let deadline = Instant::now() + READY_TIMEOUT;
+        let deadline = Instant::now() + ready_timeout();
         loop {
             if let Some(status) = self
                 .child
@@ -323,8 +332,9 @@ impl PyNode {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "koi-net {} not ready within {READY_TIMEOUT:?} (dir {}); log:\n{}",
+                    "koi-net {} not ready within {:?} (dir {}); log:\n{}",
                     self.role,
+                    ready_timeout(),
                     self.dir.display(),
                     self.log_tail()
                 );
@@ -355,6 +365,11 @@ impl PyNode {
     /// The process's stdout+stderr (koi-net's console log and the harness's own lines), across restarts.
     pub fn log_path(&self) -> &Path {
         &self.log
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process is alive.
@@ -474,6 +489,7 @@ pub struct Daemon {
     pub config: PathBuf,
     pub api: String,
     log: PathBuf,
+    rust_log: String,
 }
 
 impl Daemon {
@@ -494,6 +510,21 @@ impl Daemon {
         poll_keys: &str,
         extra: &str,
     ) -> Daemon {
+        Daemon::launch(root, coordinator, poll_keys, extra, "debug")
+    }
+
+    /// [`Daemon::start_configured`] logging at info only, as in production (benchmarks).
+    pub fn start_quiet(root: &Path, coordinator: &PyNode, poll_keys: &str, extra: &str) -> Daemon {
+        Daemon::launch(root, coordinator, poll_keys, extra, "info")
+    }
+
+    fn launch(
+        root: &Path,
+        coordinator: &PyNode,
+        poll_keys: &str,
+        extra: &str,
+        level: &str,
+    ) -> Daemon {
         let dir = root.join("indexer");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -503,7 +534,7 @@ impl Daemon {
             format!(
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
                  [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
-                 [log]\nlevel = \"debug\"\n\n{extra}",
+                 [log]\nlevel = \"{level}\"\n\n{extra}",
                 coordinator.base_url(),
                 coordinator.rid()
             ),
@@ -514,6 +545,7 @@ impl Daemon {
             config,
             api: format!("127.0.0.1:{port}"),
             log: dir.join("daemon.log"),
+            rust_log: format!("koi_github_indexer={level}"),
         };
         daemon.spawn();
         daemon
@@ -529,7 +561,7 @@ impl Daemon {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("KOI_KEY_PASSWORD", PASSWORD)
-            .env("RUST_LOG", "koi_github_indexer=debug")
+            .env("RUST_LOG", &self.rust_log)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -613,6 +645,11 @@ impl Daemon {
     pub fn restart(&mut self) {
         self.kill9();
         self.spawn();
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The daemon's log.
