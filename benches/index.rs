@@ -350,9 +350,8 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
                         .collect();
                     inbox_w.push(source, events, true).expect("inbox push");
                     db_w.flush().expect("flush inbox");
-                    if pushed_tx.send(()).is_err() {
-                        return;
-                    }
+                    // A wake-up, never a wait: the writer may be done reading already.
+                    let _ = pushed_tx.try_send(());
                 }
             });
             let mut indexed = 0;
@@ -392,10 +391,28 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     );
     db.flush().expect("flush");
     let on_disk = dir_size(&db_path);
+    // What the trees hold (keys and values), to tell the data from sled's own overhead and garbage.
+    let mut live = 0u64;
+    let mut by_tree = Vec::new();
+    for name in db.tree_names() {
+        let tree = db.open_tree(&name).expect("tree");
+        let bytes: u64 = tree
+            .iter()
+            .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
+            .sum();
+        live += bytes;
+        by_tree.push((String::from_utf8_lossy(&name).into_owned(), bytes));
+    }
+    by_tree.sort_by_key(|(_, b)| std::cmp::Reverse(*b));
+    let top: Vec<String> = by_tree
+        .iter()
+        .take(6)
+        .map(|(name, b)| format!("{name} {:.0}", *b as f64 / n as f64))
+        .collect();
     println!(
         "{:<9} {n:>9} events ({:.1} KB/bundle, contents {}, {batch_size} per transaction): ingest {:>7.0} events/s \
          ({:.1} s, inbox write and read included); first page p50 {:>4.0} µs p99 {:>5.0} µs; with event_type p50 \
-         {:>4.0} µs p99 {:>5.0} µs; store {:.1} MB = {:.0} B/event; peak RSS {:.0} MB",
+         {:>4.0} µs p99 {:>5.0} µs; store {:.1} MB = {:.0} B/event (live data {:.0} B/event: {}); peak RSS {:.0} MB",
         match mix {
             Mix::Synthetic => "synthetic",
             Mix::Webhooks => "webhooks",
@@ -410,6 +427,8 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         pushes.1.as_secs_f64() * 1e6,
         on_disk as f64 / 1e6,
         on_disk as f64 / n as f64,
+        live as f64 / n as f64,
+        top.join(", "),
         peak_rss() as f64 / 1e6,
     );
 }

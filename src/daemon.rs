@@ -34,10 +34,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let name = config.node.name.clone();
         let cache_bytes = config.storage.cache;
         let keep_contents = config.index.keep_contents;
+        let compression = config.storage.compression;
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let identity = Identity::load_or_create(&data_dir, &name, &password)?;
             let db_path = data_dir.join(DB_DIR);
-            let store = storage::open(&db_path, StoreOptions { cache_bytes })?;
+            let store = storage::open(
+                &db_path,
+                StoreOptions {
+                    cache_bytes,
+                    compression,
+                },
+            )?;
             let options = IndexOptions { keep_contents };
             let index = Index::open_with(&store.db, options)
                 .with_context(|| format!("cannot open the index in {}", db_path.display()))?;

@@ -492,7 +492,11 @@ async fn rejected_lists_dead_letters_newest_first_and_rejects_bad_parameters() {
     let (status, page) = get(&api.url("/rejected")).await;
     assert_eq!(status, 200);
     let page = page.as_array().unwrap();
-    assert_eq!(page.len(), 3, "the store's own letter, then these two: {page:?}");
+    assert_eq!(
+        page.len(),
+        3,
+        "the store's own letter, then these two: {page:?}"
+    );
     assert_eq!(
         page[0]["rid"], "orn:github.event:a/b:nul\\u{0}",
         "newest first, escaped"

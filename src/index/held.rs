@@ -19,16 +19,57 @@ const CONTENTS: u8 = 1;
 /// zstd level: 3 is zstd's default, a good ratio at a few hundred MB/s on this machine's core.
 const LEVEL: i32 = 3;
 
+use zstd::zstd_safe::{CCtx, DCtx};
+
+thread_local! {
+    /// One compression context per thread: creating one costs about as much as compressing a small bundle.
+    static COMPRESSOR: std::cell::RefCell<CCtx<'static>> = std::cell::RefCell::new(CCtx::create());
+    /// Likewise for decompression.
+    static DECOMPRESSOR: std::cell::RefCell<DCtx<'static>> = std::cell::RefCell::new(DCtx::create());
+}
+
+/// `ZSTD_getFrameContentSize` answers for "unknown" and "error" (`ZSTD_CONTENTSIZE_UNKNOWN` / `_ERROR`).
+const CONTENT_SIZE_UNKNOWN: u64 = u64::MAX;
+const CONTENT_SIZE_ERROR: u64 = u64::MAX - 1;
+/// A frame claiming more than this is not decompressed in one go (a corrupt header must not allocate gigabytes).
+const MAX_ONE_SHOT: u64 = 256 * 1024 * 1024;
+
+fn zstd_error(code: usize) -> std::io::Error {
+    std::io::Error::other(zstd::zstd_safe::get_error_name(code))
+}
+
+fn encode_error(e: std::io::Error) -> IndexError {
+    IndexError::Encode(<serde_json::Error as serde::ser::Error>::custom(format!(
+        "compressing contents: {e}"
+    )))
+}
+
+/// `json` compressed at [`LEVEL`] into one zstd frame (its size in the header), with this thread's context.
+pub fn compress(json: &[u8]) -> Result<Vec<u8>, IndexError> {
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(json.len()));
+    COMPRESSOR
+        .with(|cctx| cctx.borrow_mut().compress(&mut out, json, LEVEL))
+        .map_err(|code| encode_error(zstd_error(code)))?;
+    Ok(out)
+}
+
+/// A zstd frame decompressed, with this thread's context.
+pub fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame);
+    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR || size > MAX_ONE_SHOT {
+        // No usable size in the frame header (not written by [`compress`]): stream it.
+        return zstd::stream::decode_all(frame);
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    DECOMPRESSOR
+        .with(|dctx| dctx.borrow_mut().decompress(&mut out, frame))
+        .map_err(zstd_error)?;
+    Ok(out)
+}
+
 /// The value for a manifest (JSON) and, when kept, its contents (JSON, compressed here).
 pub fn encode(manifest_json: &[u8], contents_json: Option<&[u8]>) -> Result<Vec<u8>, IndexError> {
-    let compressed = match contents_json {
-        Some(json) => Some(zstd::bulk::compress(json, LEVEL).map_err(|e| {
-            IndexError::Encode(<serde_json::Error as serde::ser::Error>::custom(format!(
-                "compressing contents: {e}"
-            )))
-        })?),
-        None => None,
-    };
+    let compressed = contents_json.map(compress).transpose()?;
     let len = u32::try_from(manifest_json.len()).map_err(|_| {
         IndexError::Encode(<serde_json::Error as serde::ser::Error>::custom(
             "manifest larger than 4 GiB",
@@ -99,7 +140,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<(Manifest, Option<Contents>), 
     let contents = match compressed {
         None => None,
         Some(c) => {
-            let json = zstd::stream::decode_all(c)
+            let json = decompress(c)
                 .map_err(|e| corrupt(key, format!("cannot decompress the contents: {e}")))?;
             Some(
                 serde_json::from_slice(&json)

@@ -67,19 +67,19 @@ impl Inbox {
         })
     }
 
-    /// An entry as stored: its JSON, zstd-compressed at level 1 (a poll response's events are mostly repeated
-    /// repository objects: this cuts the inbox's writes several-fold for little CPU).
+    /// An entry as stored: its JSON, zstd-compressed (a poll response's events are mostly repeated repository
+    /// objects: this cuts the inbox's writes several-fold for little CPU).
     fn encode(entry: &InboxEntry) -> Vec<u8> {
         // Serialising our own types to JSON cannot fail.
         let json = serde_json::to_vec(entry).unwrap_or_default();
-        zstd::bulk::compress(&json, 1).unwrap_or(json)
+        crate::index::held::compress(&json).unwrap_or(json)
     }
 
     /// An entry from its stored bytes: compressed JSON, or plain JSON (written by earlier versions).
     fn decode(bytes: &[u8]) -> Result<InboxEntry, serde_json::Error> {
         const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
         if bytes.starts_with(&ZSTD_MAGIC) {
-            match zstd::stream::decode_all(bytes) {
+            match crate::index::held::decompress(bytes) {
                 Ok(json) => serde_json::from_slice(&json),
                 Err(e) => Err(<serde_json::Error as serde::de::Error>::custom(format!(
                     "cannot decompress: {e}"
