@@ -136,6 +136,10 @@ pub struct PollConfig {
     /// RIDs per `fetch_bundles` request during catch-up.
     #[serde(default = "default_fetch_batch")]
     pub fetch_batch: usize,
+    /// Timeout of each catch-up request (`fetch_manifests`, `fetch_bundles`): a sensor holding tens of thousands
+    /// of events takes far longer to list them than to answer a poll.
+    #[serde(default = "default_catch_up_timeout", deserialize_with = "de_duration")]
+    pub catch_up_timeout: Duration,
     /// Largest response body read from a neighbour (e.g. `"64 MiB"`); a larger one is refused.
     #[serde(default = "default_max_response", deserialize_with = "de_size")]
     pub max_response: u64,
@@ -229,6 +233,9 @@ fn default_max_backoff() -> Duration {
 fn default_fetch_batch() -> usize {
     100
 }
+fn default_catch_up_timeout() -> Duration {
+    Duration::from_secs(120)
+}
 fn default_poll_limit() -> u32 {
     1000
 }
@@ -281,6 +288,7 @@ impl Default for PollConfig {
             timeout: default_timeout(),
             max_backoff: default_max_backoff(),
             fetch_batch: default_fetch_batch(),
+            catch_up_timeout: default_catch_up_timeout(),
             max_response: default_max_response(),
         }
     }
@@ -434,6 +442,9 @@ impl Config {
         }
         if self.poll.timeout.is_zero() {
             return Err(self.invalid("poll.timeout", "must be greater than zero"));
+        }
+        if self.poll.catch_up_timeout.is_zero() {
+            return Err(self.invalid("poll.catch_up_timeout", "must be greater than zero"));
         }
         if self.poll.fetch_batch == 0 {
             return Err(self.invalid("poll.fetch_batch", "must be at least 1"));

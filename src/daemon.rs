@@ -70,6 +70,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         interval: config.poll.interval,
         max_backoff: config.poll.max_backoff,
         fetch_batch: config.poll.fetch_batch,
+        catch_up_timeout: config.poll.catch_up_timeout,
         max_response: usize::try_from(config.poll.max_response).unwrap_or(usize::MAX),
         max_buffered: config.pipeline.max_buffered,
     };

@@ -94,7 +94,15 @@ fn run_query(cli: &Cli, query: &QueryCommand) -> anyhow::Result<()> {
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    config.key_password()?;
+    let password = config.key_password()?;
+    // The key is decrypted as `run` would: a wrong or empty password fails here with the same message, not later.
+    let key = config
+        .node
+        .data_dir
+        .join(koi_github_indexer::node::identity::KEY_FILE);
+    if key.exists() {
+        koi_github_indexer::protocol::NodeKey::load(&key, &password)?;
+    }
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
     }

@@ -239,6 +239,7 @@ impl Harness {
             interval: Duration::from_millis(100),
             max_backoff: Duration::from_millis(200),
             fetch_batch: 2,
+            catch_up_timeout: Duration::from_secs(5),
             max_response: 64 * 1024 * 1024,
             max_buffered: 10_000,
         };

@@ -38,7 +38,7 @@ impl Node {
             return true;
         }
         let fetched = tokio::select! {
-            fetched = self.client.fetch_manifests(&peer, types, vec![], self.settings.timeout) => fetched,
+            fetched = self.client.fetch_manifests(&peer, types, vec![], self.settings.catch_up_timeout) => fetched,
             _ = self.cancel.cancelled() => return false,
         };
         let manifests = match fetched {
@@ -73,7 +73,7 @@ impl Node {
                 return false;
             }
             let fetched = tokio::select! {
-                fetched = self.client.fetch_bundles(&peer, batch.to_vec(), self.settings.timeout) => fetched,
+                fetched = self.client.fetch_bundles(&peer, batch.to_vec(), self.settings.catch_up_timeout) => fetched,
                 _ = self.cancel.cancelled() => return false,
             };
             let bundles = match fetched {

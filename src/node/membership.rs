@@ -152,8 +152,13 @@ impl Node {
             if self.cancel.is_cancelled() {
                 return;
             }
+            let now = std::time::Instant::now();
             let start = self.with_peer(&source, |state| {
-                if state.caught_up || state.catching_up {
+                let backed_off = state
+                    .catch_up_backoff
+                    .as_ref()
+                    .is_some_and(|b| !b.ready(now));
+                if state.caught_up || state.catching_up || backed_off {
                     None
                 } else {
                     state.catching_up = true;
@@ -162,10 +167,19 @@ impl Node {
             });
             let Some(epoch) = start else { continue };
             let ok = self.catch_up(&source).await;
+            let (interval, max) = (self.settings.interval, self.settings.max_backoff);
             self.with_peer(&source, |state| {
                 state.catching_up = false;
-                if ok && state.catch_up_epoch == epoch {
-                    state.caught_up = true;
+                if ok {
+                    state.catch_up_backoff = None;
+                    if state.catch_up_epoch == epoch {
+                        state.caught_up = true;
+                    }
+                } else if !self.cancel.is_cancelled() {
+                    state
+                        .catch_up_backoff
+                        .get_or_insert_with(|| super::Backoff::new(interval, max))
+                        .failed(std::time::Instant::now());
                 }
             });
         }

@@ -75,6 +75,8 @@ pub struct NodeSettings {
     pub max_backoff: Duration,
     /// RIDs per fetch_bundles request.
     pub fetch_batch: usize,
+    /// Timeout of each catch-up request.
+    pub catch_up_timeout: Duration,
     /// Largest response body read from a neighbour.
     pub max_response: usize,
     /// Most events held in the inbox before polling and catch-up wait.
@@ -125,6 +127,9 @@ struct PeerState {
     catching_up: bool,
     /// Bumped when it must be caught up with again: a catch-up started under an older epoch does not count.
     catch_up_epoch: u64,
+    /// Set after a failed catch-up: the next is not tried before it is ready (a provider that takes long to list
+    /// what it holds is not asked again on every tick).
+    catch_up_backoff: Option<Backoff>,
 }
 
 /// A snapshot of a neighbour for the status API.
