@@ -15,6 +15,8 @@
 #[path = "../tests/support/pynet.rs"]
 #[allow(dead_code)]
 mod pynet;
+#[path = "../tests/support/webhooks.rs"]
+mod webhooks;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,27 +25,9 @@ use serde_json::Value;
 
 use pynet::{Daemon, PyNode};
 
-/// The webhook fixtures' contents, each with the name of its event type.
-fn fixtures() -> Vec<Value> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let doc: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-            doc["contents"].clone()
-        })
-        .collect()
-}
-
 /// `n` sensor items of real size over 50 repositories.
 fn items(n: usize) -> (Vec<Value>, usize) {
-    let fixtures = fixtures();
+    let fixtures = webhooks::fixture_contents();
     let mut bytes = 0;
     let items = (0..n)
         .map(|i| {

@@ -13,6 +13,9 @@
 //! transaction each; `INDEX_BENCH_BATCH=1` for one per bundle); then one flush. Generating bundles is not timed. Then 2,000 first-page queries
 //! (limit 50) of the big repository, plain and filtered by `event_type=push`, and their p50/p99.
 
+#[path = "../tests/support/webhooks.rs"]
+mod webhooks;
+
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
@@ -215,25 +218,6 @@ fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration)
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-/// The webhook fixtures of `tests/fixtures/webhooks/` as bundle contents (real-size payloads).
-fn webhook_fixtures() -> Vec<Value> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("webhook fixtures")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    files
-        .iter()
-        .map(|f| {
-            let doc: Value =
-                serde_json::from_slice(&std::fs::read(f).expect("read")).expect("JSON");
-            doc["contents"].clone()
-        })
-        .collect()
-}
-
 /// Event `n` of the webhook mix: a fixture, in one of the 20 repositories, made unique by its delivery number.
 fn webhook_event(fixtures: &[Value], n: usize) -> Bundle {
     let mut contents = fixtures[n % fixtures.len()].clone();
@@ -310,7 +294,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         "orn:koi-net.node:bench_sensor+0000000000000000000000000000000000000000000000000000000000000000",
     )
     .expect("valid RID");
-    let fixtures = webhook_fixtures();
+    let fixtures = webhooks::fixture_contents();
 
     let mut ingest = Duration::ZERO;
     let mut bytes = 0usize;

@@ -2,7 +2,9 @@
 //! the right rows. Each file holds the event RID, the bundle contents as a GitHub sensor wraps a delivery, and the
 //! row fields expected.
 
-use std::path::Path;
+#[path = "support/webhooks.rs"]
+#[allow(dead_code)] // the benches use the rest
+mod webhooks;
 
 use serde_json::Value;
 
@@ -11,14 +13,8 @@ use koi_github_indexer::protocol::{GithubEventRid, Rid, Timestamp};
 
 #[test]
 fn every_webhook_fixture_parses_into_the_expected_row() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/webhooks");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    assert!(files.len() >= 10, "fixtures in {}", dir.display());
+    let files = webhooks::fixture_files();
+    assert!(files.len() >= 10, "fixtures in tests/fixtures/webhooks");
     let mut kinds = Vec::new();
     for file in &files {
         let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();

@@ -599,26 +599,29 @@ fn downgrade_to_schema_1(db: &sled::Db, index: &Index) {
         .unwrap();
 }
 
+/// What a user sees of the fixture store: repositories, one event with its bundle, a commit query, the counts.
+fn answers(index: &Index) -> (Vec<Repository>, Option<EventDetails>, Vec<EventRow>, Counts) {
+    let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
+    (
+        index.repositories().unwrap(),
+        index.event(&rid).unwrap(),
+        index
+            .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 10)
+            .unwrap(),
+        index.counts().unwrap(),
+    )
+}
+
 #[test]
 fn a_schema_1_store_is_upgraded_in_place_and_answers_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
     let before = {
         let index = Index::open(&db).unwrap();
-        let before = {
-            for b in fixture_bundles() {
-                index.apply_bundle(&b).unwrap();
-            }
-            let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
-            (
-                index.repositories().unwrap(),
-                index.event(&rid).unwrap(),
-                index
-                    .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 10)
-                    .unwrap(),
-                index.counts().unwrap(),
-            )
-        };
+        for b in fixture_bundles() {
+            index.apply_bundle(&b).unwrap();
+        }
+        let before = answers(&index);
         downgrade_to_schema_1(&db, &index);
         before
     };
@@ -627,16 +630,7 @@ fn a_schema_1_store_is_upgraded_in_place_and_answers_the_same() {
     assert!(!names.iter().any(|n| n.as_ref() == b"index.manifests"));
     assert!(!names.iter().any(|n| n.as_ref() == b"index.contents"));
     assert_consistent(&index);
-    let rid = Rid::parse("orn:github.event:octo-org/hello-world:push-1a2b3c").unwrap();
-    let after = (
-        index.repositories().unwrap(),
-        index.event(&rid).unwrap(),
-        index
-            .events_by_commit("7fd1a60b01f91b314f59955a4e4d4e80d8edf11d", 0, 10)
-            .unwrap(),
-        index.counts().unwrap(),
-    );
-    assert_eq!(after, before);
+    assert_eq!(answers(&index), before);
     assert_eq!(
         index.events_by_commit("7fd1a60", 0, 10).unwrap().len(),
         1,

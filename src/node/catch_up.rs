@@ -3,13 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::index::Rejection;
 use crate::protocol::{Bundle, Event, EventType, Freshness, Item, Manifest, Rid, RidType};
-use crate::telemetry::{BundlesFetched, RejectReason};
+use crate::telemetry::BundlesFetched;
 
 use super::client::error_chain;
 use super::inbox::InboxError;
-use super::{bad_item_rejection, network_types, rejection_of, Node};
+use super::{bad_item_rejection, network_types, Node};
 
 impl Node {
     /// Fetches what `provider` holds of our types that we lack, into the inbox. Returns whether it completed
@@ -146,26 +145,12 @@ impl Node {
     }
 
     /// Checks each fetched bundle's hash and appends the good ones to the inbox as NEW events; bad ones are
-    /// rejected one by one. Blocking.
+    /// rejected one by one, exactly as polled events are. Blocking.
     fn store_bundles(&self, source: &Rid, bundles: Vec<Item<Bundle>>) -> Result<usize, InboxError> {
-        let mut good = Vec::with_capacity(bundles.len());
-        let mut rejections: Vec<Rejection> = Vec::new();
-        for bundle in bundles {
-            match bundle {
-                Err(bad) => rejections.push(bad_item_rejection(source, bad)),
-                Ok(bundle) => match bundle.verify_hash() {
-                    Ok(()) => good.push(Event::from_bundle(EventType::New, bundle)),
-                    Err(mismatch) => rejections.push(rejection_of(
-                        source,
-                        bundle.rid(),
-                        RejectReason::BadHash,
-                        mismatch.to_string(),
-                        &bundle,
-                    )),
-                },
-            }
-        }
-        self.reject(rejections);
-        self.inbox.push(source, good, true)
+        let events = bundles
+            .into_iter()
+            .map(|bundle| bundle.map(|b| Event::from_bundle(EventType::New, b)))
+            .collect();
+        self.screen_and_store(source, events)
     }
 }

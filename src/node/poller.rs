@@ -87,7 +87,11 @@ impl Node {
     /// Reads each polled item on its own: bad ones are rejected one by one; events with contents are checked
     /// against their manifest's hash here (off the runtime, beside the writer's work) and bad ones rejected; the
     /// rest are appended to the inbox (not yet flushed). Blocking.
-    fn screen_and_store(&self, source: &Rid, items: Vec<Item<Event>>) -> Result<usize, InboxError> {
+    pub(super) fn screen_and_store(
+        &self,
+        source: &Rid,
+        items: Vec<Item<Event>>,
+    ) -> Result<usize, InboxError> {
         let mut good = Vec::with_capacity(items.len());
         let mut rejections: Vec<Rejection> = Vec::new();
         for item in items {
