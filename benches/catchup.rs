@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench catchup                              # N = 5000
 //! CATCHUP_BENCH_EVENTS=5000,50000 cargo bench --bench catchup
+//! CATCHUP_BENCH_CONFIG=$'[storage]\ncache = "16 MiB"' cargo bench --bench catchup   # appended to the config
 //! ```
 //!
 //! Needs the Python venv (`scripts/setup-python.sh`). Events are the webhook fixtures of `tests/fixtures/webhooks/`
@@ -99,7 +100,9 @@ fn run(n: usize) {
     let (sensor_cpu_before, _) = cpu_and_peak(sensor_pid);
 
     let started = Instant::now();
-    let mut daemon = Daemon::start_quiet(root.path(), &coordinator, "", "");
+    // Extra configuration sections for experiments, e.g. CATCHUP_BENCH_CONFIG=$'[storage]\ncache = "16 MiB"'.
+    let extra = std::env::var("CATCHUP_BENCH_CONFIG").unwrap_or_default();
+    let mut daemon = Daemon::start_quiet(root.path(), &coordinator, "", &extra);
     let pid = daemon.pid().expect("daemon runs");
     daemon.wait_until("every event is indexed", Duration::from_secs(3600), |d| {
         d["events"].as_u64().unwrap_or(0) >= n as u64

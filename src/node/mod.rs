@@ -247,6 +247,7 @@ impl Node {
             self.tick(&mut tasks);
         }
         self.cancel.cancel();
+        self.wake_writer.notify(); // so it sees the cancellation now, not after its idle wait
         tracing::info!(
             "shutting down: cancelling polls and catch-ups, committing the batch in hand"
         );
