@@ -403,15 +403,15 @@ async fn misbehaving_peer_indexes_nothing(m: Misbehaviour) {
     })
     .await;
     // From now on every poll response is forged or mis-targeted.
+    let polls = || peer.paths().iter().filter(|p| *p == "events/poll").count();
     peer.misbehave(m);
+    let before = polls();
     peer.queue(Event::from_bundle(
         EventType::New,
         github_bundle("forged", 1),
     ));
-    h.until("several more polls", |_| {
-        peer.paths().iter().filter(|p| *p == "events/poll").count() >= 4
-    })
-    .await;
+    h.until("several more polls", |_| polls() >= before + 3)
+        .await;
     assert!(
         !h.has("forged"),
         "{m:?}: a response that fails verification must never be indexed"
@@ -790,5 +790,42 @@ async fn a_response_over_the_cap_is_refused_naming_the_neighbour_and_the_cap() {
             .is_some_and(|e| e.contains("16384 bytes") && e.contains(&peer.url()))),
         "{attempts:?}"
     );
+    h.stop().await;
+}
+
+/// Issue 15: each step of the join triggers the next (handshake → poll → joined → edge proposal and catch-up),
+/// with no scheduler tick at all. This harness never sends one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_join_runs_step_after_step_without_waiting_for_ticks() {
+    let peer = FakePeer::start().await;
+    peer.hold(github_bundle("held-1", 1));
+    peer.hold(github_bundle("held-2", 2));
+    let h = Harness::start(&peer).await;
+    let mut indexed = false;
+    for _ in 0..100 {
+        if h.has("held-1") && h.has("held-2") {
+            indexed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let paths = peer.paths();
+    assert!(indexed, "caught up without any tick: {paths:?}");
+    // The order of the steps, each caused by the one before.
+    let first = |p: &str| paths.iter().position(|x| x == p);
+    let handshake = first("events/broadcast").expect("handshake");
+    let poll = first("events/poll").expect("poll");
+    let manifests = first("manifests/fetch").expect("catch-up");
+    let bundles = first("bundles/fetch").expect("bundles");
+    assert!(
+        handshake < poll && poll < manifests && manifests < bundles,
+        "{paths:?}"
+    );
+    let proposal = paths[poll..]
+        .iter()
+        .position(|p| p == "events/broadcast")
+        .map(|i| i + poll)
+        .expect("an edge proposal after joining");
+    assert!(proposal < manifests, "proposal before catch-up: {paths:?}");
     h.stop().await;
 }

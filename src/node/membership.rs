@@ -210,6 +210,8 @@ impl Node {
         match self.graph.upsert_node(bundle) {
             Ok(GraphChange::Updated(p)) => {
                 tracing::info!(node = %bundle.rid(), base_url = ?p.base_url, provides = ?p.provides.event, "learned node profile");
+                // A new provider may want an edge proposal: the subscription pass runs now.
+                self.kick();
                 Ok(())
             }
             Ok(GraphChange::Unchanged) => Ok(()),
@@ -277,6 +279,7 @@ impl Node {
                 // The provider queues events for us only from its approval on; what it received between our
                 // proposal and then (a catch-up may already have run) is fetched by catching up once more.
                 self.catch_up_again(&source);
+                self.kick();
             }
             EdgeDecision::Ignore => {}
         }

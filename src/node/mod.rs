@@ -160,6 +160,10 @@ pub struct Node {
     peers: Mutex<HashMap<Rid, PeerState>>,
     /// Set while a subscription pass runs, so slow passes never pile up.
     maintaining: std::sync::atomic::AtomicBool,
+    /// A kick came while a subscription pass ran: the pass runs once more when it ends.
+    maintain_again: std::sync::atomic::AtomicBool,
+    /// Wakes the scheduler before its next tick: a step that unblocks the next one runs it at once.
+    kick: Notify,
     /// Inbox keys whose bundle a background fetch is getting: the writer leaves them alone meanwhile.
     fetching: Mutex<HashSet<u64>>,
     /// Wakes the writer: something was pushed into the inbox.
@@ -192,11 +196,19 @@ impl Node {
             telemetry,
             peers: Mutex::new(HashMap::new()),
             maintaining: std::sync::atomic::AtomicBool::new(false),
+            maintain_again: std::sync::atomic::AtomicBool::new(false),
+            kick: Notify::new(),
             fetching: Mutex::new(HashSet::new()),
             wake_writer: pipeline::Wake::new(),
             room: Notify::new(),
             cancel: CancellationToken::new(),
         }))
+    }
+
+    /// Runs the scheduler's next beat now rather than at the next tick: a step has unblocked the next (joined,
+    /// a provider learned, an edge approved, a poll that returned a full page).
+    pub(super) fn kick(&self) {
+        self.kick.notify_one();
     }
 
     /// Our RID.
@@ -238,11 +250,24 @@ impl Node {
         self.report_sizes();
 
         let mut tasks = tokio::task::JoinSet::new();
+        // At start, with or without a known graph: poll and catch up at once, not at the first tick.
+        self.kick();
+        let mut last_beat = tokio::time::Instant::now() - KICK_GAP;
         loop {
             tokio::select! {
                 tick = ticks.recv() => if tick.is_none() { break },
+                _ = self.kick.notified() => {
+                    // Kicks run the next step at once, but at most one beat per KICK_GAP: a neighbour that always
+                    // has more cannot spin the node.
+                    let wait = tokio::time::sleep_until(last_beat + KICK_GAP);
+                    tokio::select! {
+                        _ = wait => {}
+                        _ = self.cancel.cancelled() => break,
+                    }
+                }
                 _ = self.cancel.cancelled() => break,
             }
+            last_beat = tokio::time::Instant::now();
             while tasks.try_join_next().is_some() {}
             self.tick(&mut tasks);
         }
@@ -400,6 +425,9 @@ impl Node {
             .collect()
     }
 }
+
+/// Shortest time between two scheduler beats caused by kicks (ticks are not limited: they come on the schedule).
+const KICK_GAP: Duration = Duration::from_millis(20);
 
 /// A bad item of a response as a rejection from `source`.
 fn bad_item_rejection(source: &Rid, item: BadItem) -> Rejection {

@@ -76,6 +76,11 @@ impl Node {
                     .emit(&self.telemetry.metrics);
                     self.wake_writer.notify();
                 }
+                let limit = self.settings.poll_limit as usize;
+                if limit > 0 && count >= limit {
+                    // A full page: the neighbour has more. Poll again now, not at the next tick.
+                    self.kick();
+                }
             }
             Err(error) => {
                 self.poll_failed(peer, is_first_contact, error, started)
@@ -128,6 +133,8 @@ impl Node {
         if is_first_contact && !self.graph.joined(&peer.rid).unwrap_or(true) {
             let _ = self.graph.set_joined(&peer.rid, true);
             tracing::info!(neighbour = %peer.rid, "joined the network through the first contact");
+            // Next step at once: subscribe to the network's node and edge events and discover providers.
+            self.kick();
         }
     }
 

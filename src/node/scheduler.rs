@@ -1,5 +1,7 @@
 //! One scheduler beat: start the polls that are due and a subscription pass, each as its own task, so a slow
-//! neighbour never delays another.
+//! neighbour never delays another. Beats come from the schedule (`poll.interval` or `poll.cron`) and from kicks
+//! ([`Node::kick`]): a step that unblocks the next — joined, a provider learned, an edge approved, a poll that
+//! returned a full page — runs it at once instead of waiting for the next tick.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -35,11 +37,17 @@ impl Node {
                 });
             }
         }
-        if !self.maintaining.swap(true, Ordering::AcqRel) {
+        if self.maintaining.swap(true, Ordering::AcqRel) {
+            // A pass is running and may have read the graph before this beat's news: it runs once more.
+            self.maintain_again.store(true, Ordering::Release);
+        } else {
             let node = Arc::clone(self);
             tasks.spawn(async move {
                 Arc::clone(&node).maintain_subscriptions().await;
                 node.maintaining.store(false, Ordering::Release);
+                if node.maintain_again.swap(false, Ordering::AcqRel) {
+                    node.kick();
+                }
             });
         }
     }
