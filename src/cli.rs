@@ -504,10 +504,13 @@ fn repo_table(repos: &Vec<Repository>) -> String {
 
 fn event_table(rows: &Vec<EventRow>, query: &EventQuery) -> String {
     if rows.is_empty() {
-        return if query.offset > 0 {
-            format!("No events after the first {}.\n", query.offset)
-        } else {
-            "No events indexed for this repository yet.\n".into()
+        return match (&query.event_type, query.offset) {
+            (_, offset) if offset > 0 => format!("No events after the first {offset}.\n"),
+            (Some(kind), _) => format!(
+                "No events of type `{kind}` in this repository.\nEvent types are lower-case and compared exactly \
+                 (`push`, `pull_request`, …);\n`summary` lists the types indexed.\n"
+            ),
+            (None, _) => "No events indexed for this repository yet.\n".into(),
         };
     }
     const TIME: usize = 16;

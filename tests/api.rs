@@ -117,7 +117,10 @@ async fn repositories_and_their_events_newest_first_by_name_or_encoded_rid() {
             "commit_sha": "7fd1a60b01f91b314f59955a4e4d4e80d8edf11d",
             "summary": "Push to octo-org/hello-world: 7fd1a60 Fix the thing — naïve café ☕",
             "bundle_rid": PUSH,
-        })
+            "action": null,
+            "actor": null,
+        }),
+        "one shape: every key is present, null when unknown"
     );
     let (_, by_rid) =
         get(&api.url("/repositories/orn%3Agithub.repo%3Aocto-org%2Fhello-world/events")).await;
@@ -513,4 +516,31 @@ async fn rejected_lists_dead_letters_newest_first_and_rejects_bad_parameters() {
     assert_error(&get(&api.url("/rejected?offset=-1")).await, 400, "offset");
     assert_error(&get(&api.url("/rejected?items=maybe")).await, 400, "items");
     assert_error(&get(&api.url("/rejected?nope=1")).await, 400, "nope");
+}
+
+/// One rule for every route: a query parameter the route does not document is a 400 naming it.
+#[tokio::test]
+async fn every_route_refuses_unknown_query_parameters_naming_them() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    for path in [
+        "/health?x=1",
+        "/status?verbose=1",
+        "/repositories?sort=name",
+        "/repositories/octo-org/hello-world?x=1",
+        "/repositories/octo-org/hello-world/events?page=2",
+        "/events/orn:github.event:octo-org%2Fhello-world:push-1a2b3c?full=1",
+        "/commits/7fd1a60/events?page=1",
+        "/polls?page=1",
+        "/rejected?page=1",
+    ] {
+        let answer = get(&api.url(path)).await;
+        let name = path.split_once('?').unwrap().1.split('=').next().unwrap();
+        assert_error(&answer, 400, &format!("`{name}`"));
+    }
+    let metrics = reqwest::get(format!("{}/metrics?x=1", api.base()))
+        .await
+        .unwrap();
+    assert_eq!(metrics.status().as_u16(), 400);
+    assert!(metrics.text().await.unwrap().contains("`x`"));
 }

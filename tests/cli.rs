@@ -68,6 +68,7 @@ async fn every_command(data_dir: &str, api: &str) -> Vec<(String, String, String
             "--json",
         ],
         vec!["show-events", "octo-org/hello-world", "--type", "push"],
+        vec!["show-events", "octo-org/hello-world", "--type", "PUSH"],
         vec![
             "event-details",
             "orn:github.event:octo-org/hello-world:push-1a2b3c",
@@ -98,6 +99,12 @@ fn check_answers(outputs: &[(String, String, String)]) {
     assert!(repos.contains("c0ffee0"), "latest commit: {repos}");
     let json: Value = serde_json::from_str(find("list-repos --json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 3);
+
+    let none = find("show-events octo-org/hello-world --type PUSH");
+    assert!(
+        none.starts_with("No events of type `PUSH`") && none.contains("compared exactly"),
+        "a filter that matches nothing says so: {none}"
+    );
 
     let rejected = find("rejected");
     assert!(rejected.starts_with("WHEN"), "{rejected}");

@@ -138,21 +138,38 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path("health"))
         .and(warp::path::end())
         .and(warp::get())
-        .map(|| warp::reply::json(&json!({"status": "ok"})).into_response());
+        .and(params)
+        .map(|params: Vec<(String, String)>| {
+            finish(no_parameters("/health", &params).and_then(|()| ok(&json!({"status": "ok"}))))
+        });
     let status = base
         .and(warp::path("status"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(params)
         .and(ctx.clone())
-        .then(|ctx: ApiContext| async move { finish(status(ctx).await) });
+        .then(
+            |params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/status", &params) {
+                    return finish(Err(e));
+                }
+                finish(status(ctx).await)
+            },
+        );
     let list_repos = base
         .and(warp::path("repositories"))
         .and(warp::path::end())
         .and(warp::get())
+        .and(params)
         .and(ctx.clone())
-        .then(|ctx: ApiContext| async move {
-            finish(blocking(&ctx.index, |index| ok(&index.repositories()?)).await)
-        });
+        .then(
+            |params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/repositories", &params) {
+                    return finish(Err(e));
+                }
+                finish(blocking(&ctx.index, |index| ok(&index.repositories()?)).await)
+            },
+        );
     let add_repo = base
         .and(warp::path("repositories"))
         .and(warp::path::end())
@@ -180,10 +197,16 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path("events"))
         .and(warp::path::tail())
         .and(warp::get())
+        .and(params)
         .and(ctx.clone())
-        .then(|tail: warp::path::Tail, ctx: ApiContext| async move {
-            finish(event(tail.as_str().to_owned(), ctx).await)
-        });
+        .then(
+            |tail: warp::path::Tail, params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/events/{rid}", &params) {
+                    return finish(Err(e));
+                }
+                finish(event(tail.as_str().to_owned(), ctx).await)
+            },
+        );
     let polls = base
         .and(warp::path("polls"))
         .and(warp::path::end())
@@ -194,8 +217,12 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let metrics_route = warp::path("metrics")
         .and(warp::path::end())
         .and(warp::get())
+        .and(params)
         .and(ctx.clone())
-        .map(|ctx: ApiContext| {
+        .map(|params: Vec<(String, String)>, ctx: ApiContext| {
+            if let Err(e) = no_parameters("/metrics", &params) {
+                return finish(Err(e));
+            }
             warp::reply::with_header(ctx.metrics.encode(), "content-type", METRICS_CONTENT_TYPE)
                 .into_response()
         });
@@ -423,6 +450,17 @@ async fn add_repository(body: warp::hyper::body::Bytes, ctx: ApiContext) -> Answ
     Ok(json_with_status(status, &repo))
 }
 
+/// The one rule for query parameters: a route accepts the ones it documents, and any other is a 400 naming it.
+/// This is the check for the routes that take none.
+fn no_parameters(route: &str, params: &[(String, String)]) -> Result<(), ApiError> {
+    match params.first() {
+        None => Ok(()),
+        Some((name, _)) => Err(ApiError::bad_request(format!(
+            "unknown query parameter `{name}`: {route} takes none"
+        ))),
+    }
+}
+
 fn decode_path(raw: &str) -> Result<String, ApiError> {
     percent_decode_str(raw)
         .decode_utf8()
@@ -456,11 +494,11 @@ async fn repository_path(tail: String, params: Vec<(String, String)>, ctx: ApiCo
             }
         }
         None => {
-            if !params.is_empty() {
-                return Err(ApiError::bad_request(
-                    "a repository takes no query parameters (did you mean …/events?)",
-                ));
-            }
+            no_parameters("/repositories/{repo}", &params).map_err(
+                |ApiError(status, message)| {
+                    ApiError(status, format!("{message} (did you mean …/events?)"))
+                },
+            )?;
             let repo = parse_repo_ref(&decode_path(tail)?)?;
             let name = repo.full_name().to_owned();
             match blocking(&ctx.index, move |index| Ok(index.repository(&repo)?)).await? {

@@ -34,11 +34,11 @@ pub struct EventRow {
     pub summary: String,
     /// The RID of the bundle the row was made from (the event RID; kept for the Python processor's shape).
     pub bundle_rid: String,
-    /// `opened`, `closed`, … when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// `opened`, `closed`, … when present (`null` otherwise: every row has every key).
+    #[serde(default)]
     pub action: Option<String>,
-    /// Who did it, when present.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Who did it, when present (`null` otherwise).
+    #[serde(default)]
     pub actor: Option<String>,
 }
 
