@@ -35,13 +35,36 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tables are at most this wide, so they fit an 80-column terminal.
 const WIDTH: usize = 79;
 
+/// Where a query command finds the daemon or the store, and how it prints. Only query commands take these, so
+/// `run --help` and `check-config --help` do not list them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct QueryOptions {
+    /// The data dir holding the store (default: `node.data_dir` of the config).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Base URL of the running daemon's API (default: `http://` + `api.listen` of the config).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Say on stderr whether the daemon's API or the store was used.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 /// A query of the index.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum QueryCommand {
     /// List the indexed repositories, most recently updated first.
-    ListRepos,
+    ListRepos {
+        #[command(flatten)]
+        opts: QueryOptions,
+    },
     /// Show a repository's events, newest first.
     ShowEvents {
+        #[command(flatten)]
+        opts: QueryOptions,
         /// `owner/name` or `orn:github.repo:owner/name`.
         repo: String,
         /// Events per page (1–100).
@@ -56,18 +79,27 @@ pub enum QueryCommand {
     },
     /// Show one event: its row and the bundle it came from.
     EventDetails {
+        #[command(flatten)]
+        opts: QueryOptions,
         /// The event RID, `orn:github.event:owner/name:id`.
         rid: String,
     },
     /// Track a repository (it is listed with no events until some arrive). Idempotent.
     AddRepo {
+        #[command(flatten)]
+        opts: QueryOptions,
         /// `owner/name`, `orn:github.repo:owner/name` or `https://github.com/owner/name`.
         repo: String,
     },
     /// Totals, the latest event, and events by type with percentages.
-    Summary,
+    Summary {
+        #[command(flatten)]
+        opts: QueryOptions,
+    },
     /// Items the node received but could not use (dead letters), newest first: why, from whom, when.
     Rejected {
+        #[command(flatten)]
+        opts: QueryOptions,
         /// Letters per page (1–100).
         #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
         limit: u16,
@@ -75,6 +107,20 @@ pub enum QueryCommand {
         #[arg(long, default_value_t = 0)]
         offset: usize,
     },
+}
+
+impl QueryCommand {
+    /// The command's query options.
+    pub fn options(&self) -> &QueryOptions {
+        match self {
+            QueryCommand::ListRepos { opts }
+            | QueryCommand::ShowEvents { opts, .. }
+            | QueryCommand::EventDetails { opts, .. }
+            | QueryCommand::AddRepo { opts, .. }
+            | QueryCommand::Summary { opts }
+            | QueryCommand::Rejected { opts, .. } => opts,
+        }
+    }
 }
 
 /// How to print.
@@ -113,7 +159,7 @@ pub async fn run_query(
 ) -> anyhow::Result<()> {
     let source = Source::connect(data_dir, api_base, cmd, output.verbose).await?;
     let text = match cmd {
-        QueryCommand::ListRepos => {
+        QueryCommand::ListRepos { .. } => {
             let repos = source.repositories().await?;
             render(output, &repos, repo_table)?
         }
@@ -122,6 +168,7 @@ pub async fn run_query(
             limit,
             offset,
             event_type,
+            ..
         } => {
             let query = EventQuery {
                 limit: usize::from(*limit),
@@ -133,22 +180,22 @@ pub async fn run_query(
             let rows = source.events(repo, &query).await?;
             render(output, &rows, |rows| event_table(rows, &query))?
         }
-        QueryCommand::EventDetails { rid } => {
+        QueryCommand::EventDetails { rid, .. } => {
             let details = source.event(rid).await?;
             render(output, &details, event_details)?
         }
-        QueryCommand::AddRepo { repo } => {
+        QueryCommand::AddRepo { repo, .. } => {
             let (row, created) = source.add_repository(repo).await?;
             render(output, &row, |row| {
                 let verb = if created { "Added" } else { "Already tracked:" };
                 format!("{verb} {} ({})\n", row.full_name, row.repo_rid)
             })?
         }
-        QueryCommand::Summary => {
+        QueryCommand::Summary { .. } => {
             let summary = source.summary().await?;
             render(output, &summary, summary_text)?
         }
-        QueryCommand::Rejected { limit, offset } => {
+        QueryCommand::Rejected { limit, offset, .. } => {
             let letters = source.rejected(usize::from(*limit), *offset).await?;
             render(output, &letters, rejected_table)?
         }

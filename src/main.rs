@@ -13,26 +13,10 @@ use koi_github_indexer::config::Config;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
-    /// Configuration file.
-    #[arg(
-        long,
-        short,
-        global = true,
-        default_value = "/etc/koi-github-indexer/config.toml"
-    )]
-    config: PathBuf,
-    /// Query commands: the data dir holding the store (default: `node.data_dir` of the config).
-    #[arg(long, global = true, help_heading = "Query options")]
-    data_dir: Option<PathBuf>,
-    /// Query commands: base URL of the running daemon's API (default: `http://` + `api.listen` of the config).
-    #[arg(long, global = true, help_heading = "Query options")]
-    api: Option<String>,
-    /// Query commands: print JSON instead of a table.
-    #[arg(long, global = true, help_heading = "Query options")]
-    json: bool,
-    /// Query commands: say on stderr whether the daemon's API or the store was used.
-    #[arg(long, short, global = true, help_heading = "Query options")]
-    verbose: bool,
+    /// Configuration file. Without it: ./config.toml, then $KOI_GITHUB_INDEXER_CONFIG, then
+    /// /etc/koi-github-indexer/config.toml, the first that exists.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -41,18 +25,59 @@ struct Cli {
 enum Command {
     /// Run the daemon.
     Run,
-    /// Validate a configuration file (and the key password variable) without starting.
+    /// Validate a configuration file, the key password variable and the key itself, without starting.
     CheckConfig,
     #[command(flatten)]
     Query(QueryCommand),
 }
 
+/// Where the configuration is looked for when `--config` is not given, in order.
+fn config_candidates() -> Vec<(String, Option<PathBuf>)> {
+    vec![
+        ("./config.toml".into(), Some(PathBuf::from("config.toml"))),
+        (
+            "$KOI_GITHUB_INDEXER_CONFIG".into(),
+            std::env::var_os("KOI_GITHUB_INDEXER_CONFIG").map(PathBuf::from),
+        ),
+        (
+            "/etc/koi-github-indexer/config.toml".into(),
+            Some(PathBuf::from("/etc/koi-github-indexer/config.toml")),
+        ),
+    ]
+}
+
+/// The configuration file: `--config`, else the first candidate that exists; the error lists what was tried.
+fn config_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_owned());
+    }
+    let candidates = config_candidates();
+    for (_, path) in &candidates {
+        if let Some(path) = path.as_ref().filter(|p| p.is_file()) {
+            return Ok(path.clone());
+        }
+    }
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|(name, path)| match path {
+            Some(p) if name.starts_with('$') => format!("{name} ({})", p.display()),
+            Some(_) => name.clone(),
+            None => format!("{name} (not set)"),
+        })
+        .collect();
+    anyhow::bail!(
+        "no configuration file found; tried {}. Pass --config FILE, or copy config.toml.example to ./config.toml",
+        tried.join(", ")
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let explicit = cli.config.as_deref();
     let result = match &cli.command {
-        Command::Run => run(&cli.config),
-        Command::CheckConfig => check_config(&cli.config),
-        Command::Query(query) => run_query(&cli, query),
+        Command::Run => config_path(explicit).and_then(|config| run(&config)),
+        Command::CheckConfig => config_path(explicit).and_then(|config| check_config(&config)),
+        Command::Query(query) => run_query(explicit, query),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -67,11 +92,12 @@ fn run(config: &Path) -> anyhow::Result<()> {
 }
 
 /// A query command: where the store and the API are come from the flags, else from the config file.
-fn run_query(cli: &Cli, query: &QueryCommand) -> anyhow::Result<()> {
-    let (data_dir, api) = match (&cli.data_dir, &cli.api) {
+fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()> {
+    let opts = query.options();
+    let (data_dir, api) = match (&opts.data_dir, &opts.api) {
         (Some(dir), Some(api)) => (dir.clone(), api.clone()),
         (dir, api) => {
-            let config = Config::load(&cli.config).context(
+            let config = Config::load(&config_path(explicit)?).context(
                 "query commands read `node.data_dir` and `api.listen` from the config: pass --config, or both \
                  --data-dir and --api",
             )?;
@@ -83,8 +109,8 @@ fn run_query(cli: &Cli, query: &QueryCommand) -> anyhow::Result<()> {
         }
     };
     let output = Output {
-        json: cli.json,
-        verbose: cli.verbose,
+        json: opts.json,
+        verbose: opts.verbose,
     };
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -110,7 +136,20 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints the error and its causes, each once: a cause whose text the message already holds (an OS error that a
+/// wrapping error quotes) is not repeated.
 fn fail(error: &anyhow::Error) -> ExitCode {
-    eprintln!("error: {error:#}");
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    eprintln!("error: {text}");
     ExitCode::FAILURE
 }
