@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 scripts/setup-python.sh
-cargo build --quiet
+cargo build --release --quiet
 demo=$repo/demo
 mkdir -p "$demo"
 export PRIV_KEY_PASSWORD=${PRIV_KEY_PASSWORD:-demo-password}
@@ -28,6 +28,16 @@ pids+=($!)
 wait_ready "$demo/coordinator"
 coordinator_rid=$(field "$demo/coordinator/ready.json" rid)
 coordinator_url=$(field "$demo/coordinator/ready.json" base_url)
+# koi-net quietly moves to the next port when its own is taken: say so instead of running on a port nobody expects.
+check_port() {  # <dir> <wanted port> <role>
+  local port; port=$(field "$1/ready.json" port)
+  if [ "$port" != "$2" ]; then
+    echo "demo: port $2 is taken, so koi-net started the $3 on :$port instead; stop what holds :$2" >&2
+    echo "      (see: ss -ltnp 'sport = :$2') and run the demo again" >&2
+    exit 1
+  fi
+}
+check_port "$demo/coordinator" 8080 coordinator
 
 .venv/bin/python - "$repo/tests/fixtures/github-event-contents.json" > "$demo/sensor/initial.json" <<'PY'
 import json, sys
@@ -39,6 +49,7 @@ PY
   --initial "$demo/sensor/initial.json" --spool "$demo/sensor/spool" > "$demo/sensor/node.log" 2>&1 &
 pids+=($!)
 wait_ready "$demo/sensor"
+check_port "$demo/sensor" 8007 sensor
 
 # The daemon runs on config.toml.example as it is, but for the two site-specific values: the first contact
 # (this demo's coordinator) and a data dir inside ./demo/ (the example's /var/lib/… is for the systemd service).
@@ -48,6 +59,6 @@ sed -e "s|^url = .*|url = \"$coordinator_url\"|" \
     config.toml.example > "$demo/config.toml"
 echo "demo: coordinator $coordinator_rid at $coordinator_url" >&2
 echo "demo: try  curl -s http://127.0.0.1:8004/api/processor/github/status" >&2
-target/debug/koi-github-indexer run --config "$demo/config.toml" &
+target/release/koi-github-indexer run --config "$demo/config.toml" &
 pids+=($!)
 wait "${pids[-1]}"

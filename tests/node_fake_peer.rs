@@ -829,3 +829,25 @@ async fn the_join_runs_step_after_step_without_waiting_for_ticks() {
     assert!(proposal < manifests, "proposal before catch-up: {paths:?}");
     h.stop().await;
 }
+
+/// Issue 11 item 3: a failed poll says why, with the whole cause chain (here: the connection was refused), in the
+/// poll log as in the log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_poll_gives_its_cause() {
+    let peer = FakePeer::start().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/koi-net", closed.local_addr().unwrap());
+    drop(closed);
+    let h = Harness::start_with(&peer, |s| s.first_contact_url = url.clone()).await;
+    h.until("a poll failed", |h| {
+        !h.poll_log.recent(None, 5).unwrap().is_empty()
+    })
+    .await;
+    let attempts = h.poll_log.recent(None, 5).unwrap();
+    let error = attempts[0].error.clone().unwrap_or_default();
+    assert!(
+        error.to_lowercase().contains("connection refused") && error.contains(&url),
+        "{error}"
+    );
+    h.stop().await;
+}
