@@ -22,7 +22,7 @@ use unicode_width::UnicodeWidthChar;
 use crate::api::StatusBody;
 use crate::index::{
     parse_repo_ref, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery, EventRow, Index,
-    Repository,
+    RepoRemoval, Repository,
 };
 use crate::protocol::{GithubEventRid, Rid};
 
@@ -91,6 +91,13 @@ pub enum QueryCommand {
         /// `owner/name`, `orn:github.repo:owner/name` or `https://github.com/owner/name`.
         repo: String,
     },
+    /// Stop tracking a repository added by hand with `add-repo`, while no events of it have arrived.
+    RemoveRepo {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// `owner/name` or `orn:github.repo:owner/name`.
+        repo: String,
+    },
     /// Totals, the latest event, and events by type with percentages.
     Summary {
         #[command(flatten)]
@@ -117,6 +124,7 @@ impl QueryCommand {
             | QueryCommand::ShowEvents { opts, .. }
             | QueryCommand::EventDetails { opts, .. }
             | QueryCommand::AddRepo { opts, .. }
+            | QueryCommand::RemoveRepo { opts, .. }
             | QueryCommand::Summary { opts }
             | QueryCommand::Rejected { opts, .. } => opts,
         }
@@ -130,6 +138,13 @@ pub struct Output {
     pub json: bool,
     /// Say on stderr whether the daemon's API or the store was used.
     pub verbose: bool,
+}
+
+/// How [`Source::call`] asks the API.
+enum Method {
+    Get,
+    Post(Value),
+    Delete,
 }
 
 /// Where the answers come from.
@@ -189,6 +204,12 @@ pub async fn run_query(
             render(output, &row, |row| {
                 let verb = if created { "Added" } else { "Already tracked:" };
                 format!("{verb} {} ({})\n", row.full_name, row.repo_rid)
+            })?
+        }
+        QueryCommand::RemoveRepo { repo, .. } => {
+            let removed = source.remove_repository(repo).await?;
+            render(output, &serde_json::json!({"removed": removed}), |_| {
+                format!("Removed {removed}\n")
             })?
         }
         QueryCommand::Summary { .. } => {
@@ -264,7 +285,10 @@ impl Source {
             Err(e) => return Err(e).with_context(|| format!("calling {health}")),
         };
         let db_path = data_dir.join(crate::daemon::DB_DIR);
-        let writes = matches!(cmd, QueryCommand::AddRepo { .. });
+        let writes = matches!(
+            cmd,
+            QueryCommand::AddRepo { .. } | QueryCommand::RemoveRepo { .. }
+        );
         if !writes && !db_path.exists() {
             bail!(
                 "no daemon answers at {base}, and there is no store at {}: nothing has been indexed with this \
@@ -305,12 +329,13 @@ impl Source {
         client: &reqwest::Client,
         base: &str,
         path: &str,
-        body: Option<Value>,
+        method: Method,
     ) -> anyhow::Result<(T, reqwest::StatusCode)> {
         let url = format!("{base}{API_PREFIX}{path}");
-        let request = match body {
-            Some(body) => client.post(&url).json(&body),
-            None => client.get(&url),
+        let request = match method {
+            Method::Get => client.get(&url),
+            Method::Post(body) => client.post(&url).json(&body),
+            Method::Delete => client.delete(&url),
         };
         let response = request
             .send()
@@ -338,7 +363,7 @@ impl Source {
         base: &str,
         path: &str,
     ) -> anyhow::Result<T> {
-        Ok(Source::call(client, base, path, None).await?.0)
+        Ok(Source::call(client, base, path, Method::Get).await?.0)
     }
 
     async fn rejected(&self, limit: usize, offset: usize) -> anyhow::Result<Vec<DeadLetter>> {
@@ -414,10 +439,34 @@ impl Source {
         match self {
             Source::Api { client, base } => {
                 let body = serde_json::json!({"repo": repo});
-                let (row, status) = Source::call(client, base, "/repositories", Some(body)).await?;
+                let (row, status) =
+                    Source::call(client, base, "/repositories", Method::Post(body)).await?;
                 Ok((row, status == reqwest::StatusCode::CREATED))
             }
             Source::Store { index, .. } => Ok(index.add_repository(repo)?),
+        }
+    }
+
+    /// Removes a repository added by hand; returns its name.
+    async fn remove_repository(&self, repo: &str) -> anyhow::Result<String> {
+        let name = parse_repo_ref(repo)?.full_name().to_owned();
+        match self {
+            Source::Api { client, base } => {
+                let path = format!("/repositories/{name}");
+                let _: Value = Source::call(client, base, &path, Method::Delete).await?.0;
+                Ok(name)
+            }
+            Source::Store { index, .. } => match index.remove_repository(repo)? {
+                RepoRemoval::Removed => Ok(name),
+                RepoRemoval::NotFound => bail!("repository {name} is not indexed"),
+                RepoRemoval::NotAddedByHand => bail!(
+                    "repository {name} was not added by hand: its events came from the network, and it stays \
+                     while they do"
+                ),
+                RepoRemoval::HasEvents(n) => bail!(
+                    "repository {name} has {n} events now; it can be removed only while it has none"
+                ),
+            },
         }
     }
 

@@ -332,10 +332,15 @@ async fn post_repositories_adds_one_idempotently_and_refuses_bad_bodies() {
     );
 
     for (body, needle) in [
-        ("not json", "the body must be JSON like"),
-        (r#"{"name":"a/b"}"#, "the body must be JSON like"),
+        ("not json", "the body must be a JSON object like"),
+        (r#"{"name":"a/b"}"#, "the body must be a JSON object like"),
+        (r#"["a/b"]"#, "the body must be a JSON object like"),
         (r#"{"repo":"just-a-name"}"#, "is not a repository"),
         (r#"{"repo":"a/b/c"}"#, "is not a repository"),
+        (r#"{"repo":"../.."}"#, "owner must be 1 to 39"),
+        (r#"{"repo":"☕/😀"}"#, "is not a repository"),
+        (r#"{"repo":"octo/.."}"#, "not `.` or `..`"),
+        (r#"{"repo":"a_b/c"}"#, "owner must be"),
     ] {
         assert_error(
             &send(reqwest::Method::POST, &url, Some(body)).await,
@@ -343,6 +348,20 @@ async fn post_repositories_adds_one_idempotently_and_refuses_bad_bodies() {
             needle,
         );
     }
+    let (status, plain) = {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "text/plain")
+            .body(r#"{"repo":"a/b"}"#)
+            .send()
+            .await
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.json::<Value>().await.unwrap(),
+        )
+    };
+    assert_error(&(status, plain), 400, "Content-Type: application/json");
     let huge = format!(r#"{{"repo":"{}"}}"#, "a".repeat(10_000));
     assert_error(
         &send(reqwest::Method::POST, &url, Some(&huge)).await,
@@ -543,4 +562,57 @@ async fn every_route_refuses_unknown_query_parameters_naming_them() {
         .unwrap();
     assert_eq!(metrics.status().as_u16(), 400);
     assert!(metrics.text().await.unwrap().contains("`x`"));
+}
+
+#[tokio::test]
+async fn delete_removes_a_repository_added_by_hand_while_it_has_no_events() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let (status, _) = send(
+        reqwest::Method::POST,
+        &api.url("/repositories"),
+        Some(r#"{"repo":"new-org/new-repo"}"#),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, removed) = send(
+        reqwest::Method::DELETE,
+        &api.url("/repositories/new-org/new-repo"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, removed),
+        (200, json!({"removed": "new-org/new-repo"}))
+    );
+    assert_error(
+        &get(&api.url("/repositories/new-org/new-repo")).await,
+        404,
+        "not indexed",
+    );
+    assert_error(
+        &send(
+            reqwest::Method::DELETE,
+            &api.url("/repositories/new-org/new-repo"),
+            None,
+        )
+        .await,
+        404,
+        "not indexed",
+    );
+    // A repository whose events came from the network stays.
+    assert_error(
+        &send(
+            reqwest::Method::DELETE,
+            &api.url("/repositories/octo-org/hello-world"),
+            None,
+        )
+        .await,
+        409,
+        "not added by hand",
+    );
+    assert_eq!(
+        get(&api.url("/status")).await.1["details"]["repositories"],
+        2
+    );
 }

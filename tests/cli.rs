@@ -267,6 +267,34 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
     );
     let listed = stdout(&run(&["list-repos", "--data-dir", data_dir, "--api", &api_base]).await);
     assert!(listed.contains("another/one"), "{listed}");
+    // What was added by hand can be removed by hand; what came from the network cannot.
+    let removed = run(&[
+        "remove-repo",
+        "another/one",
+        "--data-dir",
+        data_dir,
+        "--api",
+        &api_base,
+    ])
+    .await;
+    assert_eq!(stdout(&removed), "Removed another/one\n");
+    let listed = stdout(&run(&["list-repos", "--data-dir", data_dir, "--api", &api_base]).await);
+    assert!(!listed.contains("another/one"), "{listed}");
+    let refused = run(&[
+        "remove-repo",
+        "octo-org/hello-world",
+        "--data-dir",
+        data_dir,
+        "--api",
+        &api_base,
+    ])
+    .await;
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("not added by hand"),
+        "{}",
+        stderr(&refused)
+    );
     drop(dir);
 }
 

@@ -12,7 +12,8 @@
 //! | `GET /commits/{sha}/events?limit&offset` | `[EventRow]`, newest first (`sha` may be abbreviated) |
 //! | `GET /polls?neighbour&limit` | the poll log: recent poll attempts, newest first (`[PollAttempt]`) |
 //! | `GET /rejected?limit&offset&items` | dead letters, newest first: `[{id, rid, source, reason, detail, received_at, item}]` |
-//! | `POST /repositories` `{"repo":"owner/name"}` | the only write: adds a repository (201, or 200 if held) |
+//! | `POST /repositories` `{"repo":"owner/name"}` | adds a repository (201, or 200 if held); JSON only |
+//! | `DELETE /repositories/{repo}` | removes a repository added by hand while it has no events (409 otherwise) |
 //!
 //! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text). Every request is counted and
 //! timed by route template (`api_requests_total`, `api_request_duration_seconds`).
@@ -36,7 +37,7 @@ pub mod status;
 
 pub use status::{NodeStatus, StatusBody, StatusDetails};
 
-use crate::index::{parse_repo_ref, DeadLetters, EventQuery, Index, IndexError};
+use crate::index::{parse_repo_ref, DeadLetters, EventQuery, Index, IndexError, RepoRemoval};
 use crate::protocol::{GithubEventRid, Rid, Timestamp};
 use crate::telemetry::{ApiRequest, Metrics, PollLog, METRICS_CONTENT_TYPE};
 
@@ -44,7 +45,7 @@ use crate::telemetry::{ApiRequest, Metrics, PollLog, METRICS_CONTENT_TYPE};
 pub const MAX_LIMIT: usize = 100;
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: usize = 50;
-/// Largest request body accepted (the one write takes a repository name).
+/// Largest request body accepted (`POST /repositories` takes a repository name).
 const MAX_BODY: u64 = 4096;
 
 /// What the handlers need.
@@ -174,12 +175,35 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path("repositories"))
         .and(warp::path::end())
         .and(warp::post())
+        .and(warp::header::optional::<String>("content-type"))
         .and(warp::body::content_length_limit(MAX_BODY))
         .and(warp::body::bytes())
         .and(ctx.clone())
         .then(
-            |body: warp::hyper::body::Bytes, ctx: ApiContext| async move {
-                finish(add_repository(body, ctx).await)
+            |content_type: Option<String>, body: warp::hyper::body::Bytes, ctx: ApiContext| async move {
+                finish(add_repository(content_type, body, ctx).await)
+            },
+        );
+    let remove_repo = base
+        .and(warp::path("repositories"))
+        .and(warp::path::tail())
+        // `DELETE /repositories` itself is not a route (405, like any other wrong method).
+        .and_then(|tail: warp::path::Tail| async move {
+            if tail.as_str().trim_matches('/').is_empty() {
+                Err(warp::reject::not_found())
+            } else {
+                Ok(tail)
+            }
+        })
+        .and(warp::delete())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |tail: warp::path::Tail, params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/repositories/{repo}", &params) {
+                    return finish(Err(e));
+                }
+                finish(remove_repository(tail.as_str().to_owned(), ctx).await)
             },
         );
     let repo = base
@@ -250,6 +274,8 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(list_repos)
         .unify()
         .or(add_repo)
+        .unify()
+        .or(remove_repo)
         .unify()
         .or(repo)
         .unify()
@@ -427,17 +453,36 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     ok(&page)
 }
 
-async fn add_repository(body: warp::hyper::body::Bytes, ctx: ApiContext) -> Answer {
+async fn add_repository(
+    content_type: Option<String>,
+    body: warp::hyper::body::Bytes,
+    ctx: ApiContext,
+) -> Answer {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
         repo: String,
     }
-    let body: Body = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the body must be JSON like {{\"repo\": \"owner/name\"}}: {e}"
-        ))
-    })?;
+    let is_json = content_type.as_deref().is_some_and(|t| {
+        t.split(';')
+            .next()
+            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+    });
+    if !is_json {
+        return Err(ApiError::bad_request(format!(
+            "send the body as JSON with `Content-Type: application/json` (got {})",
+            content_type.map_or("no content type".to_owned(), |t| format!("`{t}`"))
+        )));
+    }
+    let shape = || "the body must be a JSON object like {\"repo\": \"owner/name\"}".to_owned();
+    // An object, not an array: serde would read `["owner/name"]` as the struct's fields in order.
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", shape())))?;
+    if !value.is_object() {
+        return Err(ApiError::bad_request(shape()));
+    }
+    let body: Body = serde_json::from_value(value)
+        .map_err(|e| ApiError::bad_request(format!("{}: {e}", shape())))?;
     let (repo, created) = blocking(&ctx.index, move |index| {
         Ok(index.add_repository(&body.repo)?)
     })
@@ -458,6 +503,26 @@ fn no_parameters(route: &str, params: &[(String, String)]) -> Result<(), ApiErro
         Some((name, _)) => Err(ApiError::bad_request(format!(
             "unknown query parameter `{name}`: {route} takes none"
         ))),
+    }
+}
+
+/// `DELETE /repositories/{repo}`: removes a repository added by hand that has no events yet.
+async fn remove_repository(tail: String, ctx: ApiContext) -> Answer {
+    let name = decode_path(tail.trim_end_matches('/'))?;
+    let shown = name.clone();
+    match blocking(&ctx.index, move |index| Ok(index.remove_repository(&name)?)).await? {
+        RepoRemoval::Removed => ok(&json!({"removed": shown})),
+        RepoRemoval::NotFound => Err(ApiError::not_found(format!(
+            "repository {shown} is not indexed"
+        ))),
+        RepoRemoval::NotAddedByHand => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("repository {shown} was not added by hand: its events came from the network, and it stays while they do"),
+        )),
+        RepoRemoval::HasEvents(n) => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("repository {shown} has {n} events now; it can be removed only while it has none"),
+        )),
     }
 }
 

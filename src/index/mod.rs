@@ -42,8 +42,8 @@ pub use github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
 };
 pub use store::{
-    parse_repo_ref, Counts, EventDetails, EventQuery, HeldBundle, Index, IndexOptions, Repository,
-    SCHEMA_VERSION,
+    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, HeldBundle, Index,
+    IndexOptions, RepoRemoval, Repository, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

@@ -262,6 +262,9 @@ struct RepoRecord {
     /// Time (µs) of the source the details came from: an older source does not overwrite a newer one.
     #[serde(default)]
     details_at: Option<i64>,
+    /// Added by hand (`add-repo`), so it may be removed by hand (`remove-repo`) while it has no events.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    manual: bool,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
@@ -557,6 +560,7 @@ impl Tx<'_> {
                     event_count: 0,
                     details: RepoDetails::default(),
                     details_at: None,
+                    manual: false,
                 }
             }
         };
@@ -621,6 +625,52 @@ impl Tx<'_> {
         self.touch_repo(&row.repo_rid, now, -1, None)?;
         Ok(true)
     }
+}
+
+/// What [`Index::remove_repository`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepoRemoval {
+    /// Removed.
+    Removed,
+    /// Not indexed.
+    NotFound,
+    /// Indexed from the network, not added by hand: it stays.
+    NotAddedByHand,
+    /// Added by hand, but events of it have arrived since: it stays.
+    HasEvents(u64),
+}
+
+/// A repository name as GitHub allows it: owner 1–39 of `[A-Za-z0-9-]`, name 1–100 of `[A-Za-z0-9._-]`, and
+/// neither `.` nor `..`.
+pub fn check_github_name(input: &str, full_name: &str) -> Result<(), IndexError> {
+    let invalid = |problem: &str| IndexError::InvalidRepository {
+        input: input.to_owned(),
+        problem: problem.to_owned(),
+    };
+    let (owner, name) = full_name
+        .split_once('/')
+        .ok_or_else(|| invalid("expected owner/name"))?;
+    if owner.is_empty()
+        || owner.len() > 39
+        || !owner.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(invalid(
+            "the owner must be 1 to 39 letters, digits or hyphens, as on GitHub",
+        ));
+    }
+    if name.is_empty()
+        || name.len() > 100
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        || name == "."
+        || name == ".."
+    {
+        return Err(invalid(
+            "the name must be 1 to 100 letters, digits, `.`, `_` or `-` (not `.` or `..`), as on GitHub",
+        ));
+    }
+    Ok(())
 }
 
 /// How `rid` is stored, from user or URL text: `owner/name`, `orn:github.repo:owner/name` or a GitHub URL.
@@ -941,8 +991,10 @@ impl Index {
     }
 
     /// Adds a repository with no events yet (`add-repo`). Idempotent: returns the row and whether it was created.
+    /// The name must be one GitHub allows ([`check_github_name`]).
     pub fn add_repository(&self, full_name_or_rid: &str) -> Result<(Repository, bool), IndexError> {
         let repo = parse_repo_ref(full_name_or_rid)?;
+        check_github_name(full_name_or_rid, repo.full_name())?;
         let key = repo.rid().as_str();
         let now = now_text();
         let created = self.transaction(|tx| {
@@ -950,6 +1002,17 @@ impl Index {
                 return Ok(false);
             }
             tx.touch_repo(key, &now, 0, None)?;
+            let mut record: RepoRecord = Tx::get(tx.repos, trees::REPOS, key.as_bytes())?
+                .ok_or_else(|| {
+                    abort(IndexError::Corrupt {
+                        tree: trees::REPOS,
+                        key: key.to_owned(),
+                        problem: "the row just written is missing".into(),
+                    })
+                })?;
+            record.manual = true;
+            let bytes = serde_json::to_vec(&record).map_err(|e| abort(e.into()))?;
+            tx.repos.insert(key.as_bytes(), bytes)?;
             Ok(true)
         })?;
         let row = self.repository(&repo)?.ok_or_else(|| IndexError::Corrupt {
@@ -958,6 +1021,27 @@ impl Index {
             problem: "the row just written is missing".into(),
         })?;
         Ok((row, created))
+    }
+
+    /// Removes a repository added by hand that has no events (`remove-repo`).
+    pub fn remove_repository(&self, full_name_or_rid: &str) -> Result<RepoRemoval, IndexError> {
+        let repo = parse_repo_ref(full_name_or_rid)?;
+        let key = repo.rid().as_str();
+        self.transaction(|tx| {
+            let Some(record) = Tx::get::<RepoRecord>(tx.repos, trees::REPOS, key.as_bytes())?
+            else {
+                return Ok(RepoRemoval::NotFound);
+            };
+            if !record.manual {
+                return Ok(RepoRemoval::NotAddedByHand);
+            }
+            if record.event_count > 0 {
+                return Ok(RepoRemoval::HasEvents(record.event_count));
+            }
+            tx.repos.remove(key.as_bytes())?;
+            tx.add(REPOS_COUNT, -1)?;
+            Ok(RepoRemoval::Removed)
+        })
     }
 
     /// Makes every write so far durable.
