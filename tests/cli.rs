@@ -252,43 +252,26 @@ async fn query_commands_ask_the_running_daemon_and_open_the_store_when_it_is_sto
     };
     assert_eq!(answers(&through_store), answers(&through_api));
 
-    let added = run(&[
-        "add-repo",
-        "another/one",
-        "--data-dir",
-        data_dir,
-        "--api",
-        &api_base,
-    ])
-    .await;
+    // The daemon is stopped: every command below opens the store.
+    let on_store = |args: &[&str]| {
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--data-dir", data_dir, "--api", &api_base]);
+        let full: Vec<String> = full.into_iter().map(str::to_owned).collect();
+        async move { run(&full.iter().map(String::as_str).collect::<Vec<_>>()).await }
+    };
+    let added = on_store(&["add-repo", "another/one"]).await;
     assert_eq!(
         stdout(&added),
         "Added another/one (orn:github.repo:another/one)\n"
     );
-    let listed = stdout(&run(&["list-repos", "--data-dir", data_dir, "--api", &api_base]).await);
+    let listed = stdout(&on_store(&["list-repos"]).await);
     assert!(listed.contains("another/one"), "{listed}");
     // What was added by hand can be removed by hand; what came from the network cannot.
-    let removed = run(&[
-        "remove-repo",
-        "another/one",
-        "--data-dir",
-        data_dir,
-        "--api",
-        &api_base,
-    ])
-    .await;
+    let removed = on_store(&["remove-repo", "another/one"]).await;
     assert_eq!(stdout(&removed), "Removed another/one\n");
-    let listed = stdout(&run(&["list-repos", "--data-dir", data_dir, "--api", &api_base]).await);
+    let listed = stdout(&on_store(&["list-repos"]).await);
     assert!(!listed.contains("another/one"), "{listed}");
-    let refused = run(&[
-        "remove-repo",
-        "octo-org/hello-world",
-        "--data-dir",
-        data_dir,
-        "--api",
-        &api_base,
-    ])
-    .await;
+    let refused = on_store(&["remove-repo", "octo-org/hello-world"]).await;
     assert!(!refused.status.success());
     assert!(
         stderr(&refused).contains("not added by hand"),
