@@ -90,7 +90,7 @@ impl Inbox {
         }
     }
 
-    /// Appends events atomically (not yet flushed: see [`Inbox::push_durable`]). `hash_verified`: the caller has
+    /// Appends events atomically; not yet flushed (the caller flushes before telling anyone they are stored). `hash_verified`: the caller has
     /// checked every event's contents against its manifest ([`Event::verify_hash`]).
     pub fn push(
         &self,
@@ -114,20 +114,6 @@ impl Inbox {
         }
         self.tree.apply_batch(batch)?;
         self.len.fetch_add(count, Ordering::AcqRel);
-        Ok(count)
-    }
-
-    /// [`Inbox::push`], then waits until the events are on disk.
-    pub async fn push_durable(
-        &self,
-        source: &Rid,
-        events: Vec<Event>,
-        hash_verified: bool,
-    ) -> Result<usize, InboxError> {
-        let count = self.push(source, events, hash_verified)?;
-        if count > 0 {
-            self.db.flush_async().await?;
-        }
         Ok(count)
     }
 
@@ -238,7 +224,8 @@ mod tests {
             let events = (0..5)
                 .map(|i| Event::forget(rid(&format!("orn:github.event:a/b:{i}"))))
                 .collect();
-            assert_eq!(inbox.push_durable(&source, events, false).await.unwrap(), 5);
+            assert_eq!(inbox.push(&source, events, false).unwrap(), 5);
+            db.flush().unwrap();
         }
         let store =
             crate::storage::open(dir.path(), crate::storage::StoreOptions::default()).unwrap();

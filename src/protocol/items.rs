@@ -163,16 +163,6 @@ impl ResponseItems {
             }
         })
     }
-
-    /// The payload's `type`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ResponseItems::Events(_) => "events_payload",
-            ResponseItems::Manifests { .. } => "manifests_payload",
-            ResponseItems::Bundles { .. } => "bundles_payload",
-            ResponseItems::Rids(_) => "rids_payload",
-        }
-    }
 }
 
 #[cfg(test)]
