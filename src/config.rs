@@ -179,6 +179,16 @@ pub struct ApiConfig {
     /// Address the query API listens on. Keep it on loopback: the API has no authentication.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Longest a client may take to send a request's head (humantime); slower clients are disconnected.
+    #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// Longest a connection may sit with nothing sent either way and no request open (humantime).
+    #[serde(default = "default_idle_timeout", deserialize_with = "de_duration")]
+    pub idle_timeout: Duration,
+    /// Most connections open at once. At the cap, the oldest connection that has not yet sent a whole request is
+    /// closed to make room; if every connection is busy, the new one gets a 503.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 /// `[index]`
@@ -254,6 +264,15 @@ fn default_shutdown_timeout() -> Duration {
 fn default_cache() -> u64 {
     crate::storage::DEFAULT_CACHE_BYTES
 }
+fn default_header_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_connections() -> usize {
+    512
+}
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8004))
 }
@@ -314,6 +333,9 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_listen(),
+            header_timeout: default_header_timeout(),
+            idle_timeout: default_idle_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -463,6 +485,15 @@ impl Config {
         }
         if self.pipeline.shutdown_timeout.is_zero() {
             return Err(self.invalid("pipeline.shutdown_timeout", "must be greater than zero"));
+        }
+        if self.api.header_timeout.is_zero() {
+            return Err(self.invalid("api.header_timeout", "must be greater than zero"));
+        }
+        if self.api.idle_timeout.is_zero() {
+            return Err(self.invalid("api.idle_timeout", "must be greater than zero"));
+        }
+        if self.api.max_connections == 0 {
+            return Err(self.invalid("api.max_connections", "must be at least 1"));
         }
         if self.storage.cache < 1024 * 1024 {
             return Err(self.invalid(

@@ -113,18 +113,23 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         poll_log,
         dead_letters,
     };
-    let api_shutdown = shutdown.clone();
-    let (api_addr, api_server) = warp::serve(crate::api::routes(api_ctx))
-        .try_bind_with_graceful_shutdown(config.api.listen, async move {
-            api_shutdown.cancelled().await;
-        })
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
         .with_context(|| {
             format!(
                 "cannot listen on {} (`api.listen`): is the port in use?",
                 config.api.listen
             )
         })?;
-    let api_task = tokio::spawn(api_server);
+    let api_addr = listener
+        .local_addr()
+        .context("reading the API's listening address")?;
+    let api_task = tokio::spawn(crate::api::server::serve(
+        listener,
+        api_ctx,
+        (&config.api).into(),
+        shutdown.clone(),
+    ));
     NodeStarted {
         node_rid: identity.rid.as_str(),
         data_dir: &data_dir.display().to_string(),

@@ -33,6 +33,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+pub mod server;
 pub mod status;
 
 pub use status::{NodeStatus, StatusBody, StatusDetails};
@@ -105,6 +106,48 @@ fn finish(answer: Answer) -> Response {
     })
 }
 
+/// GET, and HEAD on the same routes (hyper leaves the body out of a HEAD answer).
+fn get_or_head() -> impl Filter<Extract = (), Error = Rejection> + Copy {
+    warp::get().or(warp::head()).unify()
+}
+
+/// Reads a request body of at most [`MAX_BODY`] bytes, with or without a Content-Length (chunked).
+async fn read_body<B: warp::hyper::body::Buf>(
+    length: Option<u64>,
+    body: impl futures::Stream<Item = Result<B, warp::Error>>,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt as _;
+    let too_large = || {
+        ApiError(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {MAX_BODY} bytes"),
+        )
+    };
+    if length.is_some_and(|length| length > MAX_BODY) {
+        return Err(too_large());
+    }
+    let mut read = Vec::new();
+    futures::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
+        })?;
+        if read.len() + chunk.remaining() > MAX_BODY as usize {
+            return Err(too_large());
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            read.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(read)
+}
+
 /// Runs a store read on tokio's blocking pool (sled may touch the disk).
 async fn on_blocking_pool<T: Send + 'static>(
     read: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -138,7 +181,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let health = base
         .and(warp::path("health"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .map(|params: Vec<(String, String)>| {
             finish(no_parameters("/health", &params).and_then(|()| ok(&json!({"status": "ok"}))))
@@ -146,7 +189,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let status = base
         .and(warp::path("status"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(
@@ -160,7 +203,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let list_repos = base
         .and(warp::path("repositories"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(
@@ -176,11 +219,15 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path::end())
         .and(warp::post())
         .and(warp::header::optional::<String>("content-type"))
-        .and(warp::body::content_length_limit(MAX_BODY))
-        .and(warp::body::bytes())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
         .and(ctx.clone())
         .then(
-            |content_type: Option<String>, body: warp::hyper::body::Bytes, ctx: ApiContext| async move {
+            |content_type: Option<String>, length: Option<u64>, body, ctx: ApiContext| async move {
+                let body = match read_body(length, body).await {
+                    Ok(body) => body,
+                    Err(e) => return finish(Err(e)),
+                };
                 finish(add_repository(content_type, body, ctx).await)
             },
         );
@@ -209,7 +256,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let repo = base
         .and(warp::path("repositories"))
         .and(warp::path::tail())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(
@@ -220,7 +267,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let event = base
         .and(warp::path("events"))
         .and(warp::path::tail())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(
@@ -234,13 +281,13 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let polls = base
         .and(warp::path("polls"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(|params, ctx: ApiContext| async move { finish(polls(params, ctx).await) });
     let metrics_route = warp::path("metrics")
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .map(|params: Vec<(String, String)>, ctx: ApiContext| {
@@ -253,7 +300,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
     let rejected_route = base
         .and(warp::path("rejected"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx.clone())
         .then(|params, ctx: ApiContext| async move { finish(rejected(params, ctx).await) });
@@ -262,7 +309,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path::param::<String>())
         .and(warp::path("events"))
         .and(warp::path::end())
-        .and(warp::get())
+        .and(get_or_head())
         .and(params)
         .and(ctx)
         .then(|sha: String, params, ctx: ApiContext| async move {
@@ -453,11 +500,7 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     ok(&page)
 }
 
-async fn add_repository(
-    content_type: Option<String>,
-    body: warp::hyper::body::Bytes,
-    ctx: ApiContext,
-) -> Answer {
+async fn add_repository(content_type: Option<String>, body: Vec<u8>, ctx: ApiContext) -> Answer {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
@@ -684,21 +727,11 @@ fn parse_time(name: &str, value: &str) -> Result<Timestamp, ApiError> {
 /// Turns warp's rejections into JSON errors. A request refused by several routes carries all their reasons: the
 /// specific ones (body too large, …) are checked before "wrong method", which the other routes add.
 async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
-    use warp::reject::{InvalidQuery, LengthRequired, MethodNotAllowed, PayloadTooLarge};
+    use warp::reject::{InvalidQuery, MethodNotAllowed};
     let (status, message) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
             "no such endpoint; see README.md, API reference".to_owned(),
-        )
-    } else if rejection.find::<PayloadTooLarge>().is_some() {
-        (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {MAX_BODY} bytes"),
-        )
-    } else if rejection.find::<LengthRequired>().is_some() {
-        (
-            StatusCode::LENGTH_REQUIRED,
-            "a Content-Length header is required".to_owned(),
         )
     } else if rejection.find::<InvalidQuery>().is_some() {
         (
@@ -708,7 +741,7 @@ async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     } else if rejection.find::<MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed: this API is read-only (GET), except POST …/repositories to add a repository"
+            "method not allowed: this API is read-only (GET and HEAD), except POST and DELETE …/repositories/… for repositories added by hand"
                 .to_owned(),
         )
     } else {

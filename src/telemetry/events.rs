@@ -25,10 +25,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-pub use super::labels::{DedupReason, PollOutcome, RejectReason};
+pub use super::labels::{ConnectionClose, DedupReason, PollOutcome, RejectReason};
 use super::metrics::{
-    DedupLabels, EdgeLabels, Metrics, NeighbourLabels, NodeInfoLabels, PollLabels, RejectLabels,
-    RouteLabels, RouteStatusLabels,
+    CloseLabels, DedupLabels, EdgeLabels, Metrics, NeighbourLabels, NodeInfoLabels, PollLabels,
+    RejectLabels, RouteLabels, RouteStatusLabels,
 };
 use super::poll_log::PollAttempt;
 
@@ -353,6 +353,44 @@ impl IndexSizes {
             .set(i64::try_from(self.events).unwrap_or(i64::MAX));
         m.index_repositories
             .set(i64::try_from(self.repositories).unwrap_or(i64::MAX));
+    }
+}
+
+/// The query API closed a connection before its client did.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiConnectionClosed {
+    /// Why.
+    pub reason: ConnectionClose,
+}
+
+impl ApiConnectionClosed {
+    /// Logs at debug (a slow client is not news; the counter shows a flood) and counts it by reason.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(target: "koi_github_indexer::api", reason = %self.reason, "api connection closed");
+        metrics
+            .families()
+            .api_connections_closed
+            .get_or_create(&CloseLabels {
+                reason: self.reason,
+            })
+            .inc();
+    }
+}
+
+/// The number of open API connections changed.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiConnections {
+    /// Open now.
+    pub open: usize,
+}
+
+impl ApiConnections {
+    /// Sets the gauge.
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .families()
+            .api_connections
+            .set(i64::try_from(self.open).unwrap_or(i64::MAX));
     }
 }
 

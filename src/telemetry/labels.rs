@@ -91,6 +91,37 @@ impl fmt::Display for DedupReason {
     }
 }
 
+/// Why the query API closed a connection before its client did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnectionClose {
+    /// The client did not finish sending a request head within `api.header_timeout`.
+    HeaderTimeout,
+    /// The connection sat idle between requests longer than `api.idle_timeout`.
+    Idle,
+    /// At `api.max_connections`, the oldest connection that had not yet sent a whole request made room for a new one.
+    Evicted,
+    /// At `api.max_connections` with every connection busy: the new connection got a 503 and was closed.
+    Refused,
+}
+
+impl ConnectionClose {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionClose::HeaderTimeout => "header_timeout",
+            ConnectionClose::Idle => "idle",
+            ConnectionClose::Evicted => "evicted",
+            ConnectionClose::Refused => "refused",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionClose {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why an event was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectReason {

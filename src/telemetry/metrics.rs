@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use super::labels::{DedupReason, PollOutcome, RejectReason};
+use super::labels::{ConnectionClose, DedupReason, PollOutcome, RejectReason};
 
 /// The `Content-Type` to serve [`Metrics::encode`] with: OpenMetrics 1.0 text, which Prometheus (2.x and later)
 /// and other OpenMetrics scrapers negotiate and parse. The body ends with the `# EOF` line the format requires.
@@ -75,6 +75,10 @@ pub(super) struct Families {
     pub(super) api_requests: Family<RouteStatusLabels, Counter>,
     /// Query API latency by route template.
     pub(super) api_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Open connections to the query API.
+    pub(super) api_connections: Gauge,
+    /// Connections the query API closed itself, by reason: slow or idle clients, or too many connections.
+    pub(super) api_connections_closed: Family<CloseLabels, Counter>,
     /// Handshakes (`FORGET` + `NEW` of our profile) a neighbour accepted: repeated ones mean it keeps forgetting us.
     pub(super) handshakes: Family<NeighbourLabels, Counter>,
     /// POLL edges we proposed, by the provider (edge source) asked to serve us.
@@ -107,6 +111,12 @@ pub(super) struct DedupLabels {
 pub(super) struct RejectLabels {
     pub(super) neighbour: String,
     pub(super) reason: RejectReason,
+}
+
+/// Labels of `api_connections_closed_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct CloseLabels {
+    pub(super) reason: ConnectionClose,
 }
 
 /// Labels of `api_requests_total`.
@@ -155,6 +165,12 @@ impl EncodeLabelValue for DedupReason {
     }
 }
 
+impl EncodeLabelValue for ConnectionClose {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(self.as_str())
+    }
+}
+
 impl EncodeLabelValue for RejectReason {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
         encoder.write_str(self.as_str())
@@ -180,6 +196,8 @@ impl Metrics {
             index_repositories: Gauge::default(),
             api_requests: Family::default(),
             api_latency: Family::new_with_constructor(api_latency_histogram),
+            api_connections: Gauge::default(),
+            api_connections_closed: Family::default(),
             handshakes: Family::default(),
             edges_proposed: Family::default(),
             node_info: Family::default(),
@@ -267,6 +285,16 @@ impl Metrics {
             families.api_latency.clone(),
         );
         registry.register(
+            "api_connections",
+            "Open connections to the query API",
+            families.api_connections.clone(),
+        );
+        registry.register(
+            "api_connections_closed",
+            "Connections the query API closed itself, by reason (header_timeout, idle, evicted, refused)",
+            families.api_connections_closed.clone(),
+        );
+        registry.register(
             "handshakes",
             "Handshakes (FORGET + NEW of our profile) sent successfully, by neighbour",
             families.handshakes.clone(),
@@ -336,6 +364,8 @@ mod tests {
             "koi_indexer_index_repositories",
             "koi_indexer_api_requests",
             "koi_indexer_api_request_duration_seconds",
+            "koi_indexer_api_connections",
+            "koi_indexer_api_connections_closed",
             "koi_indexer_handshakes",
             "koi_indexer_edges_proposed",
             "koi_indexer_node_info",

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 
-use koi_github_indexer::api::{routes, ApiContext, NodeStatus};
+use koi_github_indexer::api::server::{serve, ConnectionLimits};
+use koi_github_indexer::api::{ApiContext, NodeStatus};
 use koi_github_indexer::index::{DeadLetters, Index};
 use koi_github_indexer::protocol::knowledge::hash_contents;
 use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
@@ -100,8 +101,17 @@ impl Store {
         self.dir.path().to_owned()
     }
 
-    /// Serves the API over this store on 127.0.0.1 (a free port), as the daemon does.
+    /// Serves the API over this store on 127.0.0.1 (a free port), as the daemon does, with the default limits.
     pub fn serve(&self) -> Server {
+        self.serve_with(ConnectionLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            idle_timeout: std::time::Duration::from_secs(60),
+            max_connections: 512,
+        })
+    }
+
+    /// Serves the API with these connection limits.
+    pub fn serve_with(&self, limits: ConnectionLimits) -> Server {
         let ctx = ApiContext {
             index: self.index.clone(),
             status: Arc::new(|| NodeStatus {
@@ -113,34 +123,36 @@ impl Store {
             metrics: self.metrics.clone(),
             poll_log: self.poll_log.clone(),
         };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (addr, server) =
-            warp::serve(routes(ctx)).bind_with_graceful_shutdown(([127, 0, 0, 1], 0), async {
-                let _ = stopped.await;
-            });
-        let task = tokio::spawn(server);
-        Server {
-            addr,
-            stop_signal: stop,
-            task,
-        }
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, ctx, limits, stop.clone()));
+        Server { addr, stop, task }
     }
 }
 
 /// A running API; stops when dropped.
 pub struct Server {
     pub addr: SocketAddr,
-    stop_signal: oneshot::Sender<()>,
+    stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl Server {
     /// Stops serving and waits until the server task has ended (and dropped its handles on the store), as a
     /// daemon that has exited would have.
     #[allow(dead_code)] // not every test binary that includes this module stops a server
-    pub async fn stop(self) {
-        let _ = self.stop_signal.send(());
-        let _ = self.task.await;
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        let _ = (&mut self.task).await;
     }
 
     pub fn base(&self) -> String {
