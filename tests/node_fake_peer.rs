@@ -25,6 +25,8 @@ enum Misbehaviour {
     ForgedSignature,
     /// Poll responses addressed to another node.
     WrongTarget,
+    /// The next polls answer `unknown_node`, as a koi-net node does until it has processed our handshake.
+    UnknownNode(usize),
 }
 
 struct FakeState {
@@ -116,6 +118,17 @@ impl FakePeer {
                         )
                     }
                     RequestPayload::PollEvents(_) => {
+                        if let Misbehaviour::UnknownNode(left) = s.misbehaviour {
+                            s.misbehaviour = if left > 1 {
+                                Misbehaviour::UnknownNode(left - 1)
+                            } else {
+                                Misbehaviour::None
+                            };
+                            return warp::reply::with_status(
+                                r#"{"type":"error_response","error":"unknown_node"}"#.to_owned(),
+                                warp::http::StatusCode::BAD_REQUEST,
+                            );
+                        }
                         let mut events = Vec::new();
                         if !s.introduced {
                             s.introduced = true;
@@ -827,6 +840,31 @@ async fn the_join_runs_step_after_step_without_waiting_for_ticks() {
         .map(|i| i + poll)
         .expect("an edge proposal after joining");
     assert!(proposal < manifests, "proposal before catch-up: {paths:?}");
+    h.stop().await;
+}
+
+/// Issue 15: right after the handshake a koi-net node answers `unknown_node` until it has processed it. Those polls
+/// are retried within moments, not at the next tick (this harness never sends one, as if `poll.interval` were
+/// endless), so the join still ends in a catch-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polls_answered_unknown_node_are_retried_without_waiting_for_a_tick() {
+    let peer = FakePeer::start().await;
+    peer.hold(github_bundle("held-1", 1));
+    peer.misbehave(Misbehaviour::UnknownNode(3));
+    let h = Harness::start(&peer).await;
+    let mut indexed = false;
+    for _ in 0..100 {
+        if h.has("held-1") {
+            indexed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(indexed, "caught up without any tick: {:?}", peer.paths());
+    assert_eq!(
+        h.metric_with("koi_indexer_polls_total", "outcome=\"unknown_node\""),
+        3.0
+    );
     h.stop().await;
 }
 

@@ -5,6 +5,9 @@ use std::time::{Duration, Instant};
 
 use rand::Rng;
 
+/// First wait after a failure expected to clear by itself within moments ([`Backoff::failed_soon`]).
+pub const SOON: Duration = Duration::from_millis(150);
+
 /// Backoff state of one neighbour.
 #[derive(Debug, Clone)]
 pub struct Backoff {
@@ -42,6 +45,16 @@ impl Backoff {
         let raw = self.base.saturating_mul(1u32 << exp).min(self.max);
         let jitter = rand::thread_rng().gen_range(0.8..=1.2);
         let wait = raw.mul_f64(jitter).min(self.max);
+        self.next_attempt = Some(now + wait);
+        wait
+    }
+
+    /// Records a failure that is expected to clear within moments (a neighbour that has not yet processed our
+    /// handshake or profile): waits [`SOON`] doubling per failure, never more than the normal first wait.
+    pub fn failed_soon(&mut self, now: Instant) -> Duration {
+        self.failures = self.failures.saturating_add(1);
+        let exp = self.failures.saturating_sub(1).min(20);
+        let wait = SOON.saturating_mul(1u32 << exp).min(self.base);
         self.next_attempt = Some(now + wait);
         wait
     }

@@ -10,13 +10,24 @@ use super::client::error_chain;
 use super::inbox::InboxError;
 use super::{bad_item_rejection, network_types, Node};
 
+/// How a catch-up ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CatchUp {
+    /// Everything wanted is in the inbox.
+    Done,
+    /// A request failed (or shutdown): retried after a backoff.
+    Failed,
+    /// The provider does not know us yet (it has not processed our profile): retried within moments.
+    NotKnownYet,
+}
+
 impl Node {
-    /// Fetches what `provider` holds of our types that we lack, into the inbox. Returns whether it completed
-    /// (false: a request failed, or shutdown; the next subscription pass tries again).
-    pub async fn catch_up(self: &Arc<Self>, provider: &Rid) -> bool {
+    /// Fetches what `provider` holds of our types that we lack, into the inbox. Says whether it completed; if
+    /// not, the next subscription pass tries again.
+    pub(super) async fn catch_up(self: &Arc<Self>, provider: &Rid) -> CatchUp {
         let peer = self.peer_for(provider);
         let Some(profile) = self.graph.node(provider).ok().flatten() else {
-            return false;
+            return CatchUp::Failed;
         };
         let mut types: Vec<RidType> = self
             .settings
@@ -34,11 +45,12 @@ impl Node {
             );
         }
         if types.is_empty() || peer.base_url.is_empty() {
-            return true;
+            return CatchUp::Done;
         }
+        tracing::info!(provider = %provider, types = ?types.iter().map(RidType::as_str).collect::<Vec<_>>(), "catching up");
         let fetched = tokio::select! {
             fetched = self.client.fetch_manifests(&peer, types, vec![], self.settings.catch_up_timeout) => fetched,
-            _ = self.cancel.cancelled() => return false,
+            _ = self.cancel.cancelled() => return CatchUp::Failed,
         };
         let manifests = match fetched {
             Ok(manifests) => manifests,
@@ -46,8 +58,9 @@ impl Node {
                 tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching manifests failed; will retry");
                 if e.is_unknown_node() {
                     self.introduce_to_provider(&peer).await;
+                    return CatchUp::NotKnownYet;
                 }
-                return false;
+                return CatchUp::Failed;
             }
         };
         let held = manifests.len();
@@ -58,28 +71,32 @@ impl Node {
                 Ok(Ok(wanted)) => wanted,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "index read failed during catch-up; will retry");
-                    return false;
+                    return CatchUp::Failed;
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "catch-up task failed; will retry");
-                    return false;
+                    return CatchUp::Failed;
                 }
             };
         let mut queued = 0;
         for batch in wanted.chunks(self.settings.fetch_batch) {
             // Backpressure: a catch-up of a million events waits for the writer instead of filling memory.
             if !self.wait_for_room().await {
-                return false;
+                return CatchUp::Failed;
             }
             let fetched = tokio::select! {
                 fetched = self.client.fetch_bundles(&peer, batch.to_vec(), self.settings.catch_up_timeout) => fetched,
-                _ = self.cancel.cancelled() => return false,
+                _ = self.cancel.cancelled() => return CatchUp::Failed,
             };
             let bundles = match fetched {
                 Ok(bundles) => bundles,
                 Err(e) => {
                     tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching bundles failed; will retry");
-                    return false;
+                    if e.is_unknown_node() {
+                        self.introduce_to_provider(&peer).await;
+                        return CatchUp::NotKnownYet;
+                    }
+                    return CatchUp::Failed;
                 }
             };
             BundlesFetched {
@@ -95,21 +112,21 @@ impl Node {
                 Ok(Ok(n)) => queued += n,
                 Ok(Err(e)) => {
                     tracing::error!(provider = %provider, error = %e, "catch-up: cannot store fetched bundles; will retry");
-                    return false;
+                    return CatchUp::Failed;
                 }
                 Err(e) => {
                     tracing::error!(provider = %provider, error = %e, "catch-up task failed; will retry");
-                    return false;
+                    return CatchUp::Failed;
                 }
             }
             if let Err(e) = self.db.flush_async().await {
                 tracing::error!(error = %e, "flush during catch-up failed; will retry");
-                return false;
+                return CatchUp::Failed;
             }
             self.wake_writer.notify();
         }
         tracing::info!(provider = %provider, held, fetched = wanted.len(), queued, "caught up");
-        true
+        CatchUp::Done
     }
 
     /// The RIDs among `manifests` worth fetching: node profiles (other than ours), and GitHub objects newer than

@@ -5,9 +5,12 @@ use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::protocol::{Bundle, EdgeProfile, Event, EventType, NodeProfile, Rid, RidType};
+use crate::protocol::{
+    Bundle, EdgeProfile, EdgeStatus, Event, EventType, NodeProfile, Rid, RidType,
+};
 use crate::telemetry::{EdgeProposed, HandshakeCompleted, RejectReason};
 
+use super::catch_up::CatchUp;
 use super::client::{error_chain, Peer};
 use super::edges::{self, decide_edge, EdgeDecision};
 use super::graph::GraphChange;
@@ -40,10 +43,13 @@ impl Node {
             .unless_cancelled(self.client.broadcast(peer, events, self.settings.timeout))
             .await
         {
-            Some(Ok(())) => HandshakeCompleted {
-                neighbour: peer.rid.as_str(),
+            Some(Ok(())) => {
+                self.with_peer(&peer.rid, |state| state.handshaken = true);
+                HandshakeCompleted {
+                    neighbour: peer.rid.as_str(),
+                }
+                .emit(&self.telemetry.metrics)
             }
-            .emit(&self.telemetry.metrics),
             Some(Err(e)) => {
                 tracing::warn!(neighbour = %peer.rid, url = %peer.base_url, cause = %error_chain(&e), "handshake failed")
             }
@@ -101,11 +107,13 @@ impl Node {
             Ok(nodes) => nodes,
             Err(e) => return tracing::error!(error = %e, "cannot read the network graph"),
         };
-        let sources: HashSet<Rid> = self
-            .graph
-            .poll_sources(self.rid())
-            .unwrap_or_default()
+        let edges = self.graph.poll_sources(self.rid()).unwrap_or_default();
+        let sources: HashSet<Rid> = edges.iter().map(|e| e.source.clone()).collect();
+        // Catch up only once a provider has approved our edge: it queues events for us from its approval on, so a
+        // catch-up that started earlier would have to run again to cover the time in between.
+        let approved: Vec<Rid> = edges
             .into_iter()
+            .filter(|e| e.status == EdgeStatus::Approved)
             .map(|e| e.source)
             .collect();
         // Subscribe to the first contact's node and edge events once joined, so we hear of new providers.
@@ -136,6 +144,17 @@ impl Node {
             if wanted.is_empty() || sources.contains(rid) {
                 continue;
             }
+            // The graph may have changed since `sources` was read (an approval polled meanwhile): never turn an
+            // approved edge back into a proposal.
+            if self
+                .graph
+                .poll_sources(self.rid())
+                .unwrap_or_default()
+                .iter()
+                .any(|e| &e.source == rid)
+            {
+                continue;
+            }
             // Record our proposal first, so the provider is polled (and re-introduced to) from now on.
             let proposal = edges::poll_edge_proposal(self.rid(), rid, wanted);
             if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
@@ -144,7 +163,7 @@ impl Node {
             }
             self.introduce_to_provider(&self.peer_for(rid)).await;
         }
-        let mut to_catch_up: Vec<Rid> = sources.into_iter().collect();
+        let mut to_catch_up = approved;
         if joined && !to_catch_up.contains(&first_contact) {
             to_catch_up.push(first_contact);
         }
@@ -166,22 +185,36 @@ impl Node {
                 }
             });
             let Some(epoch) = start else { continue };
-            let ok = self.catch_up(&source).await;
+            let ended = self.catch_up(&source).await;
+            let ok = ended == CatchUp::Done;
             let (interval, max) = (self.settings.interval, self.settings.max_backoff);
-            self.with_peer(&source, |state| {
+            let retry_soon = self.with_peer(&source, |state| {
                 state.catching_up = false;
                 if ok {
                     state.catch_up_backoff = None;
                     if state.catch_up_epoch == epoch {
                         state.caught_up = true;
                     }
+                    None
                 } else if !self.cancel.is_cancelled() {
-                    state
+                    let backoff = state
                         .catch_up_backoff
-                        .get_or_insert_with(|| super::Backoff::new(interval, max))
-                        .failed(std::time::Instant::now());
+                        .get_or_insert_with(|| super::Backoff::new(interval, max));
+                    let now = std::time::Instant::now();
+                    if ended == CatchUp::NotKnownYet {
+                        // It has our profile now (introduced above) and processes it within moments.
+                        Some(backoff.failed_soon(now))
+                    } else {
+                        backoff.failed(now);
+                        None
+                    }
+                } else {
+                    None
                 }
             });
+            if let Some(wait) = retry_soon {
+                self.kick_after(wait);
+            }
         }
     }
 

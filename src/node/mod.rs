@@ -130,6 +130,13 @@ struct PeerState {
     /// Set after a failed catch-up: the next is not tried before it is ready (a provider that takes long to list
     /// what it holds is not asked again on every tick).
     catch_up_backoff: Option<Backoff>,
+    /// Polls answered while our POLL edge from it was still only proposed: it is polled again soon (sooner than
+    /// the schedule) so its approval is seen within moments; the wait doubles with each such poll.
+    awaiting_approval: u32,
+    /// Our handshake reached it this run. It is not sent again before each poll: its FORGET of our RID, relayed
+    /// to the providers, would make them drop us and our edges mid-join. Only repeated `unknown_node` answers
+    /// (it forgot us) send it again.
+    handshaken: bool,
 }
 
 /// A snapshot of a neighbour for the status API.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::index::Rejection;
-use crate::protocol::{Event, Item, Rid};
+use crate::protocol::{EdgeStatus, Event, Item, Rid};
 use crate::telemetry::{InboxDepth, PollFailed, PollOutcome, PollSucceeded, RejectReason};
 
 use super::client::{error_chain, ClientError, Peer};
@@ -21,7 +21,7 @@ impl Node {
         let is_first_contact = peer.rid == self.settings.first_contact_rid;
         if is_first_contact
             && !self.graph.joined(&peer.rid).unwrap_or(false)
-            && self.with_peer(&peer.rid, |s| s.unknown_node) == 0
+            && self.with_peer(&peer.rid, |s| s.unknown_node == 0 && !s.handshaken)
         {
             // Not joined yet (or forgotten): introduce ourselves before polling.
             self.handshake(peer).await;
@@ -81,6 +81,7 @@ impl Node {
                     // A full page: the neighbour has more. Poll again now, not at the next tick.
                     self.kick();
                 }
+                self.follow_up_pending_approval(peer);
             }
             Err(error) => {
                 self.poll_failed(peer, is_first_contact, error, started)
@@ -165,10 +166,20 @@ impl Node {
                 }
             }
         }
-        let retry_in = self.backoff_failed(&peer.rid);
+        let outcome = PollOutcome::from_label(error.outcome());
+        // Right after our handshake (or our profile reached a provider) a koi-net node answers `unknown_node`, or
+        // without introducing itself, until it has processed what we sent: that clears within moments, so retry
+        // soon rather than after a whole poll interval (issue 15: the join waited one interval per such step).
+        let soon = matches!(
+            outcome,
+            PollOutcome::UnknownNode | PollOutcome::UnknownSender
+        );
+        let retry_in = self.backoff_failed(&peer.rid, soon);
+        if soon {
+            self.kick_after(retry_in);
+        }
         let neighbour = peer.rid.to_string();
         let cause = error_chain(&error);
-        let outcome = PollOutcome::from_label(error.outcome());
         let failed = PollFailed {
             neighbour: &neighbour,
             url: &peer.base_url,
@@ -199,14 +210,59 @@ impl Node {
         }
     }
 
-    /// Counts a failed request against `rid`'s backoff; returns how long until it is tried again.
-    fn backoff_failed(&self, rid: &Rid) -> std::time::Duration {
+    /// Counts a failed request against `rid`'s backoff (`soon`: a failure expected to clear within moments);
+    /// returns how long until it is tried again.
+    fn backoff_failed(&self, rid: &Rid, soon: bool) -> std::time::Duration {
         let (interval, max) = (self.settings.interval, self.settings.max_backoff);
         self.with_peer(rid, |state| {
-            state
+            let backoff = state
                 .backoff
-                .get_or_insert_with(|| super::Backoff::new(interval, max))
-                .failed(Instant::now())
+                .get_or_insert_with(|| super::Backoff::new(interval, max));
+            if soon {
+                backoff.failed_soon(Instant::now())
+            } else {
+                backoff.failed(Instant::now())
+            }
         })
+    }
+
+    /// A provider we proposed a POLL edge to approves it on one of our polls, once it has processed the proposal
+    /// (koi-net does so within moments). Until then it is polled again soon, not at the next tick: the catch-up
+    /// waits for the approval (issue 15).
+    fn follow_up_pending_approval(self: &Arc<Self>, peer: &Peer) {
+        let pending = self
+            .graph
+            .poll_sources(self.rid())
+            .unwrap_or_default()
+            .iter()
+            .any(|e| e.source == peer.rid && e.status == EdgeStatus::Proposed);
+        let polls = self.with_peer(&peer.rid, |state| {
+            if pending {
+                state.awaiting_approval += 1;
+            } else {
+                state.awaiting_approval = 0;
+            }
+            state.awaiting_approval
+        });
+        if pending {
+            let exp = polls.saturating_sub(1).min(20);
+            let wait = super::backoff::SOON
+                .saturating_mul(1u32 << exp)
+                .min(self.settings.interval);
+            if wait < self.settings.interval {
+                self.kick_after(wait);
+            }
+        }
+    }
+
+    /// A beat after `wait`, for a retry that must not wait for the next tick.
+    pub(super) fn kick_after(self: &Arc<Self>, wait: std::time::Duration) {
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => node.kick(),
+                () = node.cancel.cancelled() => {}
+            }
+        });
     }
 }

@@ -529,11 +529,25 @@ impl Daemon {
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
         let config = dir.join("config.toml");
+        // Test defaults for [poll], unless `poll_keys` sets the key itself.
+        let poll_defaults: String = [
+            ("interval", "\"500ms\""),
+            ("timeout", "\"3s\""),
+            ("max_backoff", "\"2s\""),
+        ]
+        .iter()
+        .filter(|(key, _)| {
+            !poll_keys
+                .lines()
+                .any(|l| l.split('=').next().is_some_and(|k| k.trim() == *key))
+        })
+        .map(|(key, value)| format!("{key} = {value}\n"))
+        .collect();
         std::fs::write(
             &config,
             format!(
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
-                 [poll]\ninterval = \"500ms\"\ntimeout = \"3s\"\nmax_backoff = \"2s\"\n{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [poll]\n{poll_defaults}{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
                  [log]\nlevel = \"{level}\"\n\n{extra}",
                 coordinator.base_url(),
                 coordinator.rid()
