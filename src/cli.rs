@@ -103,6 +103,23 @@ pub enum QueryCommand {
         #[command(flatten)]
         opts: QueryOptions,
     },
+    /// Follow the live stream of newly indexed events (needs the running daemon); Ctrl-C stops.
+    Tail {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// Only this repository (`owner/name`); repeat for several.
+        #[arg(long)]
+        repo: Vec<String>,
+        /// Only events of this type (`push`, `issues`, …); repeat for several.
+        #[arg(long = "type")]
+        event_type: Vec<String>,
+        /// Only events by this GitHub login.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Start after this stream sequence number (replays what came since), instead of from now.
+        #[arg(long)]
+        after: Option<u64>,
+    },
     /// Items the node received but could not use (dead letters), newest first: why, from whom, when.
     Rejected {
         #[command(flatten)]
@@ -126,6 +143,7 @@ impl QueryCommand {
             | QueryCommand::AddRepo { opts, .. }
             | QueryCommand::RemoveRepo { opts, .. }
             | QueryCommand::Summary { opts }
+            | QueryCommand::Tail { opts, .. }
             | QueryCommand::Rejected { opts, .. } => opts,
         }
     }
@@ -172,6 +190,21 @@ pub async fn run_query(
     api_base: &str,
     output: Output,
 ) -> anyhow::Result<()> {
+    if let QueryCommand::Tail {
+        repo,
+        event_type,
+        actor,
+        after,
+        ..
+    } = cmd
+    {
+        let filter = TailFilter {
+            repos: repo.clone(),
+            event_types: event_type.clone(),
+            actor: actor.clone(),
+        };
+        return tail(api_base, &filter, *after, output).await;
+    }
     let source = Source::connect(data_dir, api_base, cmd, output.verbose).await?;
     let text = match cmd {
         QueryCommand::ListRepos { .. } => {
@@ -220,6 +253,7 @@ pub async fn run_query(
             let letters = source.rejected(usize::from(*limit), *offset).await?;
             render(output, &letters, rejected_table)?
         }
+        QueryCommand::Tail { .. } => String::new(), // handled above
     };
     if let Source::Store { index, .. } = &source {
         index.flush_async().await.context("flushing the store")?;
@@ -253,6 +287,17 @@ struct Summary {
     repositories: u64,
     event_types: std::collections::BTreeMap<String, u64>,
     latest_event: Option<EventRow>,
+    /// From the statistics (`/stats`).
+    top_repos: Vec<crate::index::RepoCount>,
+    /// From the statistics (`/stats`).
+    top_actors: Vec<crate::index::ActorCount>,
+}
+
+/// The part of `/stats` the summary shows.
+#[derive(Debug, serde::Deserialize)]
+struct StatsTops {
+    top_repos: Vec<crate::index::RepoCount>,
+    top_actors: Vec<crate::index::ActorCount>,
 }
 
 impl Source {
@@ -474,12 +519,15 @@ impl Source {
         match self {
             Source::Api { client, base } => {
                 let status: StatusBody = Source::get(client, base, "/status").await?;
+                let tops: StatsTops = Source::get(client, base, "/stats?top=5").await?;
                 let details = status.details;
                 Ok(Summary {
                     events: details.events,
                     repositories: details.repositories,
                     event_types: details.event_types,
                     latest_event: details.latest_event,
+                    top_repos: tops.top_repos,
+                    top_actors: tops.top_actors,
                 })
             }
             Source::Store { index, .. } => {
@@ -488,11 +536,17 @@ impl Source {
                     repositories,
                     by_type,
                 } = index.counts()?;
+                let stats = index.stats(&crate::index::StatsQuery {
+                    top: 5,
+                    ..Default::default()
+                })?;
                 Ok(Summary {
                     events,
                     repositories,
                     event_types: by_type,
                     latest_event: index.latest_event()?,
+                    top_repos: stats.top_repos,
+                    top_actors: stats.top_actors,
                 })
             }
         }
@@ -676,6 +730,132 @@ fn event_details(details: &EventDetails) -> String {
     out
 }
 
+/// What `tail` asks the stream for.
+struct TailFilter {
+    repos: Vec<String>,
+    event_types: Vec<String>,
+    actor: Option<String>,
+}
+
+/// Follows `GET /stream` (Server-Sent Events), printing each event as it is indexed. When the stream ends (the
+/// daemon restarted, or this terminal fell behind) it reconnects after the last event seen, so nothing is
+/// skipped or printed twice.
+async fn tail(
+    api_base: &str,
+    filter: &TailFilter,
+    mut after: Option<u64>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let base = api_base.trim_end_matches('/');
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build()
+        .context("building the HTTP client")?;
+    let mut query: Vec<(&str, String)> = Vec::new();
+    for repo in &filter.repos {
+        query.push(("repo", repo.clone()));
+    }
+    for kind in &filter.event_types {
+        query.push(("event_type", kind.clone()));
+    }
+    if let Some(actor) = &filter.actor {
+        query.push(("actor", actor.clone()));
+    }
+    let url = format!("{base}{API_PREFIX}/stream");
+    let mut connected_once = false;
+    loop {
+        let mut request = client.get(&url).query(&query);
+        if let Some(after) = after {
+            request = request.query(&[("after", after)]);
+        }
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) if connected_once && (e.is_connect() || e.is_timeout()) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot follow the live stream at {url}: {}. `tail` needs the running daemon (check --api or                      `api.listen`)",
+                    error_chain(&e)
+                ))
+            }
+        };
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned))
+                .unwrap_or(body);
+            bail!("{message} (HTTP {status} from {url})");
+        }
+        if !connected_once && output.verbose {
+            eprintln!("following {url}");
+        }
+        connected_once = true;
+        let mut response = response;
+        let mut buffer = String::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buffer.find("\n\n") {
+                let block: String = buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, "message", String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse::<u64>().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = if v.trim() == "lagged" {
+                            "lagged"
+                        } else {
+                            "github_event"
+                        };
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if event == "github_event" && !data.is_empty() {
+                    if let Some(id) = id {
+                        after = Some(id);
+                    }
+                    let line = if output.json {
+                        data + "\n"
+                    } else {
+                        serde_json::from_str::<Value>(&data)
+                            .map(|row| tail_line(&row))
+                            .unwrap_or_default()
+                    };
+                    let mut stdout = std::io::stdout().lock();
+                    if let Err(e) = stdout
+                        .write_all(line.as_bytes())
+                        .and_then(|()| stdout.flush())
+                    {
+                        if e.kind() == std::io::ErrorKind::BrokenPipe {
+                            return Ok(());
+                        }
+                        return Err(e).context("writing to stdout");
+                    }
+                }
+            }
+        }
+        // The stream ended: reconnect after the last event seen.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// One event as `tail` prints it: time, repository, type, actor, summary.
+fn tail_line(row: &Value) -> String {
+    let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("-");
+    format!(
+        "{}  {}  {}  {}  {}\n",
+        short_time(text("timestamp")),
+        fit(text("repo"), 24),
+        fit(text("event_type"), 13),
+        fit(text("actor"), 14),
+        text("summary")
+    )
+}
+
 fn summary_text(s: &Summary) -> String {
     let mut out = format!(
         "Events:        {}\nRepositories:  {}\n",
@@ -708,6 +888,18 @@ fn summary_text(s: &Summary) -> String {
                 n,
                 *n as f64 * 100.0 / total
             );
+        }
+    }
+    if !s.top_repos.is_empty() {
+        out.push_str("\nMOST ACTIVE REPOSITORIES    EVENTS\n");
+        for r in &s.top_repos {
+            let _ = writeln!(out, "{} {:>7}", fit(&r.repo, 26), r.count);
+        }
+    }
+    if !s.top_actors.is_empty() {
+        out.push_str("\nMOST ACTIVE ACTORS          EVENTS\n");
+        for a in &s.top_actors {
+            let _ = writeln!(out, "{} {:>7}", fit(&a.actor, 26), a.count);
         }
     }
     out
@@ -762,6 +954,14 @@ mod tests {
             repositories: 1,
             event_types: [("x".repeat(60), 1)].into_iter().collect(),
             latest_event: Some(row),
+            top_repos: vec![crate::index::RepoCount {
+                repo: "o".repeat(39) + "/" + &"r".repeat(100),
+                count: 1,
+            }],
+            top_actors: vec![crate::index::ActorCount {
+                actor: "a".repeat(39),
+                count: 1,
+            }],
         };
         for text in [text, repo_table(&vec![repo]), summary_text(&summary)] {
             for line in text.lines() {

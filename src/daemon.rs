@@ -112,6 +112,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         poll_log,
         dead_letters,
+        shutdown: shutdown.clone(),
+        stream_keep_alive: (config.api.idle_timeout / 2).min(std::time::Duration::from_secs(15)),
     };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

@@ -168,8 +168,13 @@ fn check_answers(outputs: &[(String, String, String)]) {
             .any(|l| l.starts_with("pull_request ") && l.ends_with(" 2   25.0%")),
         "{summary}"
     );
+    assert!(summary.contains("MOST ACTIVE REPOSITORIES"), "{summary}");
     let summary: Value = serde_json::from_str(find("summary --json")).unwrap();
     assert_eq!(summary["event_types"]["push"], 1);
+    assert!(
+        !summary["top_repos"].as_array().unwrap().is_empty(),
+        "{summary}"
+    );
 
     // Tables fit; JSON and the full bundle of event-details are shown whole.
     for (command, out, _) in outputs {
@@ -387,4 +392,47 @@ async fn errors_are_clear_and_change_nothing() {
         stderr(&out)
     );
     other.abort();
+}
+
+/// Issue 12: `tail` follows the live stream and prints each newly indexed event once, filtered; `--json` prints
+/// the stream's JSON (the row plus `repo`).
+#[tokio::test]
+async fn tail_follows_new_events_as_they_are_indexed() {
+    use tokio::io::AsyncBufReadExt as _;
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let data_dir = store.data_dir();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["tail", "--json", "--type", "push", "--api", &api.base()])
+        .args(["--data-dir", data_dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    // Let it connect, then index a push and an issue.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let bundles = index_support::fixture_bundles();
+    let push = bundles
+        .iter()
+        .find(|b| b.contents["webhook_event_type"] == "push")
+        .unwrap();
+    let mut fresh = push.clone();
+    fresh.manifest.rid =
+        koi_github_indexer::protocol::Rid::parse("orn:github.event:octo-org/hello-world:tailed-1")
+            .unwrap();
+    store.index.apply_bundle(&fresh).unwrap();
+    let line = tokio::time::timeout(std::time::Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line within 10 s")
+        .unwrap()
+        .expect("tail still runs");
+    let row: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        row["event_rid"],
+        "orn:github.event:octo-org/hello-world:tailed-1"
+    );
+    assert_eq!(row["repo"], "octo-org/hello-world");
+    assert_eq!(row["event_type"], "push");
+    child.kill().await.unwrap();
 }

@@ -33,6 +33,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+mod feeds;
 pub mod server;
 pub mod status;
 
@@ -63,6 +64,10 @@ pub struct ApiContext {
     pub metrics: Metrics,
     /// The poll log behind `/polls`.
     pub poll_log: PollLog,
+    /// Cancelled when the daemon stops: live streams end then.
+    pub shutdown: tokio_util::sync::CancellationToken,
+    /// How often a quiet live stream sends a keep-alive comment (below `api.idle_timeout`, at most 15 s).
+    pub stream_keep_alive: std::time::Duration,
 }
 
 /// A failed request: status and the message for `{"error": …}`.
@@ -264,6 +269,54 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
                 finish(repository_path(tail.as_str().to_owned(), params, ctx).await)
             },
         );
+    let global_events =
+        base.and(warp::path("events"))
+            .and(warp::path::end())
+            .and(get_or_head())
+            .and(params)
+            .and(ctx.clone())
+            .then(|params, ctx: ApiContext| async move {
+                finish(feeds::global_events(params, ctx).await)
+            });
+    let stats_route = base
+        .and(warp::path("stats"))
+        .and(warp::path::end())
+        .and(get_or_head())
+        .and(params)
+        .and(ctx.clone())
+        .then(|params, ctx: ApiContext| async move { finish(feeds::stats(params, ctx).await) });
+    let stream = base
+        .and(warp::path("stream"))
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(params)
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(ctx.clone())
+        .map(
+            |params: Vec<(String, String)>, last: Option<String>, ctx: ApiContext| {
+                match feeds::StreamRequest::parse(&params, last.as_deref()) {
+                    Ok(request) => feeds::sse_reply(&ctx, request),
+                    Err(e) => finish(Err(e)),
+                }
+            },
+        );
+    let stream_ws = base
+        .and(warp::path("stream"))
+        .and(warp::path("ws"))
+        .and(warp::path::end())
+        .and(warp::ws())
+        .and(params)
+        .and(ctx.clone())
+        .map(
+            |ws: warp::ws::Ws, params: Vec<(String, String)>, ctx: ApiContext| {
+                match feeds::StreamRequest::parse(&params, None) {
+                    Ok(request) => ws
+                        .on_upgrade(move |socket| feeds::websocket(socket, ctx, request))
+                        .into_response(),
+                    Err(e) => finish(Err(e)),
+                }
+            },
+        );
     let event = base
         .and(warp::path("events"))
         .and(warp::path::tail())
@@ -326,6 +379,14 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(repo)
         .unify()
+        .or(global_events)
+        .unify()
+        .or(stats_route)
+        .unify()
+        .or(stream_ws)
+        .unify()
+        .or(stream)
+        .unify()
         .or(event)
         .unify()
         .or(commit)
@@ -366,7 +427,11 @@ pub fn route_template(path: &str) -> &'static str {
         ["repositories"] => "/api/processor/github/repositories",
         ["repositories", .., "events"] => "/api/processor/github/repositories/{repo}/events",
         ["repositories", ..] => "/api/processor/github/repositories/{repo}",
+        ["events"] => "/api/processor/github/events",
         ["events", _, ..] => "/api/processor/github/events/{event_rid}",
+        ["stats"] => "/api/processor/github/stats",
+        ["stream"] => "/api/processor/github/stream",
+        ["stream", "ws"] => "/api/processor/github/stream/ws",
         ["commits", _, "events"] => "/api/processor/github/commits/{sha}/events",
         _ => "other",
     }

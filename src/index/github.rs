@@ -181,7 +181,7 @@ fn titled(prefix: String, title: Option<&str>) -> String {
 /// What a format-specific parser found; anything `None` falls back to the generic value.
 #[derive(Default)]
 struct Found<'a> {
-    event_type: Option<&'a str>,
+    event_type: Option<std::borrow::Cow<'a, str>>,
     time: Option<&'a str>,
     sha: Option<&'a str>,
     summary: Option<String>,
@@ -206,9 +206,14 @@ pub fn parse_event(
             .get("action")
             .and_then(Value::as_str)
             .or_else(|| text(payload, &["action"]));
-        webhook(kind, action, payload, &repo)
+        Found {
+            event_type: Some(kind.into()),
+            ..webhook(kind, action, payload, &repo)
+        }
     } else if let Some(kind) = contents.get("event_source_type").and_then(Value::as_str) {
         backfill(kind, payload, &repo)
+    } else if let Some(kind) = events_api_type(contents) {
+        events_api(kind, contents, payload, &repo)
     } else {
         Found::default()
     };
@@ -231,9 +236,8 @@ pub fn parse_event(
         // Index keys use NUL as separator: a type name with control characters is not a real one.
         event_type: found
             .event_type
-            .filter(|t| !t.chars().any(char::is_control))
-            .unwrap_or("unknown")
-            .to_owned(),
+            .filter(|t| !t.is_empty() && !t.chars().any(char::is_control))
+            .map_or_else(|| "unknown".to_owned(), |t| t.into_owned()),
         timestamp,
         time_source,
         commit_sha: real_sha(found.sha).map(str::to_ascii_lowercase),
@@ -249,11 +253,72 @@ pub fn parse_event(
     }
 }
 
+/// The type of a GitHub Events API / GH Archive item (`{"type": "PushEvent", "actor", "repo", "payload",
+/// "created_at"}`) in webhook naming: `PushEvent` → `push`, `PullRequestReviewCommentEvent` →
+/// `pull_request_review_comment`, `IssuesEvent` → `issues`.
+fn events_api_type(contents: &Contents) -> Option<String> {
+    let name = contents.get("type")?.as_str()?.strip_suffix("Event")?;
+    if name.is_empty()
+        || !name.chars().all(|c| c.is_ascii_alphanumeric())
+        || !contents.contains_key("payload")
+    {
+        return None;
+    }
+    let mut kind = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            kind.push('_');
+        }
+        kind.push(c.to_ascii_lowercase());
+    }
+    Some(kind)
+}
+
+/// An Events API item: its payload is a webhook payload without `sender` and `repository` (those are `actor` and
+/// `repo` at the top), and a push carries `head`, `ref` and `commits` instead of `head_commit`.
+fn events_api<'a>(kind: String, contents: &'a Contents, p: &'a Value, repo: &str) -> Found<'a> {
+    let action = text(p, &["action"]);
+    let mut found = webhook(&kind, action, p, repo);
+    if kind == "push" {
+        let sha = real_sha(text(p, &["head"]));
+        let message = p
+            .get("commits")
+            .and_then(Value::as_array)
+            .and_then(|commits| commits.last())
+            .and_then(|c| c.get("message"))
+            .and_then(Value::as_str)
+            .map_or("", first_line);
+        let branch = text(p, &["ref"]).map(|r| r.trim_start_matches("refs/heads/"));
+        found.sha = sha;
+        found.summary = Some(match (sha, branch) {
+            (Some(sha), _) => format!("Push to {repo}: {} {message}", short(sha))
+                .trim_end()
+                .to_owned(),
+            (None, Some(branch)) => format!("Push to {branch} in {repo}"),
+            (None, None) => format!("Push to {repo}"),
+        });
+    }
+    found.time = contents.get("created_at").and_then(Value::as_str);
+    found.actor = contents
+        .get("actor")
+        .and_then(|a| a.get("login"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty());
+    if kind == "watch" {
+        // A webhook names the stargazer in `sender`; an Events API item in `actor`.
+        found.summary = Some(format!(
+            "{repo} starred by {}",
+            found.actor.unwrap_or("someone")
+        ));
+    }
+    found.event_type = Some(kind.into());
+    found
+}
+
 /// A webhook delivery: `kind` is the `X-GitHub-Event` name.
-fn webhook<'a>(kind: &'a str, action: Option<&'a str>, p: &'a Value, repo: &str) -> Found<'a> {
+fn webhook<'a>(kind: &str, action: Option<&'a str>, p: &'a Value, repo: &str) -> Found<'a> {
     let verb = action.unwrap_or("updated");
     let mut found = Found {
-        event_type: Some(kind),
         action,
         actor: text(p, &["sender", "login"]).or_else(|| text(p, &["pusher", "name"])),
         ..Found::default()
@@ -396,6 +461,60 @@ fn webhook<'a>(kind: &'a str, action: Option<&'a str>, p: &'a Value, repo: &str)
                 format!("Workflow {name} {verb}{outcome} in {repo}"),
             )
         }
+        "gollum" => {
+            let pages = p.get("pages").and_then(Value::as_array);
+            let first = pages.and_then(|pages| pages.first());
+            let title = first.and_then(|page| text(page, &["title"])).unwrap_or("?");
+            let done = first
+                .and_then(|page| text(page, &["action"]))
+                .unwrap_or("edited");
+            let more = pages.map_or(0, |pages| pages.len().saturating_sub(1));
+            let more = if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            };
+            (
+                None,
+                None,
+                format!("Wiki page {title} {done}{more} in {repo}"),
+            )
+        }
+        "member" => {
+            let who = text(p, &["member", "login"]).unwrap_or("someone");
+            (None, None, format!("Member {who} {verb} in {repo}"))
+        }
+        "public" => (None, None, format!("{repo} made public")),
+        "commit_comment" => {
+            let sha = text(p, &["comment", "commit_id"]);
+            let on = sha
+                .map(|s| format!(" on commit {}", short(s)))
+                .unwrap_or_default();
+            (
+                text(p, &["comment", "created_at"]),
+                sha,
+                format!("Comment {verb}{on} in {repo}"),
+            )
+        }
+        "pull_request_review_thread" => {
+            let n = number(p, &["pull_request", "number"]).unwrap_or_default();
+            (
+                None,
+                text(p, &["pull_request", "head", "sha"]),
+                format!("Review thread {verb} on pull request #{n} in {repo}"),
+            )
+        }
+        "sponsorship" => {
+            let sponsor = text(p, &["sponsorship", "sponsor", "login"]).unwrap_or("someone");
+            let tier = text(p, &["sponsorship", "tier", "name"])
+                .map(|t| format!(" ({t})"))
+                .unwrap_or_default();
+            (
+                None,
+                None,
+                format!("Sponsorship {verb} by {sponsor}{tier} for {repo}"),
+            )
+        }
         other => {
             let verb = action.map(|a| format!(" {a}")).unwrap_or_default();
             (None, None, format!("{other}{verb} in {repo}"))
@@ -454,7 +573,7 @@ fn backfill<'a>(kind: &str, p: &'a Value, repo: &str) -> Found<'a> {
         _ => return Found::default(),
     };
     Found {
-        event_type: Some(event_type),
+        event_type: Some(event_type.into()),
         time,
         sha,
         summary: Some(summary),

@@ -15,15 +15,18 @@
 //! | tree | key | value |
 //! |---|---|---|
 //! | `index.meta` | `schema_version` | u32 BE ([`SCHEMA_VERSION`]) |
-//! | | `count:events`, `count:repos`, `type:<event_type>` | u64 BE counters |
+//! | | `count:events`, `count:repos`, `type:<event_type>`, `seq:last` | u64 BE counters |
 //! | `index.bundles` | RID | manifest JSON and zstd-compressed contents JSON as one value ([`held`]; the dedupe state; contents dropped when retention prunes the event or `keep_contents` is off) |
-//! | `index.events` | event RID | [`EventRow`] JSON |
+//! | `index.events` | event RID | the row, compact JSON with its stream sequence number `q` |
 //! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
 //! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
 //! | `index.by_type` | `event_type ␀ repo ␀ time event_rid` | empty |
 //! | `index.by_commit` | `sha ␀ time event_rid` | empty |
 //! | `index.dead_letters` | id (u64 BE, arrival order) | [`DeadLetter`] JSON (bounded: oldest dropped) |
 //! | `index.repo_commits` | `repo ␀ time event_rid` | SHA (a repository's latest commit is its first entry) |
+//! | `index.global` | `T ␀ time rid`, `a ␀ actor ␀ time rid`, `y ␀ type ␀ time rid` | empty ([`feeds`]) |
+//! | `index.stats` | `d day type`, `r day repo`, `u day actor`, `R repo ␀ day type`, `U repo ␀ day actor` | u64 BE counters ([`feeds`]) |
+//! | `index.stream` | sequence number (u64 BE) | event RID |
 //!
 //! Every write (apply, forget, prune, add) is one sled transaction over all these trees: a row and its index
 //! entries and counters change together or not at all, and the dedupe check (same hash → unchanged, older →
@@ -32,18 +35,22 @@
 
 pub mod dead_letters;
 pub mod error;
+pub mod feeds;
 pub mod github;
 pub mod held;
+pub mod live;
 pub mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetters, Rejection};
 pub use error::IndexError;
+pub use feeds::{sampled, ActorCount, DayStats, RepoCount, Stats, StatsQuery};
 pub use github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
 };
+pub use live::{LiveBatch, LiveEvent};
 pub use store::{
-    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, HeldBundle, Index,
-    IndexOptions, RepoRemoval, Repository, SCHEMA_VERSION,
+    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, GlobalQuery, HeldBundle,
+    Index, IndexOptions, RepoRemoval, Repository, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

@@ -2,6 +2,7 @@
 //! bundle, reads as prefix and range scans.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::SecondsFormat;
 use serde::de::DeserializeOwned;
@@ -10,10 +11,12 @@ use sled::transaction::{ConflictableTransactionError, Transactional, Transaction
 use sled::{IVec, Tree};
 
 use super::error::IndexError;
+use super::feeds::{self, Stats, StatsQuery, SEP};
 use super::github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails,
 };
 use super::held;
+use super::live::{LiveBatch, LiveFeed};
 use super::ApplyOutcome;
 use crate::protocol::{
     Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
@@ -25,7 +28,7 @@ use crate::protocol::{
 /// * 1: rows and indexes; `index.by_commit` keys were `sha ␀ event_rid`.
 /// * 2: `index.by_commit` keys are `sha ␀ time event_rid`, so commit queries page in time order inside the index.
 /// * 3: `index.manifests` + `index.contents` became `index.bundles`, one value per RID with the contents compressed.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Tree names. All start with `index.`: the database is shared with the node's own trees.
 mod trees {
@@ -40,6 +43,12 @@ mod trees {
     pub const BY_TYPE: &str = "index.by_type";
     pub const BY_COMMIT: &str = "index.by_commit";
     pub const REPO_COMMITS: &str = "index.repo_commits";
+    /// Lists across repositories: all events, by actor, by type ([`super::feeds`]).
+    pub const GLOBAL: &str = "index.global";
+    /// Statistics counters ([`super::feeds`]).
+    pub const STATS: &str = "index.stats";
+    /// Stream sequence number → event RID ([`super::feeds`]).
+    pub const STREAM: &str = "index.stream";
     /// The RID cache of the first, row-less index (schema 0); migrated by [`super::Index::open`].
     pub const LEGACY_RID_CACHE: &str = "index.rid_cache";
 }
@@ -48,8 +57,8 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 const EVENTS_COUNT: &[u8] = b"count:events";
 const REPOS_COUNT: &[u8] = b"count:repos";
 const TYPE_COUNT_PREFIX: &[u8] = b"type:";
-/// Separates the text parts of index keys. RIDs cannot contain it; event types and SHAs are checked not to.
-const SEP: u8 = 0;
+/// The last stream sequence number given to an event.
+const SEQ_KEY: &[u8] = b"seq:last";
 /// Events removed per transaction by [`Index::prune_older_than`].
 const PRUNE_CHUNK: usize = 256;
 
@@ -70,8 +79,8 @@ struct PreparedWrite<'a> {
     /// Repository details the bundle tells, and the time they are from.
     details: RepoDetails,
     at: i64,
-    /// For an event: its row, the row's index entries, and the row as JSON. `None` for a repository bundle.
-    event: Option<(EventRow, Entries, Vec<u8>)>,
+    /// For an event: its row and the row's index entries. `None` for a repository bundle.
+    event: Option<(EventRow, Entries)>,
 }
 
 impl<'a> Prepared<'a> {
@@ -92,11 +101,10 @@ impl<'a> Prepared<'a> {
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             let at = row_micros(&row)?;
             let entries = Entries::of(&row)?;
-            let row_bytes = encode_row(&row)?;
             (
                 repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
-                Some((row, entries, row_bytes)),
+                Some((row, entries)),
             )
         } else if rid.is_type(RidType::GITHUB_REPO) {
             if let Err(e) = GithubRepoRid::from_rid(rid) {
@@ -145,6 +153,14 @@ pub struct Index {
     by_commit: Tree,
     /// `repo ␀ time event_rid` → SHA: a repository's events that name a commit, newest first.
     repo_commits: Tree,
+    /// Lists across repositories ([`feeds`]).
+    global: Tree,
+    /// Statistics counters ([`feeds`]).
+    stats: Tree,
+    /// Stream sequence number → event RID.
+    stream: Tree,
+    /// Newly indexed events, to the stream's listeners.
+    live: Arc<LiveFeed>,
 }
 
 /// A repository as the API shows it.
@@ -250,6 +266,25 @@ impl Default for EventQuery {
     }
 }
 
+/// Which events across repositories to list (`GET /events`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalQuery {
+    /// Page size.
+    pub limit: usize,
+    /// Events skipped (newest first).
+    pub offset: usize,
+    /// Only events by this actor (GitHub login, exact).
+    pub actor: Option<String>,
+    /// Only this `event_type`.
+    pub event_type: Option<String>,
+    /// Only this repository.
+    pub repo: Option<GithubRepoRid>,
+    /// Only events at or after this time.
+    pub since: Option<Timestamp>,
+    /// Only events at or before this time.
+    pub until: Option<Timestamp>,
+}
+
 /// What is stored per repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RepoRecord {
@@ -304,6 +339,9 @@ struct StoredRowOut<'a> {
     a: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     u: Option<&'a str>,
+    /// The stream sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    q: Option<u64>,
 }
 
 fn is_event_time(source: &super::TimeSource) -> bool {
@@ -333,7 +371,7 @@ fn event_time() -> super::TimeSource {
     super::TimeSource::Event
 }
 
-fn encode_row(row: &EventRow) -> Result<Vec<u8>, IndexError> {
+fn encode_row(row: &EventRow, seq: Option<u64>) -> Result<Vec<u8>, IndexError> {
     Ok(serde_json::to_vec(&StoredRowOut {
         t: &row.event_type,
         ts: &row.timestamp,
@@ -342,7 +380,18 @@ fn encode_row(row: &EventRow) -> Result<Vec<u8>, IndexError> {
         s: &row.summary,
         a: row.action.as_deref(),
         u: row.actor.as_deref(),
+        q: seq,
     })?)
+}
+
+/// The stream sequence number of a stored row (`None` for rows written before schema 4 and not migrated yet).
+fn stored_seq(key: &[u8], bytes: &[u8]) -> Result<Option<u64>, IndexError> {
+    #[derive(Deserialize)]
+    struct Seq {
+        #[serde(default)]
+        q: Option<u64>,
+    }
+    Ok(decode::<Seq>(trees::EVENTS, key, bytes)?.q)
 }
 
 /// The row stored under `key` (an event RID).
@@ -445,6 +494,10 @@ struct Entries {
     /// `(by_commit key, repo_commits key, sha)`
     commit: Option<(Vec<u8>, Vec<u8>, String)>,
     type_count: Vec<u8>,
+    /// Keys in `index.global`.
+    global: Vec<Vec<u8>>,
+    /// Counters in `index.stats`.
+    stats: Vec<Vec<u8>>,
 }
 
 impl Entries {
@@ -463,6 +516,8 @@ impl Entries {
                 )
             }),
             type_count: type_count_key(&row.event_type),
+            global: feeds::global_keys(row, time_key(micros)),
+            stats: feeds::stat_keys(row, micros),
         })
     }
 }
@@ -477,6 +532,9 @@ struct Tx<'a> {
     by_type: &'a TransactionalTree,
     by_commit: &'a TransactionalTree,
     repo_commits: &'a TransactionalTree,
+    global: &'a TransactionalTree,
+    stats: &'a TransactionalTree,
+    stream: &'a TransactionalTree,
 }
 
 impl Tx<'_> {
@@ -493,15 +551,36 @@ impl Tx<'_> {
 
     /// Adds `delta` to a counter in `index.meta`; a counter at zero is removed.
     fn add(&self, key: &[u8], delta: i64) -> TxResult<()> {
-        let old = match self.meta.get(key)? {
-            Some(bytes) => decode_u64(trees::META, key, &bytes).map_err(abort)?,
+        Tx::add_in(self.meta, trees::META, key, delta)
+    }
+
+    /// Adds `delta` to a u64 counter of `tree`; a counter at zero is removed.
+    fn add_in(
+        tree: &TransactionalTree,
+        name: &'static str,
+        key: &[u8],
+        delta: i64,
+    ) -> TxResult<()> {
+        let old = match tree.get(key)? {
+            Some(bytes) => decode_u64(name, key, &bytes).map_err(abort)?,
             None => 0,
         };
         match old.saturating_add_signed(delta) {
-            0 => self.meta.remove(key).map(drop)?,
-            n => self.meta.insert(key, &n.to_be_bytes()).map(drop)?,
+            0 => tree.remove(key).map(drop)?,
+            n => tree.insert(key, &n.to_be_bytes()).map(drop)?,
         }
         Ok(())
+    }
+
+    /// The next stream sequence number.
+    fn next_seq(&self) -> TxResult<u64> {
+        let last = match self.meta.get(SEQ_KEY)? {
+            Some(bytes) => decode_u64(trees::META, SEQ_KEY, &bytes).map_err(abort)?,
+            None => 0,
+        };
+        let next = last + 1;
+        self.meta.insert(SEQ_KEY, &next.to_be_bytes())?;
+        Ok(next)
     }
 
     /// `Some(outcome)` when the bundle must not be written ([`Manifest::freshness`]: same hash as held, or older).
@@ -526,6 +605,12 @@ impl Tx<'_> {
             self.repo_commits
                 .insert(repo_commit.as_slice(), sha.as_bytes())?;
         }
+        for key in &e.global {
+            self.global.insert(key.as_slice(), &[])?;
+        }
+        for key in &e.stats {
+            Tx::add_in(self.stats, trees::STATS, key, 1)?;
+        }
         self.add(&e.type_count, 1)
     }
 
@@ -535,6 +620,12 @@ impl Tx<'_> {
         if let Some((by_commit, repo_commit, _)) = &e.commit {
             self.by_commit.remove(by_commit.as_slice())?;
             self.repo_commits.remove(repo_commit.as_slice())?;
+        }
+        for key in &e.global {
+            self.global.remove(key.as_slice())?;
+        }
+        for key in &e.stats {
+            Tx::add_in(self.stats, trees::STATS, key, -1)?;
         }
         self.add(&e.type_count, -1)
     }
@@ -589,15 +680,25 @@ impl Tx<'_> {
         let key = w.bundle.rid().as_str().as_bytes();
         let old_manifest = self.bundles.insert(key, w.held.as_slice())?;
         let (new, repo_rid) = match &w.event {
-            Some((row, entries, row_bytes)) => {
-                let old = self.events.insert(key, row_bytes.as_slice())?;
-                match &old {
+            Some((row, entries)) => {
+                let old = self.events.get(key)?;
+                // A new event gets the next stream sequence number; an UPDATE keeps its own (it is not streamed
+                // again).
+                let seq = match &old {
                     Some(bytes) => {
-                        let old = decode_row(key, bytes).map_err(abort)?;
-                        self.remove_entries(&Entries::of(&old).map_err(abort)?)?;
+                        let old_row = decode_row(key, bytes).map_err(abort)?;
+                        self.remove_entries(&Entries::of(&old_row).map_err(abort)?)?;
+                        stored_seq(key, bytes).map_err(abort)?
                     }
-                    None => self.add(EVENTS_COUNT, 1)?,
-                }
+                    None => {
+                        self.add(EVENTS_COUNT, 1)?;
+                        let seq = self.next_seq()?;
+                        self.stream.insert(&seq.to_be_bytes(), key)?;
+                        Some(seq)
+                    }
+                };
+                let row_bytes = encode_row(row, seq).map_err(abort)?;
+                self.events.insert(key, row_bytes)?;
                 self.insert_entries(entries)?;
                 (old.is_none(), row.repo_rid.as_str())
             }
@@ -621,6 +722,9 @@ impl Tx<'_> {
         };
         let row = decode_row(rid, &bytes).map_err(abort)?;
         self.remove_entries(&Entries::of(&row).map_err(abort)?)?;
+        if let Some(seq) = stored_seq(rid, &bytes).map_err(abort)? {
+            self.stream.remove(&seq.to_be_bytes())?;
+        }
         self.add(EVENTS_COUNT, -1)?;
         self.touch_repo(&row.repo_rid, now, -1, None)?;
         Ok(true)
@@ -711,6 +815,10 @@ impl Index {
             by_type: db.open_tree(trees::BY_TYPE)?,
             by_commit: db.open_tree(trees::BY_COMMIT)?,
             repo_commits: db.open_tree(trees::REPO_COMMITS)?,
+            global: db.open_tree(trees::GLOBAL)?,
+            stats: db.open_tree(trees::STATS)?,
+            stream: db.open_tree(trees::STREAM)?,
+            live: Arc::new(LiveFeed::new(0)),
         };
         match index.meta.get(SCHEMA_KEY)? {
             Some(bytes) => {
@@ -733,6 +841,10 @@ impl Index {
                 }
                 if found <= 2 {
                     index.migrate_bundles(db)?;
+                    index.meta.insert(SCHEMA_KEY, &3u32.to_be_bytes())?;
+                }
+                if found <= 3 {
+                    index.migrate_feeds()?;
                 }
             }
             None => {
@@ -742,7 +854,8 @@ impl Index {
                     .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             }
         }
-        Ok(index)
+        let live = Arc::new(LiveFeed::new(index.last_seq()?));
+        Ok(Index { live, ..index })
     }
 
     /// Schema 2 → 3: `index.manifests` and `index.contents` become one value per RID in `index.bundles`, contents
@@ -786,14 +899,68 @@ impl Index {
             self.bundles.flush()?;
             tracing::info!(bundles = done, "upgraded the index to schema 3");
         }
-        self.meta
-            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+        self.meta.insert(SCHEMA_KEY, &3u32.to_be_bytes())?;
         self.meta.flush()?;
         for name in [trees::LEGACY_MANIFESTS, trees::LEGACY_CONTENTS] {
             if has(name) {
                 db.drop_tree(name)?;
             }
         }
+        Ok(())
+    }
+
+    /// Schema 3 → 4: every row gets a stream sequence number (in key order) and files its global list entries and
+    /// statistics counters ([`feeds`]). Safe to repeat after a crash: the three trees and the sequence are
+    /// rebuilt from scratch, and the version is written after.
+    fn migrate_feeds(&self) -> Result<(), IndexError> {
+        tracing::info!(
+            "upgrading the index to schema 4: global lists, statistics and stream sequence numbers"
+        );
+        self.global.clear()?;
+        self.stats.clear()?;
+        self.stream.clear()?;
+        let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+        let (mut rows, mut global, mut stream) = (
+            sled::Batch::default(),
+            sled::Batch::default(),
+            sled::Batch::default(),
+        );
+        let mut seq = 0u64;
+        for entry in self.events.iter() {
+            let (key, bytes) = entry?;
+            let row = decode_row(&key, &bytes)?;
+            let entries = Entries::of(&row)?;
+            seq += 1;
+            rows.insert(key.clone(), encode_row(&row, Some(seq))?);
+            stream.insert(&seq.to_be_bytes(), key);
+            for k in entries.global {
+                global.insert(k, &[]);
+            }
+            for k in entries.stats {
+                *counters.entry(k).or_default() += 1;
+            }
+            if seq.is_multiple_of(1000) {
+                self.events.apply_batch(std::mem::take(&mut rows))?;
+                self.global.apply_batch(std::mem::take(&mut global))?;
+                self.stream.apply_batch(std::mem::take(&mut stream))?;
+                if seq.is_multiple_of(100_000) {
+                    tracing::info!(events = seq, "upgrading the index: events done so far");
+                }
+            }
+        }
+        self.events.apply_batch(rows)?;
+        self.global.apply_batch(global)?;
+        self.stream.apply_batch(stream)?;
+        let mut batch = sled::Batch::default();
+        for (key, n) in counters {
+            batch.insert(key, &n.to_be_bytes());
+        }
+        self.stats.apply_batch(batch)?;
+        self.meta.insert(SEQ_KEY, &seq.to_be_bytes())?;
+        self.meta
+            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+        self.meta.flush()?;
+        tracing::info!(events = seq, "upgraded the index to schema 4");
         Ok(())
     }
 
@@ -862,9 +1029,24 @@ impl Index {
             &self.by_type,
             &self.by_commit,
             &self.repo_commits,
+            &self.global,
+            &self.stats,
+            &self.stream,
         )
             .transaction(
-                |(meta, bundles, events, repos, by_repo_time, by_type, by_commit, repo_commits)| {
+                |(
+                    meta,
+                    bundles,
+                    events,
+                    repos,
+                    by_repo_time,
+                    by_type,
+                    by_commit,
+                    repo_commits,
+                    global,
+                    stats,
+                    stream,
+                )| {
                     f(&Tx {
                         meta,
                         bundles,
@@ -874,6 +1056,9 @@ impl Index {
                         by_type,
                         by_commit,
                         repo_commits,
+                        global,
+                        stats,
+                        stream,
                     })
                 },
             )?)
@@ -912,11 +1097,34 @@ impl Index {
                 .collect());
         }
         let now = now_text();
-        match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, &now)).collect()) {
+        let outcomes = self.write_prepared(&prepared, &now)?;
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, ApplyOutcome::Indexed { new: true }))
+        {
+            let last = self.last_seq()?;
+            self.live.publish(last, |after, until| {
+                self.stream_after(after, usize::try_from(until - after).unwrap_or(usize::MAX))
+            })?;
+        }
+        Ok(outcomes)
+    }
+
+    /// The listeners' side of the live feed: every event indexed for the first time from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveBatch> {
+        self.live.subscribe()
+    }
+
+    fn write_prepared(
+        &self,
+        prepared: &[Prepared<'_>],
+        now: &str,
+    ) -> Result<Vec<ApplyOutcome>, IndexError> {
+        match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, now)).collect()) {
             Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
             Err(_) if prepared.len() > 1 => prepared
                 .iter()
-                .map(|p| match self.transaction(|tx| tx.write(p, &now)) {
+                .map(|p| match self.transaction(|tx| tx.write(p, now)) {
                     Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
                     Err(other) => Ok(ApplyOutcome::Invalid(other.to_string())),
                     Ok(outcome) => Ok(outcome),
@@ -1264,24 +1472,112 @@ impl Index {
         Ok(self.counts()?.events)
     }
 
-    /// The newest event of all repositories (one key read per repository).
+    /// The newest event of all (the first key of the global list: one read).
     pub fn latest_event(&self) -> Result<Option<EventRow>, IndexError> {
-        let mut newest: Option<(i64, IVec)> = None;
-        for repo in self.repos.iter().keys() {
-            let prefix = [repo?.as_ref(), &[SEP]].concat();
-            if let Some(key) = self.by_repo_time.scan_prefix(&prefix).keys().next() {
+        match self.global.scan_prefix(b"T\0").keys().next() {
+            Some(key) => {
                 let key = key?;
-                let tail = &key[prefix.len()..];
-                if let Some(t) = time_from_key(tail) {
-                    if newest.as_ref().is_none_or(|(held, _)| t > *held) {
-                        newest = Some((t, IVec::from(&tail[8..])));
-                    }
-                }
+                Ok(Some(self.row(
+                    trees::GLOBAL,
+                    key.get(2 + 8..).unwrap_or_default(),
+                )?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A page of events across repositories, newest first, filtered ([`GlobalQuery`]). The list read is the
+    /// narrowest the query allows (by actor, by repository, by type, or all); other filters are checked on rows.
+    pub fn events_global(&self, query: &GlobalQuery) -> Result<Vec<EventRow>, IndexError> {
+        if let (Some(repo), None) = (&query.repo, &query.actor) {
+            let filter = EventQuery {
+                limit: query.limit,
+                offset: query.offset,
+                event_type: query.event_type.clone(),
+                since: query.since,
+                until: query.until,
+            };
+            return Ok(self.events_page(repo, &filter)?.unwrap_or_default());
+        }
+        let (prefix, type_checked) = match (&query.actor, &query.event_type) {
+            (Some(actor), _) => ([b"a\0", actor.as_bytes(), &[SEP]].concat(), false),
+            (None, Some(kind)) => ([b"y\0", kind.as_bytes(), &[SEP]].concat(), true),
+            (None, None) => (b"T\0".to_vec(), true),
+        };
+        let start = match query.until {
+            Some(until) => [prefix.as_slice(), &time_key(until.unix_micros())].concat(),
+            None => prefix.clone(),
+        };
+        let end = match query
+            .since
+            .and_then(|since| u64::from_be_bytes(time_key(since.unix_micros())).checked_add(1))
+        {
+            Some(after) => [prefix.as_slice(), &after.to_be_bytes()].concat(),
+            None => prefix_end(&prefix),
+        };
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let repo_rid = query.repo.as_ref().map(|r| r.rid().as_str().to_owned());
+        let mut page = Vec::with_capacity(query.limit.min(1024));
+        let mut skipped = 0;
+        for key in self.global.range(start..end).keys() {
+            let key = key?;
+            let row = self.row(
+                trees::GLOBAL,
+                key.get(prefix.len() + 8..).unwrap_or_default(),
+            )?;
+            let wanted = (type_checked
+                || query
+                    .event_type
+                    .as_ref()
+                    .is_none_or(|t| &row.event_type == t))
+                && repo_rid.as_ref().is_none_or(|r| &row.repo_rid == r);
+            if !wanted {
+                continue;
+            }
+            if skipped < query.offset {
+                skipped += 1;
+                continue;
+            }
+            page.push(row);
+            if page.len() >= query.limit {
+                break;
             }
         }
-        newest
-            .map(|(_, rid)| self.row(trees::BY_REPO_TIME, &rid))
-            .transpose()
+        Ok(page)
+    }
+
+    /// Statistics from the counters kept at write time ([`feeds`]).
+    pub fn stats(&self, query: &StatsQuery) -> Result<Stats, IndexError> {
+        feeds::stats(&self.stats, query)
+    }
+
+    /// The last stream sequence number given (0 before the first event).
+    pub fn last_seq(&self) -> Result<u64, IndexError> {
+        match self.meta.get(SEQ_KEY)? {
+            Some(bytes) => decode_u64(trees::META, SEQ_KEY, &bytes),
+            None => Ok(0),
+        }
+    }
+
+    /// Up to `limit` events indexed after sequence number `after`, in sequence order, with their numbers. Events
+    /// forgotten or pruned since are not there.
+    pub fn stream_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EventRow)>, IndexError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in self.stream.range(first.to_be_bytes()..).take(limit) {
+            let (key, rid) = entry?;
+            let seq = decode_u64(trees::STREAM, &key, &key)?;
+            out.push((seq, self.row(trees::STREAM, &rid)?));
+        }
+        Ok(out)
     }
 
     /// Checks that every index entry points at a row that files it there and every row has all its entries, and
@@ -1293,6 +1589,7 @@ impl Index {
             BTreeMap::new();
         let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
         let mut per_repo: BTreeMap<String, u64> = BTreeMap::new();
+        let mut stats: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut events = 0;
         for entry in self.events.iter() {
             let (key, value) = entry?;
@@ -1308,6 +1605,18 @@ impl Index {
                 Some(_) => {}
             }
             let e = Entries::of(&row)?;
+            for key in e.global {
+                expected.entry(trees::GLOBAL).or_default().insert(key);
+            }
+            for key in e.stats {
+                *stats.entry(key).or_default() += 1;
+            }
+            if let Some(seq) = stored_seq(&key, &value)? {
+                expected
+                    .entry(trees::STREAM)
+                    .or_default()
+                    .insert(seq.to_be_bytes().to_vec());
+            }
             expected
                 .entry(trees::BY_REPO_TIME)
                 .or_default()
@@ -1332,6 +1641,8 @@ impl Index {
             (trees::BY_TYPE, &self.by_type),
             (trees::BY_COMMIT, &self.by_commit),
             (trees::REPO_COMMITS, &self.repo_commits),
+            (trees::GLOBAL, &self.global),
+            (trees::STREAM, &self.stream),
         ] {
             let want = expected.remove(name).unwrap_or_default();
             let mut have = std::collections::BTreeSet::new();
@@ -1347,6 +1658,18 @@ impl Index {
             for key in want.difference(&have) {
                 problems.push(format!("{name}: entry {} is missing", printable(key)));
             }
+        }
+        let mut held_stats = BTreeMap::new();
+        for entry in self.stats.iter() {
+            let (key, value) = entry?;
+            held_stats.insert(key.to_vec(), decode_u64(trees::STATS, &key, &value)?);
+        }
+        if held_stats != stats {
+            problems.push(format!(
+                "statistics counters differ from a recount of the rows: held {} counters, recount {}",
+                held_stats.len(),
+                stats.len()
+            ));
         }
         let counts = self.counts()?;
         if counts.events != events {

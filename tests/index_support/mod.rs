@@ -97,6 +97,37 @@ impl Store {
         }
     }
 
+    /// Closes the store and opens it again, as a restarted daemon does. Stop every server on it first.
+    pub fn reopen(self) -> Store {
+        let Store {
+            dir,
+            store,
+            db,
+            index,
+            metrics,
+            poll_log,
+        } = self;
+        drop((index, poll_log));
+        db.flush().unwrap();
+        drop((db, store));
+        let store = koi_github_indexer::storage::open(
+            &dir.path().join("db"),
+            koi_github_indexer::storage::StoreOptions::default(),
+        )
+        .unwrap();
+        let db = store.db.clone();
+        let index = Index::open(&db).unwrap();
+        let poll_log = PollLog::open(&db).unwrap();
+        Store {
+            dir,
+            store,
+            db,
+            index,
+            metrics,
+            poll_log,
+        }
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().to_owned()
     }
@@ -112,6 +143,7 @@ impl Store {
 
     /// Serves the API with these connection limits.
     pub fn serve_with(&self, limits: ConnectionLimits) -> Server {
+        let stop = CancellationToken::new();
         let ctx = ApiContext {
             index: self.index.clone(),
             status: Arc::new(|| NodeStatus {
@@ -122,12 +154,13 @@ impl Store {
             dead_letters: DeadLetters::open(&self.db, 100).unwrap(),
             metrics: self.metrics.clone(),
             poll_log: self.poll_log.clone(),
+            shutdown: stop.clone(),
+            stream_keep_alive: (limits.idle_timeout / 2).min(std::time::Duration::from_secs(15)),
         };
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let stop = CancellationToken::new();
         let task = tokio::spawn(serve(listener, ctx, limits, stop.clone()));
         Server { addr, stop, task }
     }
