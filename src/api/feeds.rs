@@ -344,7 +344,7 @@ pub(super) async fn websocket(
 }
 
 /// The parameters, each known and given once, as `(name, value)`.
-fn once_each<'a>(
+pub(super) fn once_each<'a>(
     params: &'a [(String, String)],
     accepted: &[&str],
 ) -> Result<Vec<(&'a str, &'a str)>, ApiError> {
@@ -384,7 +384,7 @@ fn text_value(name: &str, value: &str) -> Result<String, ApiError> {
     Ok(value.to_owned())
 }
 
-fn parse_offset(value: &str) -> Result<usize, ApiError> {
+pub(super) fn parse_offset(value: &str) -> Result<usize, ApiError> {
     value.parse().map_err(|_| {
         ApiError::bad_request(format!("offset must be a whole number ≥ 0, got `{value}`"))
     })

@@ -723,36 +723,17 @@ fn parse_params(params: &[(String, String)], accepted: &[&str]) -> Result<EventQ
         limit: DEFAULT_LIMIT,
         ..EventQuery::default()
     };
-    let mut seen: Vec<&str> = Vec::new();
-    for (name, value) in params {
-        if !accepted.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter `{name}`: accepted here are {}",
-                accepted.join(", ")
-            )));
-        }
-        if seen.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "`{name}` is given more than once"
-            )));
-        }
-        seen.push(name);
-        match name.as_str() {
+    for (name, value) in feeds::once_each(params, accepted)? {
+        match name {
             "limit" => query.limit = parse_limit(value)?,
-            "offset" => {
-                query.offset = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!(
-                        "offset must be a whole number ≥ 0, got `{value}`"
-                    ))
-                })?;
-            }
+            "offset" => query.offset = feeds::parse_offset(value)?,
             "event_type" => {
                 if value.is_empty() || value.chars().any(char::is_control) {
                     return Err(ApiError::bad_request(
                         "event_type must be a GitHub event name such as `push`",
                     ));
                 }
-                query.event_type = Some(value.clone());
+                query.event_type = Some(value.to_owned());
             }
             "since" => query.since = Some(parse_time(name, value)?),
             "until" => query.until = Some(parse_time(name, value)?),

@@ -63,19 +63,13 @@ pub struct Store {
 
 impl Store {
     pub fn with_fixtures() -> Store {
-        let dir = tempfile::tempdir().unwrap();
-        let store = koi_github_indexer::storage::open(
-            &dir.path().join("db"),
-            koi_github_indexer::storage::StoreOptions::default(),
-        )
-        .unwrap();
-        let db = store.db.clone();
-        let index = Index::open(&db).unwrap();
+        let store = Store::open_in(tempfile::tempdir().unwrap(), Metrics::new());
+        let (db, index) = (&store.db, &store.index);
         for b in fixture_bundles() {
             index.apply_bundle(&b).unwrap();
         }
         // One dead letter, so `rejected` has something to show.
-        DeadLetters::open(&db, 100)
+        DeadLetters::open(db, 100)
             .unwrap()
             .record(&[koi_github_indexer::index::Rejection {
                 rid: "orn:github.event:octo-org/hello-world:bad rid".into(),
@@ -86,15 +80,7 @@ impl Store {
             }])
             .unwrap();
         db.flush().unwrap();
-        let poll_log = PollLog::open(&db).unwrap();
-        Store {
-            dir,
-            store,
-            db,
-            index,
-            metrics: Metrics::new(),
-            poll_log,
-        }
+        store
     }
 
     /// Closes the store and opens it again, as a restarted daemon does. Stop every server on it first.
@@ -110,6 +96,11 @@ impl Store {
         drop((index, poll_log));
         db.flush().unwrap();
         drop((db, store));
+        Store::open_in(dir, metrics)
+    }
+
+    /// The store in `dir`, opened as the daemon opens it.
+    fn open_in(dir: tempfile::TempDir, metrics: Metrics) -> Store {
         let store = koi_github_indexer::storage::open(
             &dir.path().join("db"),
             koi_github_indexer::storage::StoreOptions::default(),
