@@ -217,6 +217,9 @@ async fn a_client_resumes_after_a_disconnect_and_after_a_restart_with_no_gap_and
     drop(again);
     // The daemon restarts; events arrive meanwhile; `after=` picks up exactly there.
     api.stop().await;
+    // The stream feeds end on the stop signal at their next turn; let them run once, so that nothing holds the
+    // store when it is opened again (as when a daemon process exits).
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let store = store.reopen();
     let last = store.index.last_seq().unwrap();
     store
