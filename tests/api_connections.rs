@@ -259,26 +259,17 @@ async fn health_answers_while_thousands_of_slow_clients_hold_connections() {
     );
 }
 
+/// Field `field` (whitespace-separated, from 0) of the first line of `/proc/self/<file>` starting with `prefix`.
+fn proc_self(file: &str, prefix: &str, field: usize) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/self/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(prefix))?;
+    line.split_whitespace().nth(field)?.parse().ok()
+}
+
 fn open_file_limit() -> usize {
-    std::fs::read_to_string("/proc/self/limits")
-        .ok()
-        .and_then(|limits| {
-            limits
-                .lines()
-                .find(|l| l.starts_with("Max open files"))
-                .and_then(|l| l.split_whitespace().nth(3).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(1024)
+    proc_self("limits", "Max open files", 3).map_or(1024, |n| n as usize)
 }
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse().ok()))
-        })
-        .unwrap_or(0)
+    proc_self("status", "VmRSS:", 1).unwrap_or(0)
 }

@@ -14,7 +14,9 @@ use futures::{SinkExt as _, StreamExt as _};
 use tokio::sync::{broadcast, mpsc};
 use warp::http::StatusCode;
 
-use super::{blocking, ok, parse_limit, parse_time, Answer, ApiContext, ApiError, DEFAULT_LIMIT};
+use super::{
+    blocking, check_range, ok, parse_limit, parse_time, Answer, ApiContext, ApiError, DEFAULT_LIMIT,
+};
 use crate::index::{
     check_github_name, parse_repo_ref, sampled, EventRow, GlobalQuery, Index, LiveEvent, StatsQuery,
 };
@@ -60,15 +62,7 @@ pub(super) async fn global_events(params: Vec<(String, String)>, ctx: ApiContext
             _ => {}
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since > until {
-            return Err(ApiError::bad_request(format!(
-                "since ({}) is after until ({})",
-                since.to_rfc3339_utc(),
-                until.to_rfc3339_utc()
-            )));
-        }
-    }
+    check_range(query.since, query.until)?;
     let page = blocking(&ctx.index, move |index| Ok(index.events_global(&query)?)).await?;
     ok(&page)
 }

@@ -740,16 +740,20 @@ fn parse_params(params: &[(String, String)], accepted: &[&str]) -> Result<EventQ
             _ => {}
         }
     }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since > until {
-            return Err(ApiError::bad_request(format!(
-                "since ({}) is after until ({})",
-                since.to_rfc3339_utc(),
-                until.to_rfc3339_utc()
-            )));
-        }
-    }
+    check_range(query.since, query.until)?;
     Ok(query)
+}
+
+/// `since` ≤ `until` when both are given.
+fn check_range(since: Option<Timestamp>, until: Option<Timestamp>) -> Result<(), ApiError> {
+    match (since, until) {
+        (Some(since), Some(until)) if since > until => Err(ApiError::bad_request(format!(
+            "since ({}) is after until ({})",
+            since.to_rfc3339_utc(),
+            until.to_rfc3339_utc()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// RFC 3339, or a date (midnight UTC).
