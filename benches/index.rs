@@ -35,6 +35,15 @@ fn repo_name(i: usize) -> String {
     format!("bench-org/repo-{i:02}")
 }
 
+/// The repository of event `n` of the webhook mix: half in one repository, the rest spread over the others.
+fn webhook_repo(n: usize) -> String {
+    repo_name(if n.is_multiple_of(2) {
+        0
+    } else {
+        1 + n % (REPOS - 1)
+    })
+}
+
 /// A repository object shaped like GitHub's webhook `repository` (about 2.5 KB of JSON).
 fn repository(name: &str, i: usize) -> Value {
     let api = format!("https://api.github.com/repos/{name}");
@@ -218,32 +227,6 @@ fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration)
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-/// Event `n` of the webhook mix: a fixture, in one of the 20 repositories, made unique by its delivery number.
-fn webhook_event(fixtures: &[Value], n: usize) -> Bundle {
-    let mut contents = fixtures[n % fixtures.len()].clone();
-    let name = repo_name(if n.is_multiple_of(2) {
-        0
-    } else {
-        1 + n % (REPOS - 1)
-    });
-    contents["repository"]["full_name"] = name.clone().into();
-    contents["repository"]["html_url"] = format!("https://github.com/{name}").into();
-    contents["payload"]["delivery"] = n.into();
-    let Value::Object(contents) = contents else {
-        unreachable!("fixture contents are objects")
-    };
-    let rid = Rid::parse(&format!("orn:github.event:{name}:delivery-{n}")).expect("valid RID");
-    Bundle {
-        manifest: Manifest {
-            rid,
-            timestamp: Timestamp::parse("2026-11-24T12:00:00Z").expect("valid time"),
-            sha256_hash: hash_contents(&contents),
-            extra: Map::new(),
-        },
-        contents,
-    }
-}
-
 /// Peak resident memory of this process so far (VmHWM), in bytes.
 fn peak_rss() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -303,7 +286,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         let chunk: Vec<Bundle> = (done..n.min(done + CHUNK))
             .map(|i| match mix {
                 Mix::Synthetic => event(i),
-                Mix::Webhooks => webhook_event(&fixtures, i),
+                Mix::Webhooks => webhooks::webhook_bundle(&fixtures, i, &webhook_repo(i)),
             })
             .collect();
         bytes += chunk

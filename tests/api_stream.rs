@@ -217,9 +217,6 @@ async fn a_client_resumes_after_a_disconnect_and_after_a_restart_with_no_gap_and
     drop(again);
     // The daemon restarts; events arrive meanwhile; `after=` picks up exactly there.
     api.stop().await;
-    // The stream feeds end on the stop signal at their next turn; let them run once, so that nothing holds the
-    // store when it is opened again (as when a daemon process exits).
-    tokio::time::sleep(Duration::from_millis(100)).await;
     let store = store.reopen();
     let last = store.index.last_seq().unwrap();
     store
@@ -268,6 +265,189 @@ async fn the_websocket_stream_carries_the_same_messages() {
         seqs.push(value["seq"].as_u64().unwrap());
     }
     assert_eq!(seqs, (1..=8).collect::<Vec<_>>());
+}
+
+/// A raw HTTP/1.1 stream client with a small receive buffer, so that it can stop reading and be sure the server
+/// soon cannot write to it.
+struct RawStreamClient {
+    socket: tokio::net::TcpStream,
+    /// Bytes read and not yet de-chunked.
+    raw: Vec<u8>,
+}
+
+impl RawStreamClient {
+    async fn open(api: &index_support::Server, query: &str) -> RawStreamClient {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut socket = socket.connect(api.addr).await.unwrap();
+        let request = format!(
+            "GET /api/processor/github/stream{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        while !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut buf = [0u8; 1024];
+            let n = socket.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response head");
+            raw.extend_from_slice(&buf[..n]);
+        }
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        raw.drain(..end);
+        RawStreamClient { socket, raw }
+    }
+
+    /// Reads until the server closes the connection (or `wait` passes: a panic), and gives the body's SSE text.
+    async fn read_to_close(mut self, wait: Duration) -> String {
+        use tokio::io::AsyncReadExt as _;
+        tokio::time::timeout(wait, self.socket.read_to_end(&mut self.raw))
+            .await
+            .expect("the server closes the connection")
+            .unwrap();
+        // De-chunk: `size CRLF data CRLF`, ending with a zero size.
+        let mut body = Vec::new();
+        let mut rest = &self.raw[..];
+        loop {
+            let line_end = rest
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a chunk size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&rest[..line_end]).unwrap().trim(), 16)
+                    .unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&rest[line_end + 2..line_end + 2 + size]);
+            rest = &rest[line_end + 2 + size + 2..];
+        }
+        String::from_utf8(body).unwrap()
+    }
+}
+
+/// The SSE messages in a body, as `(id, event, data)`; comments skipped.
+fn sse_messages(body: &str) -> Vec<(Option<u64>, String, Value)> {
+    body.split("\n\n")
+        .filter_map(|block| {
+            let (mut id, mut event, mut data) = (None, String::new(), None);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().ok();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = Some(serde_json::from_str(v.trim()).unwrap());
+                }
+            }
+            Some((id, event, data?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_gets_lagged_and_is_disconnected_while_indexing_goes_on() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let first = store.index.last_seq().unwrap();
+    let stalled = RawStreamClient::open(&api, "").await;
+    // A reading client beside it must see every event, lagged or not.
+    let mut reading = SseReader::open(&api.url("/stream"), None).await;
+    // Far more commits than the live feed holds (64 batches), and more bytes than the sockets and hyper buffer
+    // (the server's send buffer grows to 4 MiB): long event ids make each message about 2.5 KB.
+    const COMMITS: usize = 150;
+    const PER_COMMIT: usize = 20;
+    let long = "x".repeat(1000);
+    let index = store.index.clone();
+    let ingest = tokio::task::spawn_blocking(move || {
+        for c in 0..COMMITS {
+            let bundles: Vec<_> = (0..PER_COMMIT)
+                .map(|i| {
+                    push(
+                        "a/one",
+                        &format!("lag-{c}-{i}-{long}"),
+                        "ann",
+                        "2026-11-20T10:00:00Z",
+                    )
+                })
+                .collect();
+            index.apply_bundles(&bundles).unwrap();
+        }
+    });
+    let total = COMMITS * PER_COMMIT;
+    let mut got = 0;
+    while got < total {
+        let message = reading
+            .next(Duration::from_secs(30))
+            .await
+            .expect("the reading client keeps getting events");
+        assert_eq!(message.event, "github_event");
+        got += 1;
+    }
+    ingest.await.unwrap();
+    assert_eq!(
+        store.index.last_seq().unwrap(),
+        first + total as u64,
+        "indexing went on"
+    );
+
+    // The stalled client now reads what was written to it: events in order with no gap, then `lagged` naming the
+    // last one it got, then the end of the connection.
+    let body = stalled.read_to_close(Duration::from_secs(30)).await;
+    let messages = sse_messages(&body);
+    let (last, events) = messages.split_last().expect("some messages");
+    assert_eq!(last.1, "lagged", "the last message: {last:?}");
+    let ids: Vec<u64> = events.iter().map(|m| m.0.unwrap()).collect();
+    assert!(
+        !ids.is_empty() && ids.len() < total,
+        "{} events before lagging",
+        ids.len()
+    );
+    assert_eq!(
+        ids,
+        (first + 1..=first + ids.len() as u64).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "the stalled client got {} of {total} events, then lagged",
+        ids.len()
+    );
+    let resume_after = last.2["resume_after"].as_u64().unwrap();
+    assert_eq!(resume_after, *ids.last().unwrap());
+    // Resuming from there gives the rest, with no gap.
+    let mut resumed =
+        SseReader::open(&api.url(&format!("/stream?after={resume_after}")), None).await;
+    let rest = resumed.take(total - ids.len()).await;
+    assert_eq!(rest.first().unwrap().id, Some(resume_after + 1));
+    assert_eq!(rest.last().unwrap().id, Some(first + total as u64));
+}
+
+#[tokio::test]
+async fn sampling_gives_every_client_at_one_rate_the_same_events() {
+    let store = Store::with_fixtures();
+    let after = store.index.last_seq().unwrap();
+    let bundles: Vec<_> = (0..200)
+        .map(|i| push("a/one", &format!("s{i}"), "ann", "2026-11-20T10:00:00Z"))
+        .collect();
+    store.index.apply_bundles(&bundles).unwrap();
+    let api = store.serve();
+    let mut samples = Vec::new();
+    for _ in 0..2 {
+        let mut client = SseReader::open(
+            &api.url(&format!("/stream?after={after}&sample=0.25")),
+            None,
+        )
+        .await;
+        let mut got = Vec::new();
+        while let Some(message) = client.next(Duration::from_millis(500)).await {
+            got.push(message.id.unwrap());
+        }
+        samples.push(got);
+    }
+    assert_eq!(samples[0], samples[1], "the same events at the same rate");
+    let n = samples[0].len();
+    assert!((20..=80).contains(&n), "about a quarter of 200, got {n}");
 }
 
 #[tokio::test]

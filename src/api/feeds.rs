@@ -1,30 +1,28 @@
 //! The routes across repositories (issue 12): the global event list, statistics, and the live stream over
 //! Server-Sent Events and WebSocket.
 //!
-//! A stream client is one task ([`feed`]) that subscribes to the index's live feed first, then replays from the
-//! store what came after the client's resume point, then forwards live batches, skipping what the replay already
-//! sent: no gap and no duplicate. Its messages go through a bounded channel to the connection; a client that
-//! stops reading fills it, the task stops taking live batches, and once the feed has moved on by more than its
-//! capacity the client gets `lagged` (with the sequence number to resume after) and is disconnected. Indexing
-//! never waits for a client.
+//! A stream client is a [`Feed`] pulled by its connection. It subscribes to the index's live feed first, then
+//! replays from the store what came after the client's resume point, then forwards live batches, skipping what
+//! the replay already sent: no gap and no duplicate. It spawns no task and holds at most one batch; a client that
+//! stops reading stops pulling, and once the index has moved on by more than the live feed's capacity it gets
+//! `lagged` (with the sequence number to resume after) and the stream ends. Indexing never waits for a client.
 
 use std::convert::Infallible;
 
 use futures::{SinkExt as _, StreamExt as _};
-use tokio::sync::{broadcast, mpsc};
+use std::collections::VecDeque;
+
+use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
 use super::{
     blocking, check_range, ok, parse_limit, parse_time, Answer, ApiContext, ApiError, DEFAULT_LIMIT,
 };
 use crate::index::{
-    check_github_name, parse_repo_ref, sampled, EventRow, GlobalQuery, Index, LiveEvent, StatsQuery,
+    check_github_name, parse_repo_ref, sampled, stream_json, EventRow, GlobalQuery, Index,
+    LiveBatch, StatsQuery,
 };
 
-/// Messages a stream client may have waiting before it counts as not reading.
-const CLIENT_BUFFER: usize = 256;
-/// How long a lagging client gets to take its `lagged` message before it is disconnected anyway.
-const LAGGED_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Events read from the store per step of a replay.
 const REPLAY_STEP: usize = 500;
 /// Longest `top` list of `/stats`.
@@ -185,110 +183,151 @@ pub(super) enum StreamMessage {
     Lagged { resume_after: u64 },
 }
 
-/// Feeds one client: replay from the store after the resume point, then live. Ends when the client goes away,
-/// lags, or the daemon stops.
-pub(super) async fn feed(
+/// One client's feed, pulled by its connection: [`Feed::next`] is called only when the connection can take
+/// more, so the bytes waiting for a client are bounded by its socket and one batch. A client that stops reading
+/// stops pulling; once the index has committed more than [`live::CAPACITY`](crate::index::live::CAPACITY)
+/// batches past it, its next pull is `lagged` and the end of the stream. Indexing never waits for it.
+pub(super) struct Feed {
     index: Index,
     request: StreamRequest,
-    out: mpsc::Sender<StreamMessage>,
     shutdown: tokio_util::sync::CancellationToken,
-) {
-    // Subscribe before reading the store: what is committed from here on arrives live, what was before is in
-    // the store; the overlap is skipped by number.
-    let mut live = index.subscribe();
-    let replay_from = match request.after {
-        Some(after) => after,
-        None => match blocking(&index, |index| Ok(index.last_seq()?)).await {
-            Ok(last) => last,
-            Err(_) => return,
-        },
-    };
-    let mut last = replay_from;
-    if request.after.is_some() {
-        loop {
-            let from = last;
-            let step = match blocking(&index, move |index| {
-                Ok(index.stream_after(from, REPLAY_STEP)?)
-            })
-            .await
-            {
-                Ok(step) => step,
-                Err(_) => return,
-            };
-            if step.is_empty() {
-                break;
-            }
-            for (seq, row) in step {
-                last = seq;
-                if request.wants(&row) {
-                    let event = LiveEvent::new(seq, row);
-                    if !send(&out, &shutdown, event.seq, event.json).await {
-                        return;
-                    }
-                }
-            }
+    live: broadcast::Receiver<LiveBatch>,
+    /// The last number taken from the store or the live feed (sent, waiting in `pending`, or filtered out);
+    /// `None` until the feed knows where "now" is.
+    taken: Option<u64>,
+    /// The number a client that lags now may resume after: everything up to it has been handed to the connection.
+    handed: u64,
+    /// Whether the store still holds events after `taken` that the live feed will not bring.
+    replaying: bool,
+    /// Whether a live batch has come since the last replay ended: a lag before that is the replay's, not the
+    /// client's.
+    live_since_replay: bool,
+    /// Messages taken but not yet handed over (at most one batch or one replay step).
+    pending: VecDeque<StreamMessage>,
+    ended: bool,
+}
+
+impl Feed {
+    /// A feed that replays after `request.after`, or starts live from now. It subscribes to the live feed before
+    /// reading the store: what is committed from here on arrives live, what was before is in the store, and the
+    /// overlap is skipped by number.
+    pub(super) fn new(ctx: &ApiContext, request: StreamRequest) -> Feed {
+        Feed {
+            live: ctx.index.subscribe(),
+            index: ctx.index.clone(),
+            taken: request.after,
+            handed: request.after.unwrap_or(0),
+            replaying: request.after.is_some(),
+            // With nothing to replay, a lag is the client's from the start.
+            live_since_replay: request.after.is_none(),
+            request,
+            shutdown: ctx.shutdown.clone(),
+            pending: VecDeque::new(),
+            ended: false,
         }
     }
-    loop {
-        let batch = tokio::select! {
-            received = live.recv() => received,
-            () = shutdown.cancelled() => return,
-            () = out.closed() => return,
+
+    /// Takes the event numbered `seq` from the store or the live feed: queued for the client if it wants it.
+    fn take(&mut self, seq: u64, row: &EventRow, json: impl FnOnce() -> String) {
+        self.taken = Some(seq);
+        if self.request.wants(row) {
+            self.pending
+                .push_back(StreamMessage::Event { seq, json: json() });
+        }
+    }
+
+    /// Reads the store on the blocking pool; `None` (and the end of the stream) if it fails or the daemon stops.
+    async fn read<T: Send + 'static>(
+        &mut self,
+        read: impl FnOnce(Index) -> Result<T, ApiError> + Send + 'static,
+    ) -> Option<T> {
+        let result = tokio::select! {
+            biased;
+            () = self.shutdown.cancelled() => None,
+            result = blocking(&self.index, read) => result.ok(),
         };
-        match batch {
-            Ok(batch) => {
-                for event in batch.iter() {
-                    if event.seq <= last {
-                        continue;
-                    }
-                    last = event.seq;
-                    if request.wants(&event.row)
-                        && !send(&out, &shutdown, event.seq, event.json.clone()).await
-                    {
-                        return;
+        if result.is_none() {
+            self.ended = true;
+        }
+        result
+    }
+
+    /// The next message, or `None` when the stream ends (the daemon stops, the store fails, or after `lagged`).
+    /// Cancel-safe: state changes only after each await has completed.
+    pub(super) async fn next(&mut self) -> Option<StreamMessage> {
+        loop {
+            if let Some(message) = self.pending.pop_front() {
+                if let StreamMessage::Event { seq, .. } = &message {
+                    self.handed = *seq;
+                }
+                if self.pending.is_empty() {
+                    self.handed = self.handed.max(self.taken.unwrap_or(0));
+                }
+                return Some(message);
+            }
+            if self.ended {
+                return None;
+            }
+            let Some(taken) = self.taken else {
+                let now = self.read(|index| Ok(index.last_seq()?)).await?;
+                self.taken = Some(now);
+                self.handed = now;
+                continue;
+            };
+            if self.replaying {
+                let step = self
+                    .read(move |index| Ok(index.stream_after(taken, REPLAY_STEP)?))
+                    .await?;
+                if step.is_empty() {
+                    self.replaying = false;
+                    self.live_since_replay = false;
+                }
+                for (seq, row) in step {
+                    self.take(seq, &row, || stream_json(&row));
+                }
+                continue;
+            }
+            let received = tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => None,
+                received = self.live.recv() => Some(received),
+            };
+            match received {
+                Some(Ok(batch)) => {
+                    self.live_since_replay = true;
+                    for event in batch.iter() {
+                        if event.seq > taken {
+                            self.take(event.seq, &event.row, || event.json.clone());
+                        }
                     }
                 }
+                Some(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    // Everything missed is in the store. The client is at fault only when it stopped pulling
+                    // while live; when what it missed came in while it was replaying (it reads as fast as the
+                    // store gives), it reads the rest from the store too.
+                    if self.live_since_replay {
+                        self.ended = true;
+                        return Some(StreamMessage::Lagged {
+                            resume_after: self.handed,
+                        });
+                    }
+                    self.live = self.index.subscribe();
+                    self.replaying = true;
+                }
+                Some(Err(broadcast::error::RecvError::Closed)) | None => {
+                    self.ended = true;
+                }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Tell it where to resume, if it reads within a while; then the connection ends.
-                let lagged = out.send(StreamMessage::Lagged { resume_after: last });
-                let _ = tokio::time::timeout(LAGGED_GRACE, lagged).await;
-                return;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }
-
-async fn send(
-    out: &mpsc::Sender<StreamMessage>,
-    shutdown: &tokio_util::sync::CancellationToken,
-    seq: u64,
-    json: String,
-) -> bool {
-    tokio::select! {
-        sent = out.send(StreamMessage::Event { seq, json }) => sent.is_ok(),
-        () = shutdown.cancelled() => false,
-    }
-}
-
-/// Starts a client's feed; its messages come out of the returned receiver.
-pub(super) fn start_feed(
-    ctx: &ApiContext,
-    request: StreamRequest,
-) -> mpsc::Receiver<StreamMessage> {
-    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
-    tokio::spawn(feed(ctx.index.clone(), request, tx, ctx.shutdown.clone()));
-    rx
-}
-
-/// `GET /stream`: Server-Sent Events.
+/// `GET /stream`: Server-Sent Events. The response asks for the connection to close when it ends (after
+/// `lagged`, or when the daemon stops): a stream client reconnects rather than reusing it.
 pub(super) fn sse_reply(ctx: &ApiContext, request: StreamRequest) -> warp::reply::Response {
     use warp::Reply as _;
-    let messages = start_feed(ctx, request);
-    let events = futures::stream::unfold(messages, |mut messages| async move {
-        let message = messages.recv().await?;
-        let event = match message {
+    let feed = Feed::new(ctx, request);
+    let events = futures::stream::unfold(feed, |mut feed| async move {
+        let event = match feed.next().await? {
             StreamMessage::Event { seq, json } => warp::sse::Event::default()
                 .id(seq.to_string())
                 .event("github_event")
@@ -297,10 +336,15 @@ pub(super) fn sse_reply(ctx: &ApiContext, request: StreamRequest) -> warp::reply
                 .event("lagged")
                 .data(serde_json::json!({ "resume_after": resume_after }).to_string()),
         };
-        Some((Ok::<_, Infallible>(event), messages))
+        Some((Ok::<_, Infallible>(event), feed))
     });
     let keep_alive = warp::sse::keep_alive().interval(ctx.stream_keep_alive);
-    warp::sse::reply(keep_alive.stream(events)).into_response()
+    let mut response = warp::sse::reply(keep_alive.stream(events)).into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        warp::http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 /// `GET /stream/ws`: the same over WebSocket, one JSON text message per event: `{"seq": N, "event": {row}}`; a
@@ -310,11 +354,11 @@ pub(super) async fn websocket(
     ctx: ApiContext,
     request: StreamRequest,
 ) {
-    let mut messages = start_feed(&ctx, request);
+    let mut feed = Feed::new(&ctx, request);
     let (mut sink, mut incoming) = socket.split();
     loop {
         tokio::select! {
-            message = messages.recv() => {
+            message = feed.next() => {
                 let Some(message) = message else { break };
                 let (text, last) = match message {
                     StreamMessage::Event { seq, json } => (format!("{{\"seq\":{seq},\"event\":{json}}}"), false),

@@ -33,25 +33,28 @@ pub struct LiveEvent {
 impl LiveEvent {
     /// Builds one from a row and its number.
     pub fn new(seq: u64, row: EventRow) -> LiveEvent {
-        #[derive(Serialize)]
-        struct WithRepo<'a> {
-            #[serde(flatten)]
-            row: &'a EventRow,
-            repo: &'a str,
-        }
-        let repo = full_name(&row.repo_rid).to_owned();
-        let json = serde_json::to_string(&WithRepo {
-            row: &row,
-            repo: &repo,
-        })
-        .unwrap_or_else(|_| "{}".to_owned());
         LiveEvent {
             seq,
+            json: stream_json(&row),
+            repo: full_name(&row.repo_rid).to_owned(),
             row,
-            repo,
-            json,
         }
     }
+}
+
+/// What the stream sends for an event: its row plus `repo` (`owner/name`), as JSON.
+pub fn stream_json(row: &EventRow) -> String {
+    #[derive(Serialize)]
+    struct WithRepo<'a> {
+        #[serde(flatten)]
+        row: &'a EventRow,
+        repo: &'a str,
+    }
+    serde_json::to_string(&WithRepo {
+        row,
+        repo: full_name(&row.repo_rid),
+    })
+    .unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// A batch as sent: shared by every listener.

@@ -47,7 +47,7 @@ pub use feeds::{sampled, ActorCount, DayStats, RepoCount, Stats, StatsQuery};
 pub use github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
 };
-pub use live::{LiveBatch, LiveEvent};
+pub use live::{stream_json, LiveBatch, LiveEvent};
 pub use store::{
     check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, GlobalQuery, HeldBundle,
     Index, IndexOptions, RepoRemoval, Repository, SCHEMA_VERSION,

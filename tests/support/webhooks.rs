@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use koi_github_indexer::protocol::knowledge::hash_contents;
+use koi_github_indexer::protocol::{Bundle, Manifest, Rid, Timestamp};
 
 /// The fixture files, in name order.
 pub fn fixture_files() -> Vec<PathBuf> {
@@ -27,4 +30,27 @@ pub fn fixture_contents() -> Vec<Value> {
             doc["contents"].clone()
         })
         .collect()
+}
+
+/// Event `n` of a webhook mix: fixture `n % len` in repository `repo` (`owner/name`), made unique by its delivery
+/// number.
+#[allow(dead_code)] // not every bench builds bundles
+pub fn webhook_bundle(fixtures: &[Value], n: usize, repo: &str) -> Bundle {
+    let mut contents = fixtures[n % fixtures.len()].clone();
+    contents["repository"]["full_name"] = repo.into();
+    contents["repository"]["html_url"] = format!("https://github.com/{repo}").into();
+    contents["payload"]["delivery"] = n.into();
+    let Value::Object(contents) = contents else {
+        unreachable!("fixture contents are objects")
+    };
+    let rid = Rid::parse(&format!("orn:github.event:{repo}:delivery-{n}")).expect("valid RID");
+    Bundle {
+        manifest: Manifest {
+            rid,
+            timestamp: Timestamp::parse("2026-11-24T12:00:00Z").expect("valid time"),
+            sha256_hash: hash_contents(&contents),
+            extra: Map::new(),
+        },
+        contents,
+    }
 }
