@@ -15,7 +15,8 @@
 //! | `POST /repositories` `{"repo":"owner/name"}` | adds a repository (201, or 200 if held); JSON only |
 //! | `DELETE /repositories/{repo}` | removes a repository added by hand while it has no events (409 otherwise) |
 //!
-//! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text). Every request is counted and
+//! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text), and `GET /` with
+//! `GET /assets/{file}`: the dashboard page ([`dashboard`]). Every request is counted and
 //! timed by route template (`api_requests_total`, `api_request_duration_seconds`).
 //!
 //! `{repo}` is `owner/name` or the URL-encoded repository RID; `{event_rid}` is the event RID, URL-encoded or not.
@@ -33,6 +34,7 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+pub mod dashboard;
 mod feeds;
 pub mod server;
 pub mod status;
@@ -350,6 +352,23 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
             warp::reply::with_header(ctx.metrics.encode(), "content-type", METRICS_CONTENT_TYPE)
                 .into_response()
         });
+    let dashboard_page =
+        warp::path::end()
+            .and(get_or_head())
+            .and(params)
+            .map(|params: Vec<(String, String)>| {
+                if let Err(e) = no_parameters("/", &params) {
+                    return finish(Err(e));
+                }
+                dashboard::page()
+            });
+    let dashboard_asset = warp::path("assets")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(get_or_head())
+        .and_then(|name: String| async move {
+            dashboard::asset(&name).ok_or_else(warp::reject::not_found)
+        });
     let rejected_route = base
         .and(warp::path("rejected"))
         .and(warp::path::end())
@@ -385,6 +404,7 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(stream_ws)
         .unify()
+        .boxed()
         .or(stream)
         .unify()
         .or(event)
@@ -396,6 +416,10 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .or(rejected_route)
         .unify()
         .or(metrics_route)
+        .unify()
+        // Boxed: each `or` nests the type once more, and past a depth rustc takes minutes over the whole chain.
+        .boxed()
+        .or(dashboard_page.or(dashboard_asset).unify().boxed())
         .unify()
         .recover(json_rejection)
         .with(warp::log::custom(move |info| {
@@ -412,10 +436,11 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
 /// would make one series each.
 pub fn route_template(path: &str) -> &'static str {
     let Some(rest) = path.strip_prefix("/api/processor/github/") else {
-        return if path == "/metrics" {
-            "/metrics"
-        } else {
-            "other"
+        return match path {
+            "/metrics" => "/metrics",
+            "/" => "/",
+            _ if path.starts_with("/assets/") => "/assets/{file}",
+            _ => "other",
         };
     };
     let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();

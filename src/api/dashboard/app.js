@@ -1,0 +1,474 @@
+// The dashboard: read-only views of the node's own API, from the same origin. Every value from the API is put in
+// the page as text (never as HTML): event data comes from GitHub and is not trusted.
+"use strict";
+
+(function () {
+  const API = "/api/processor/github";
+  const FEED_ROWS = 100;
+  const PAGE = 20;
+  const COLOURS = ["#0b62c4", "#e8590c", "#13795b", "#9c36b5", "#c92a2a", "#5c940d", "#868e96"];
+
+  const $ = (selector) => document.querySelector(selector);
+  const problems = new Map(); // what is wrong now, by source: shown in the banner
+
+  function setProblem(source, message) {
+    if (message) problems.set(source, message); else problems.delete(source);
+    const banner = $("#banner");
+    banner.hidden = problems.size === 0;
+    banner.textContent = [...problems.values()].join(" · ");
+  }
+
+  async function getJson(path) {
+    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+    return response.json();
+  }
+
+  function cell(row, text, className) {
+    const td = document.createElement("td");
+    if (text instanceof Node) td.append(text); else td.textContent = text == null ? "" : String(text);
+    if (className) td.className = className;
+    row.append(td);
+    return td;
+  }
+
+  function link(href, text) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  function eventHref(rid) {
+    return `${API}/events/${encodeURIComponent(rid)}`;
+  }
+
+  function repoPath(fullName) {
+    return fullName.split("/").map(encodeURIComponent).join("/");
+  }
+
+  // "2026-11-20 10:03" in UTC; the full time in the title.
+  function shortTime(iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return String(iso || "");
+    return date.toISOString().slice(0, 16).replace("T", " ");
+  }
+
+  function ago(iso) {
+    const seconds = Math.max(0, Math.round((Date.now() - new Date(iso).getTime()) / 1000));
+    if (!Number.isFinite(seconds)) return "–";
+    if (seconds < 90) return `${seconds} s`;
+    if (seconds < 5400) return `${Math.round(seconds / 60)} min`;
+    return `${Math.round(seconds / 3600)} h`;
+  }
+
+  function number(n) {
+    return typeof n === "number" ? n.toLocaleString("en") : "–";
+  }
+
+  // ---- Health: /status, /polls and /metrics, every 5 s ----
+
+  let lastIndexed = null; // [count, time] from the previous /metrics read
+
+  function metricSum(text, name) {
+    let sum = 0;
+    let found = false;
+    for (const line of text.split("\n")) {
+      if (line.startsWith(name + " ") || line.startsWith(name + "{")) {
+        const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+        if (Number.isFinite(value)) { sum += value; found = true; }
+      }
+    }
+    return found ? sum : null;
+  }
+
+  async function refreshHealth() {
+    try {
+      const [status, polls, metrics] = await Promise.all([
+        getJson(`${API}/status`),
+        getJson(`${API}/polls?limit=100`),
+        fetch("/metrics").then((r) => (r.ok ? r.text() : "")),
+      ]);
+      const details = status.details || {};
+      $("#node-name").textContent = details.node_name || "koi-github-indexer";
+      const latest = details.latest_event;
+      $("#node-line").textContent =
+        `${details.node_rid || ""} · ${details.node_type || ""}` +
+        (latest ? ` · newest event ${shortTime(latest.timestamp)} UTC` : "");
+      $("#events-indexed").textContent = number(details.events);
+      $("#repositories-count").textContent = number(details.repositories);
+      $("#inbox-depth").textContent = number(details.inbox);
+      $("#rejected-count").textContent = number(details.rejected);
+      const indexed = metricSum(metrics, "koi_indexer_events_indexed_total");
+      if (indexed != null) {
+        const now = Date.now();
+        if (lastIndexed && now > lastIndexed[1]) {
+          const perMinute = ((indexed - lastIndexed[0]) * 60000) / (now - lastIndexed[1]);
+          $("#events-rate").textContent = number(Math.max(0, Math.round(perMinute)));
+        }
+        lastIndexed = [indexed, now];
+      }
+      renderNeighbours(details.neighbours || [], Array.isArray(polls) ? polls : []);
+      setProblem("api", null);
+    } catch (error) {
+      setProblem("api", `The node's API does not answer (${error.message}); retrying.`);
+    }
+  }
+
+  function renderNeighbours(neighbours, attempts) {
+    const body = $("#neighbours tbody");
+    const rows = neighbours.map((n) => {
+      const mine = attempts.filter((a) => a.neighbour === n.rid); // newest first
+      const last = mine[0];
+      const lastOk = mine.find((a) => a.outcome === "ok");
+      const tr = document.createElement("tr");
+      const name = document.createElement("span");
+      name.textContent = n.rid.replace(/^orn:koi-net\.node:/, "").replace(/\+.*/, "");
+      name.title = `${n.rid}${n.base_url ? " at " + n.base_url : ""}`;
+      cell(tr, name);
+      const outcome = cell(tr, last ? `${last.outcome}, ${ago(last.time)} ago` : "not yet",
+        last ? (last.outcome === "ok" ? "outcome-ok" : "outcome-bad") : "");
+      if (last && last.error) outcome.title = last.error;
+      cell(tr, lastOk ? ago(lastOk.time) : "–", "num");
+      cell(tr, n.failures, "num");
+      cell(tr, n.caught_up ? "yes" : "not yet");
+      return tr;
+    });
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      cell(tr, "No neighbours yet.").colSpan = 5;
+      rows.push(tr);
+    }
+    body.replaceChildren(...rows);
+  }
+
+  // ---- Live feed: the SSE stream ----
+
+  let source = null;
+  let lastSeq = null;
+
+  function feedQuery(after) {
+    const form = new FormData($("#feed-filters"));
+    const query = new URLSearchParams();
+    for (const name of ["repo", "event_type", "actor"]) {
+      const value = String(form.get(name) || "").trim();
+      if (value) query.set(name, value);
+    }
+    if (form.get("sample") && form.get("sample") !== "1") query.set("sample", form.get("sample"));
+    if (after != null) query.set("after", after);
+    return query;
+  }
+
+  function setStream(state) {
+    const pill = $("#stream-state");
+    pill.textContent = `Stream: ${state}`;
+    pill.className = "pill " + (state === "live" ? "live" : "down");
+    setProblem("stream", state === "live" ? null
+      : "The live stream is disconnected; reconnecting, and the feed will resume where it stopped.");
+  }
+
+  function connect(after) {
+    if (source) source.close();
+    source = new EventSource(`${API}/stream?${feedQuery(after)}`);
+    source.addEventListener("open", () => setStream("live"));
+    source.addEventListener("github_event", (message) => {
+      lastSeq = Number(message.lastEventId);
+      try {
+        addFeedRow(lastSeq, JSON.parse(message.data));
+      } catch (error) {
+        setProblem("feed", `An event could not be shown: ${error.message}`);
+      }
+    });
+    // Fell behind: pick up from the last event shown.
+    source.addEventListener("lagged", (message) => {
+      let resume = lastSeq;
+      try { resume = JSON.parse(message.data).resume_after; } catch (_) { /* keep lastSeq */ }
+      connect(resume);
+    });
+    // The browser reconnects by itself, sending Last-Event-ID; if it gave up (an HTTP error), reconnect here.
+    source.addEventListener("error", () => {
+      setStream("reconnecting");
+      if (source.readyState === EventSource.CLOSED) {
+        setTimeout(() => connect(lastSeq), 3000);
+      }
+    });
+  }
+
+  function addFeedRow(seq, event) {
+    const tr = document.createElement("tr");
+    tr.className = "fresh";
+    tr.dataset.seq = seq;
+    tr.dataset.rid = event.event_rid;
+    cell(tr, seq, "num");
+    const when = link(eventHref(event.event_rid), shortTime(event.timestamp));
+    when.title = `${event.timestamp} (details of ${event.event_rid})`;
+    cell(tr, when, "time");
+    cell(tr, event.repo);
+    cell(tr, event.action ? `${event.event_type} (${event.action})` : event.event_type);
+    cell(tr, event.actor || "–");
+    cell(tr, event.summary, "summary");
+    const body = $("#feed-table tbody");
+    body.prepend(tr);
+    while (body.rows.length > FEED_ROWS) body.deleteRow(body.rows.length - 1);
+    $("#feed-empty").hidden = true;
+    soon("health", refreshHealth, 1000);
+    soon("repos", refreshRepos, 1000);
+    soon("stats", refreshStats, 5000);
+  }
+
+  // New events change the counts, the table and the charts: refresh each at most once per `wait` while they come.
+  const timers = {};
+  function soon(name, refresh, wait) {
+    if (!timers[name]) {
+      timers[name] = setTimeout(() => { timers[name] = null; refresh(); }, wait);
+    }
+  }
+
+  // ---- Charts: /stats ----
+
+  const charts = {};
+
+  function dayText(date) {
+    return date.toISOString().slice(0, 10);
+  }
+
+  function daySeconds(day) {
+    return Date.parse(`${day}T00:00:00Z`) / 1000;
+  }
+
+  async function refreshStats() {
+    const range = $("#range").value;
+    const query = new URLSearchParams({ top: "10" });
+    if (range !== "all") {
+      const since = new Date(Date.now() - (Number(range) - 1) * 86400000);
+      query.set("since", dayText(since));
+    }
+    try {
+      const stats = await getJson(`${API}/stats?${query}`);
+      drawStats(stats, range);
+      setProblem("stats", null);
+    } catch (error) {
+      setProblem("stats", `Statistics could not be read (${error.message}).`);
+    }
+  }
+
+  function chartWidth(element) {
+    return Math.max(240, element.clientWidth || 600);
+  }
+
+  function replaceChart(id, options, data) {
+    const element = document.getElementById(id);
+    if (charts[id]) charts[id].destroy();
+    element.replaceChildren();
+    charts[id] = new uPlot({ width: chartWidth(element), height: 240, ...options }, data, element);
+  }
+
+  function drawStats(stats, range) {
+    $("#stats-total").textContent = `${number(stats.total)} events` +
+      (range === "all" ? " in the whole index" : ` in the last ${range} days`) + " (UTC days).";
+
+    // Per day: one line for each of the six commonest types, the rest as "other"; days without events are zeros.
+    const types = Object.entries(stats.by_type || {}).sort((a, b) => b[1] - a[1]).map(([t]) => t);
+    const shown = types.slice(0, 6);
+    const byDay = new Map((stats.by_day || []).map((d) => [d.day, d]));
+    const today = dayText(new Date());
+    const first = range === "all"
+      ? ((stats.by_day || [])[0] || { day: today }).day
+      : dayText(new Date(Date.now() - (Number(range) - 1) * 86400000));
+    const days = [];
+    for (let t = daySeconds(first); t <= daySeconds(today); t += 86400) days.push(t);
+    const series = shown.map((type) => days.map((t) => {
+      const day = byDay.get(dayText(new Date(t * 1000)));
+      return day ? (day.by_type[type] || 0) : 0;
+    }));
+    if (types.length > shown.length) {
+      series.push(days.map((t, i) => {
+        const day = byDay.get(dayText(new Date(t * 1000)));
+        return day ? day.total - shown.reduce((sum, _, k) => sum + series[k][i], 0) : 0;
+      }));
+      shown.push("other");
+    }
+    const plotted = series.reduce((sum, s) => sum + s.reduce((a, b) => a + b, 0), 0);
+    replaceChart("chart-days", {
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
+      series: [{}].concat(shown.map((type, i) => ({
+        label: type, stroke: COLOURS[i % COLOURS.length], width: 2, points: { size: 4 },
+      }))),
+      axes: [{}, { size: 50 }],
+    }, [days, ...series]);
+    document.getElementById("chart-days").dataset.total = String(plotted);
+
+    drawBars("chart-repos", (stats.top_repos || []).map((r) => [r.repo, r.count]), COLOURS[0]);
+    drawBars("chart-actors", (stats.top_actors || []).map((a) => [a.actor, a.count]), COLOURS[1]);
+  }
+
+  function drawBars(id, pairs, colour) {
+    const labels = pairs.map(([label]) => label);
+    const xs = pairs.map((_, i) => i);
+    replaceChart(id, {
+      scales: {
+        x: { time: false, range: [-0.5, Math.max(0.5, pairs.length - 0.5)] },
+        y: { range: (u, min, max) => [0, Math.max(1, max)] },
+      },
+      legend: { show: false },
+      cursor: { show: true, points: { show: false } },
+      series: [
+        { value: (u, i) => (i == null ? "" : labels[Math.round(i)] || "") },
+        { label: "events", fill: colour, stroke: colour, paths: uPlot.paths.bars({ size: [0.7, 48] }), points: { show: false } },
+      ],
+      axes: [
+        {
+          splits: () => xs,
+          values: (u, splits) => splits.map((i) => {
+            const label = labels[i] || "";
+            return label.length > 18 ? label.slice(0, 17) + "…" : label;
+          }),
+          rotate: -30,
+          size: 90,
+          gap: 4,
+        },
+        { size: 50 },
+      ],
+    }, [xs, pairs.map(([, count]) => count)]);
+    const element = document.getElementById(id);
+    element.dataset.labels = JSON.stringify(labels);
+    element.setAttribute("aria-label", `${element.getAttribute("aria-label").split(":")[0]}: ` +
+      pairs.map(([label, count]) => `${label} ${count}`).join(", "));
+  }
+
+  // ---- Repositories: /repositories, sortable; a repository's events, paged ----
+
+  let repos = [];
+  let sortKey = "last_updated";
+  let sortDescending = true;
+  let selected = null; // [full_name, offset]
+
+  async function refreshRepos() {
+    try {
+      repos = await getJson(`${API}/repositories`);
+      renderRepos();
+      const names = repos.map((r) => {
+        const option = document.createElement("option");
+        option.value = r.full_name;
+        return option;
+      });
+      $("#repo-names").replaceChildren(...names);
+      setProblem("repos", null);
+    } catch (error) {
+      setProblem("repos", `Repositories could not be read (${error.message}).`);
+    }
+  }
+
+  function renderRepos() {
+    const sorted = repos.slice().sort((a, b) => {
+      const x = a[sortKey] == null ? "" : a[sortKey];
+      const y = b[sortKey] == null ? "" : b[sortKey];
+      const order = x < y ? -1 : x > y ? 1 : 0;
+      return sortDescending ? -order : order;
+    });
+    const rows = sorted.map((repo) => {
+      const tr = document.createElement("tr");
+      tr.dataset.repo = repo.full_name;
+      const open = document.createElement("button");
+      open.type = "button";
+      open.className = "link";
+      open.textContent = repo.full_name;
+      open.addEventListener("click", () => showRepoEvents(repo.full_name, 0));
+      cell(tr, open);
+      cell(tr, number(repo.event_count), "num");
+      const updated = cell(tr, shortTime(repo.last_updated), "time");
+      updated.title = repo.last_updated;
+      const code = document.createElement("code");
+      code.textContent = repo.latest_commit_sha ? repo.latest_commit_sha.slice(0, 10) : "–";
+      if (repo.latest_commit_sha) code.title = repo.latest_commit_sha;
+      cell(tr, code);
+      return tr;
+    });
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      cell(tr, "No repositories yet.").colSpan = 4;
+      rows.push(tr);
+    }
+    $("#repo-table tbody").replaceChildren(...rows);
+    for (const th of document.querySelectorAll("#repo-table th")) {
+      const key = th.querySelector("button").dataset.key;
+      th.setAttribute("aria-sort", key === sortKey ? (sortDescending ? "descending" : "ascending") : "none");
+    }
+  }
+
+  async function showRepoEvents(fullName, offset) {
+    selected = [fullName, offset];
+    const panel = $("#repo-events");
+    try {
+      const events = await getJson(
+        `${API}/repositories/${repoPath(fullName)}/events?limit=${PAGE + 1}&offset=${offset}`);
+      const rows = events.slice(0, PAGE).map((event) => {
+        const tr = document.createElement("tr");
+        cell(tr, link(eventHref(event.event_rid), shortTime(event.timestamp)), "time");
+        cell(tr, event.action ? `${event.event_type} (${event.action})` : event.event_type);
+        cell(tr, event.actor || "–");
+        cell(tr, event.summary, "summary");
+        return tr;
+      });
+      panel.querySelector("tbody").replaceChildren(...rows);
+      $("#repo-events-title").textContent = `Events of ${fullName}`;
+      $("#repo-page").textContent = events.length === 0 ? "no events"
+        : `${offset + 1}–${offset + Math.min(PAGE, events.length)}`;
+      $("#repo-prev").disabled = offset === 0;
+      $("#repo-next").disabled = events.length <= PAGE;
+      const wasHidden = panel.hidden;
+      panel.hidden = false;
+      if (wasHidden) $("#repo-events-title").focus();
+      setProblem("repo-events", null);
+    } catch (error) {
+      setProblem("repo-events", `The events of ${fullName} could not be read (${error.message}).`);
+    }
+  }
+
+  // ---- Start ----
+
+  function start() {
+    if (typeof uPlot !== "function") {
+      setProblem("charts", "The charting library did not load.");
+    }
+    $("#feed-filters").addEventListener("submit", (e) => {
+      e.preventDefault();
+      $("#feed-table tbody").replaceChildren();
+      $("#feed-empty").hidden = false;
+      lastSeq = null;
+      connect(null);
+    });
+    $("#range").addEventListener("change", refreshStats);
+    for (const button of document.querySelectorAll("#repo-table th button")) {
+      button.addEventListener("click", () => {
+        const key = button.dataset.key;
+        sortDescending = key === sortKey ? !sortDescending : key !== "full_name";
+        sortKey = key;
+        renderRepos();
+      });
+    }
+    $("#repo-prev").addEventListener("click", () => selected && showRepoEvents(selected[0], Math.max(0, selected[1] - PAGE)));
+    $("#repo-next").addEventListener("click", () => selected && showRepoEvents(selected[0], selected[1] + PAGE));
+    let resizeTimer = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(() => {
+        for (const [id, chart] of Object.entries(charts)) {
+          chart.setSize({ width: chartWidth(document.getElementById(id)), height: 240 });
+        }
+      }, 150);
+    });
+
+    connect(null);
+    refreshHealth();
+    refreshStats();
+    refreshRepos();
+    setInterval(refreshHealth, 5000);
+    setInterval(refreshStats, 30000);
+    setInterval(refreshRepos, 15000);
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
