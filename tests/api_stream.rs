@@ -43,6 +43,30 @@ struct Sse {
     data: Value,
 }
 
+/// One SSE message block; `None` for a comment (keep-alive).
+fn parse_sse(block: &str) -> Option<Sse> {
+    let mut message = Sse {
+        id: None,
+        event: "message".into(),
+        data: Value::Null,
+    };
+    let mut data = String::new();
+    for line in block.lines() {
+        if let Some(v) = line.strip_prefix("id:") {
+            message.id = v.trim().parse().ok();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            message.event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    if data.is_empty() {
+        return None;
+    }
+    message.data = serde_json::from_str(&data).unwrap();
+    Some(message)
+}
+
 /// Reads an SSE response message by message.
 struct SseReader {
     response: reqwest::Response,
@@ -73,26 +97,10 @@ impl SseReader {
         loop {
             if let Some(end) = self.buffer.find("\n\n") {
                 let block: String = self.buffer.drain(..end + 2).collect();
-                let mut message = Sse {
-                    id: None,
-                    event: "message".into(),
-                    data: Value::Null,
-                };
-                let mut data = String::new();
-                for line in block.lines() {
-                    if let Some(v) = line.strip_prefix("id:") {
-                        message.id = v.trim().parse().ok();
-                    } else if let Some(v) = line.strip_prefix("event:") {
-                        message.event = v.trim().to_owned();
-                    } else if let Some(v) = line.strip_prefix("data:") {
-                        data.push_str(v.trim_start());
-                    }
+                match parse_sse(&block) {
+                    Some(message) => return Some(message),
+                    None => continue, // a comment (keep-alive)
                 }
-                if data.is_empty() {
-                    continue; // a comment (keep-alive)
-                }
-                message.data = serde_json::from_str(&data).unwrap();
-                return Some(message);
             }
             let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
                 .await
@@ -328,23 +336,9 @@ impl RawStreamClient {
     }
 }
 
-/// The SSE messages in a body, as `(id, event, data)`; comments skipped.
-fn sse_messages(body: &str) -> Vec<(Option<u64>, String, Value)> {
-    body.split("\n\n")
-        .filter_map(|block| {
-            let (mut id, mut event, mut data) = (None, String::new(), None);
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("id:") {
-                    id = v.trim().parse().ok();
-                } else if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().to_owned();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data = Some(serde_json::from_str(v.trim()).unwrap());
-                }
-            }
-            Some((id, event, data?))
-        })
-        .collect()
+/// The SSE messages in a body; comments skipped.
+fn sse_messages(body: &str) -> Vec<Sse> {
+    body.split("\n\n").filter_map(parse_sse).collect()
 }
 
 #[tokio::test]
@@ -398,8 +392,8 @@ async fn a_client_that_stops_reading_gets_lagged_and_is_disconnected_while_index
     let body = stalled.read_to_close(Duration::from_secs(30)).await;
     let messages = sse_messages(&body);
     let (last, events) = messages.split_last().expect("some messages");
-    assert_eq!(last.1, "lagged", "the last message: {last:?}");
-    let ids: Vec<u64> = events.iter().map(|m| m.0.unwrap()).collect();
+    assert_eq!(last.event, "lagged", "the last message: {last:?}");
+    let ids: Vec<u64> = events.iter().map(|m| m.id.unwrap()).collect();
     assert!(
         !ids.is_empty() && ids.len() < total,
         "{} events before lagging",
@@ -413,7 +407,7 @@ async fn a_client_that_stops_reading_gets_lagged_and_is_disconnected_while_index
         "the stalled client got {} of {total} events, then lagged",
         ids.len()
     );
-    let resume_after = last.2["resume_after"].as_u64().unwrap();
+    let resume_after = last.data["resume_after"].as_u64().unwrap();
     assert_eq!(resume_after, *ids.last().unwrap());
     // Resuming from there gives the rest, with no gap.
     let mut resumed =
