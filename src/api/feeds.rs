@@ -192,9 +192,8 @@ pub(super) struct Feed {
     request: StreamRequest,
     shutdown: tokio_util::sync::CancellationToken,
     live: broadcast::Receiver<LiveBatch>,
-    /// The last number taken from the store or the live feed (sent, waiting in `pending`, or filtered out);
-    /// `None` until the feed knows where "now" is.
-    taken: Option<u64>,
+    /// The last number taken from the store or the live feed (sent, waiting in `pending`, or filtered out).
+    taken: u64,
     /// The number a client that lags now may resume after: everything up to it has been handed to the connection.
     handed: u64,
     /// Whether the store still holds events after `taken` that the live feed will not bring.
@@ -212,11 +211,13 @@ impl Feed {
     /// reading the store: what is committed from here on arrives live, what was before is in the store, and the
     /// overlap is skipped by number.
     pub(super) fn new(ctx: &ApiContext, request: StreamRequest) -> Feed {
+        let (live, now) = ctx.index.subscribe();
+        let after = request.after.unwrap_or(now);
         Feed {
-            live: ctx.index.subscribe(),
+            live,
             index: ctx.index.clone(),
-            taken: request.after,
-            handed: request.after.unwrap_or(0),
+            taken: after,
+            handed: after,
             replaying: request.after.is_some(),
             // With nothing to replay, a lag is the client's from the start.
             live_since_replay: request.after.is_none(),
@@ -229,7 +230,7 @@ impl Feed {
 
     /// Takes the event numbered `seq` from the store or the live feed: queued for the client if it wants it.
     fn take(&mut self, seq: u64, row: &EventRow, json: impl FnOnce() -> String) {
-        self.taken = Some(seq);
+        self.taken = seq;
         if self.request.wants(row) {
             self.pending
                 .push_back(StreamMessage::Event { seq, json: json() });
@@ -261,19 +262,14 @@ impl Feed {
                     self.handed = *seq;
                 }
                 if self.pending.is_empty() {
-                    self.handed = self.handed.max(self.taken.unwrap_or(0));
+                    self.handed = self.handed.max(self.taken);
                 }
                 return Some(message);
             }
             if self.ended {
                 return None;
             }
-            let Some(taken) = self.taken else {
-                let now = self.read(|index| Ok(index.last_seq()?)).await?;
-                self.taken = Some(now);
-                self.handed = now;
-                continue;
-            };
+            let taken = self.taken;
             if self.replaying {
                 let step = self
                     .read(move |index| Ok(index.stream_after(taken, REPLAY_STEP)?))
@@ -311,7 +307,7 @@ impl Feed {
                             resume_after: self.handed,
                         });
                     }
-                    self.live = self.index.subscribe();
+                    self.live = self.index.subscribe().0;
                     self.replaying = true;
                 }
                 Some(Err(broadcast::error::RecvError::Closed)) | None => {

@@ -77,9 +77,14 @@ impl LiveFeed {
         }
     }
 
-    /// A new listener: it receives every batch published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<LiveBatch> {
-        self.sender.subscribe()
+    /// A new listener, and the last number published before it: it receives every event after that number.
+    /// Taken under the lock `publish` holds while it sends, so no event falls between the two.
+    pub fn subscribe(&self) -> (broadcast::Receiver<LiveBatch>, u64) {
+        let published = self
+            .published
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        (self.sender.subscribe(), *published)
     }
 
     /// Publishes what was committed after the last published number, up to `last_seq`: `read(after, until)`

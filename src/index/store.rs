@@ -1110,8 +1110,9 @@ impl Index {
         Ok(outcomes)
     }
 
-    /// The listeners' side of the live feed: every event indexed for the first time from now on.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<LiveBatch> {
+    /// The listeners' side of the live feed: every event indexed for the first time after the number returned
+    /// with it (the last one published when it subscribed).
+    pub fn subscribe(&self) -> (tokio::sync::broadcast::Receiver<LiveBatch>, u64) {
         self.live.subscribe()
     }
 
