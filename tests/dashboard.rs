@@ -105,7 +105,16 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
         .eval("(() => { const tr = document.querySelector('#feed-table tbody tr'); return [tr.dataset.rid, tr.querySelector('a').getAttribute('href')]; })()")
         .await;
     let rid = first_row[0].as_str().unwrap();
-    assert!(rid.ends_with("dash-4"), "newest first: {first_row}");
+    // Newest first, by stream number (the order of indexing, which need not be the order of emission).
+    let feed_seqs: Vec<u64> = serde_json::from_value(
+        page.eval("[...document.querySelectorAll('#feed-table tbody tr')].map(tr => Number(tr.dataset.seq))")
+            .await,
+    )
+    .unwrap();
+    assert!(
+        feed_seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {feed_seqs:?}"
+    );
     assert_eq!(
         first_row[1].as_str().unwrap(),
         format!(
