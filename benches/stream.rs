@@ -201,12 +201,15 @@ async fn run(bundles: &[Bundle], readers: usize, stalled: bool) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this without it, as a smoke test: 500 events,
+    // 3 clients.
+    let smoke = !std::env::args().any(|a| a == "--bench");
     let events: usize = std::env::var("STREAM_BENCH_EVENTS")
         .map(|v| v.parse().expect("STREAM_BENCH_EVENTS: a number"))
-        .unwrap_or(20_000);
+        .unwrap_or(if smoke { 500 } else { 20_000 });
     let clients: usize = std::env::var("STREAM_BENCH_CLIENTS")
         .map(|v| v.parse().expect("STREAM_BENCH_CLIENTS: a number"))
-        .unwrap_or(100);
+        .unwrap_or(if smoke { 3 } else { 100 });
     let fixtures = webhooks::fixture_contents();
     let bundles: Vec<Bundle> = (0..events)
         .map(|n| webhooks::webhook_bundle(&fixtures, n, &format!("bench-org/repo-{:02}", n % 20)))
