@@ -24,8 +24,6 @@ pub struct LiveEvent {
     pub seq: u64,
     /// Its row.
     pub row: EventRow,
-    /// `owner/name`.
-    pub repo: String,
     /// The row plus `repo`, as JSON: what the stream sends.
     pub json: String,
 }
@@ -36,7 +34,6 @@ impl LiveEvent {
         LiveEvent {
             seq,
             json: stream_json(&row),
-            repo: full_name(&row.repo_rid).to_owned(),
             row,
         }
     }
