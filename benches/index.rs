@@ -271,7 +271,14 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     let store =
         koi_github_indexer::storage::open(&db_path, StoreOptions::default()).expect("open sled");
     let db = store.db.clone();
-    let index = Index::open_with(&db, IndexOptions { keep_contents }).expect("open index");
+    let index = Index::open_with(
+        &db,
+        IndexOptions {
+            keep_contents,
+            ..Default::default()
+        },
+    )
+    .expect("open index");
     let inbox = Inbox::open(&db).expect("open inbox");
     let source = Rid::parse(
         "orn:koi-net.node:bench_sensor+0000000000000000000000000000000000000000000000000000000000000000",

@@ -64,6 +64,8 @@ async fn serve_fresh_store() -> Served {
         poll_log: PollLog::open(&db).expect("poll log"),
         shutdown: stop.clone(),
         stream_keep_alive: Duration::from_secs(15),
+        actions: Arc::new(Vec::new()),
+        node_rid: "orn:koi-net.node:test_indexer+0".into(),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await

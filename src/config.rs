@@ -47,6 +47,17 @@ pub enum ConfigError {
         /// The variable's name.
         var: String,
     },
+    /// An action's HMAC secret variable is not set (or empty).
+    #[error(
+        "action `{action}`: its HMAC secret variable `{var}` (set by `secret_env`) is not set or empty: export it, or \
+         put `{var}=…` in the service's EnvironmentFile"
+    )]
+    MissingSecret {
+        /// The action's name.
+        action: String,
+        /// The variable's name.
+        var: String,
+    },
     /// The data directory cannot be created or written.
     #[error("data directory {path} (`node.data_dir`) is not usable: {source}. Create it, or fix its owner and permissions")]
     DataDir {
@@ -84,6 +95,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Outbound webhooks on new events, one `[[action]]` block each.
+    #[serde(default, rename = "action")]
+    pub actions: Vec<ActionConfig>,
     /// The file this was loaded from (relative paths inside it are relative to its directory).
     #[serde(skip)]
     pub source: PathBuf,
@@ -204,6 +218,74 @@ pub struct IndexConfig {
     /// Keep each event's contents (compressed) beside its row; `false` keeps rows and manifests only.
     #[serde(default = "default_true")]
     pub keep_contents: bool,
+    /// Versions of an event kept, the current one included: an UPDATE keeps the one it replaces (1 keeps none).
+    #[serde(default = "default_history")]
+    pub history: u32,
+}
+
+/// `[[action]]`: POST each newly indexed event that matches the filters to `url`, signed with HMAC-SHA256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionConfig {
+    /// Unique name: letters, digits, `-` and `_` (it is in the API's paths and the metrics).
+    pub name: String,
+    /// Where to POST (http or https).
+    pub url: String,
+    /// Environment variable holding the HMAC secret (never put the secret in this file).
+    pub secret_env: String,
+    /// Only these repositories (`owner/name`, or `owner/*` for all of an owner's); empty: all.
+    #[serde(default)]
+    pub repos: Vec<String>,
+    /// Only these event types (`push`, `issues`, …); empty: all.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// Only events by these GitHub logins; empty: all.
+    #[serde(default)]
+    pub actors: Vec<String>,
+    /// How long one attempt may take.
+    #[serde(default = "default_action_timeout", deserialize_with = "de_duration")]
+    pub timeout: Duration,
+    /// The first retry's delay; each next one doubles (with jitter) up to `max_backoff`.
+    #[serde(default = "default_min_backoff", deserialize_with = "de_duration")]
+    pub min_backoff: Duration,
+    /// The longest delay between retries.
+    #[serde(
+        default = "default_action_max_backoff",
+        deserialize_with = "de_duration"
+    )]
+    pub max_backoff: Duration,
+    /// A delivery not delivered this long after it was queued is given up (kept in the failed list).
+    #[serde(default = "default_max_age", deserialize_with = "de_duration")]
+    pub max_age: Duration,
+    /// Delivered deliveries kept in the log (oldest dropped).
+    #[serde(default = "default_keep_deliveries")]
+    pub keep_delivered: u64,
+    /// Failed deliveries kept (oldest dropped).
+    #[serde(default = "default_keep_deliveries")]
+    pub keep_failed: u64,
+}
+
+impl ActionConfig {
+    /// The filter the index queues new events with.
+    pub fn filter(&self) -> crate::index::ActionFilter {
+        crate::index::ActionFilter {
+            name: self.name.clone(),
+            repos: self.repos.clone(),
+            event_types: self.event_types.clone(),
+            actors: self.actors.clone(),
+        }
+    }
+
+    /// The HMAC secret, from the variable `secret_env` names.
+    pub fn secret(&self) -> Result<String, ConfigError> {
+        std::env::var(&self.secret_env)
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| ConfigError::MissingSecret {
+                action: self.name.clone(),
+                var: self.secret_env.clone(),
+            })
+    }
 }
 
 /// `[log]`
@@ -285,6 +367,24 @@ fn default_rid_types() -> Vec<RidType> {
 fn default_true() -> bool {
     true
 }
+fn default_history() -> u32 {
+    crate::index::DEFAULT_HISTORY
+}
+fn default_action_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_min_backoff() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_action_max_backoff() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_keep_deliveries() -> u64 {
+    1000
+}
 fn default_log_level() -> String {
     "info".to_owned()
 }
@@ -345,6 +445,7 @@ impl Default for IndexConfig {
             rid_types: default_rid_types(),
             retention: None,
             keep_contents: true,
+            history: default_history(),
         }
     }
 }
@@ -520,10 +621,36 @@ impl Config {
                 ));
             }
         }
+        if self.index.history == 0 {
+            return Err(self.invalid(
+                "index.history",
+                "must be at least 1 (the current version); the default is 10",
+            ));
+        }
         if let Err(e) = crate::telemetry::logging::filter_directives(&self.log.level, None) {
             return Err(self.invalid("log.level", e.to_string()));
         }
+        let mut names = std::collections::HashSet::new();
+        for action in &self.actions {
+            if let Err(problem) = check_action(action) {
+                return Err(self.invalid("action", format!("`{}`: {problem}", action.name)));
+            }
+            if !names.insert(action.name.as_str()) {
+                return Err(self.invalid(
+                    "action",
+                    format!(
+                        "`{}` is named twice: each action needs its own name",
+                        action.name
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Every action's HMAC secret, in `actions` order; the first missing one is the error.
+    pub fn action_secrets(&self) -> Result<Vec<String>, ConfigError> {
+        self.actions.iter().map(ActionConfig::secret).collect()
     }
 
     /// Reads the key password from the environment variable the config names.
@@ -573,6 +700,75 @@ impl Config {
         }
         out
     }
+}
+
+/// What is wrong with an `[[action]]` block, phrased with the fix.
+fn check_action(action: &ActionConfig) -> Result<(), String> {
+    let name = &action.name;
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err("`name` must be 1 to 64 letters, digits, `-` or `_`".into());
+    }
+    let url = &action.url;
+    if !(url.starts_with("http://") || url.starts_with("https://"))
+        || reqwest::Url::parse(url).is_err()
+    {
+        return Err(format!(
+            "`url` `{url}` is not an http(s) URL; write e.g. \"https://hooks.example.com/koi\""
+        ));
+    }
+    if action.secret_env.is_empty()
+        || !action
+            .secret_env
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(
+            "`secret_env` must name an environment variable (letters, digits, `_`), e.g. \"KOI_ACTION_SECRET\""
+                .into(),
+        );
+    }
+    for repo in &action.repos {
+        let full_name = repo
+            .strip_suffix("/*")
+            .map_or(repo.clone(), |owner| format!("{owner}/x"));
+        if crate::index::check_github_name(repo, &full_name).is_err() {
+            return Err(format!(
+                "`repos` entry `{repo}` is not `owner/name` or `owner/*` as GitHub spells them"
+            ));
+        }
+    }
+    if let Some(bad) = action
+        .event_types
+        .iter()
+        .chain(&action.actors)
+        .find(|t| t.trim().is_empty() || t.contains(char::is_whitespace))
+    {
+        return Err(format!(
+            "`event_types` and `actors` entries must be single words; `{bad}` is not"
+        ));
+    }
+    for (key, value) in [
+        ("timeout", action.timeout),
+        ("min_backoff", action.min_backoff),
+        ("max_backoff", action.max_backoff),
+        ("max_age", action.max_age),
+    ] {
+        if value.is_zero() {
+            return Err(format!("`{key}` must be greater than zero"));
+        }
+    }
+    if action.min_backoff > action.max_backoff {
+        return Err("`min_backoff` must not be longer than `max_backoff`".into());
+    }
+    if action.keep_delivered == 0 || action.keep_failed == 0 {
+        return Err("`keep_delivered` and `keep_failed` must be at least 1".into());
+    }
+    Ok(())
 }
 
 /// Validates a cron expression by building the scheduler job it will drive.

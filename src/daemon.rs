@@ -9,8 +9,9 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::{self, Action};
 use crate::api::NodeStatus;
-use crate::config::Config;
+use crate::config::{ActionConfig, Config};
 use crate::index::{DeadLetters, Index, IndexOptions};
 use crate::node::identity::Identity;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
@@ -27,13 +28,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     let password = config.key_password()?;
+    // An action without its secret would sign nothing: refuse to start, naming the variable.
+    let secrets = config.action_secrets()?;
     let data_dir = config.prepare_data_dir()?;
     // The key's PBKDF2 decryption, opening sled and any schema migration are slow and blocking: off the runtime.
     let (identity, store, index) = {
         let data_dir = data_dir.clone();
         let name = config.node.name.clone();
         let cache_bytes = config.storage.cache;
-        let keep_contents = config.index.keep_contents;
+        let options = IndexOptions {
+            keep_contents: config.index.keep_contents,
+            history: config.index.history,
+            actions: config.actions.iter().map(ActionConfig::filter).collect(),
+        };
         let compression = config.storage.compression;
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let identity = Identity::load_or_create(&data_dir, &name, &password)?;
@@ -45,7 +52,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     compression,
                 },
             )?;
-            let options = IndexOptions { keep_contents };
             let index = Index::open_with(&store.db, options)
                 .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
             Ok((identity, store, index))
@@ -114,6 +120,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dead_letters,
         shutdown: shutdown.clone(),
         stream_keep_alive: (config.api.idle_timeout / 2).min(std::time::Duration::from_secs(15)),
+        actions: Arc::new(
+            config
+                .actions
+                .iter()
+                .map(|a| crate::api::ActionInfo {
+                    name: a.name.clone(),
+                    url: a.url.clone(),
+                })
+                .collect(),
+        ),
+        node_rid: identity.rid.to_string(),
     };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -146,6 +163,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // systemd (Type=notify): ready once the API answers. A no-op outside systemd.
     telemetry::notify_ready();
 
+    let action_tasks = actions::spawn(
+        &index,
+        config
+            .actions
+            .iter()
+            .cloned()
+            .zip(secrets)
+            .map(|(config, secret)| Action::new(config, secret))
+            .collect(),
+        &metrics,
+        &shutdown,
+    )?;
     let mut node_task = tokio::spawn(Arc::clone(&node).run(ticks));
     let retention_task = config
         .index
@@ -171,6 +200,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let stopped = tokio::time::timeout(limit, async {
         let left = node_task.await.context("node task panicked")??;
         if let Some(task) = retention_task {
+            let _ = task.await;
+        }
+        for task in action_tasks {
             let _ = task.await;
         }
         let _ = api_task.await;

@@ -9,6 +9,8 @@
 //!   envelopes. Pure; knows nothing of storage or servers.
 //! * [`index`] — GitHub event and repository bundles parsed into rows, kept in sled with secondary indexes (a
 //!   repository's events by time, by type, by commit), deduplicated by hash and timestamp; the queries.
+//! * [`actions`] — outbound webhooks (`[[action]]`): sends the deliveries the index queued with each new event,
+//!   signed, in order, retried with backoff.
 //! * [`api`] — the local HTTP API (warp) over the index, in the Python processor's paths and JSON shapes.
 //! * [`cli`] — the query commands (`list-repos`, `show-events`, …): through the running daemon's API, or straight
 //!   from the store when the daemon is stopped.
@@ -17,6 +19,7 @@
 //! * [`telemetry`] — what an operator sees: one struct per observable event that logs and counts at once,
 //!   Prometheus metrics, the bounded poll log, log set-up and systemd readiness. Depends on no other module.
 
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -14,6 +14,9 @@
 //! | `GET /rejected?limit&offset&items` | dead letters, newest first: `[{id, rid, source, reason, detail, received_at, item}]` |
 //! | `POST /repositories` `{"repo":"owner/name"}` | adds a repository (201, or 200 if held); JSON only |
 //! | `DELETE /repositories/{repo}` | removes a repository added by hand while it has no events (409 otherwise) |
+//! | `GET /events/{event_rid}/history` | the event's versions, newest first: `[{timestamp, sha256_hash, received_at, contents}]` |
+//! | `GET /actions`, `GET /actions/{name}/deliveries`, `POST /actions/{name}/deliveries/{id}/redeliver` | outbound webhooks ([`actions`]) |
+//! | `GET /export` | the index as NDJSON ([`crate::index::export`]) |
 //!
 //! and, outside that prefix, `GET /metrics`: Prometheus metrics (OpenMetrics text), and `GET /` with
 //! `GET /assets/{file}`: the dashboard page ([`dashboard`]). Every request is counted and
@@ -34,11 +37,13 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
+mod actions;
 pub mod dashboard;
 mod feeds;
 pub mod server;
 pub mod status;
 
+pub use actions::{is_event, ActionInfo, ActionSummary};
 pub use status::{NodeStatus, StatusBody, StatusDetails};
 
 use crate::index::{parse_repo_ref, DeadLetters, EventQuery, Index, IndexError, RepoRemoval};
@@ -70,6 +75,10 @@ pub struct ApiContext {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// How often a quiet live stream sends a keep-alive comment (below `api.idle_timeout`, at most 15 s).
     pub stream_keep_alive: std::time::Duration,
+    /// The configured actions (`[[action]]`), in config order.
+    pub actions: Arc<Vec<ActionInfo>>,
+    /// This node's RID, for the export's header.
+    pub node_rid: String,
 }
 
 /// A failed request: status and the message for `{"error": …}`.
@@ -376,6 +385,72 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(params)
         .and(ctx.clone())
         .then(|params, ctx: ApiContext| async move { finish(rejected(params, ctx).await) });
+    let actions_list = base
+        .and(warp::path("actions"))
+        .and(warp::path::end())
+        .and(get_or_head())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/actions", &params) {
+                    return finish(Err(e));
+                }
+                finish(actions::list(ctx).await)
+            },
+        );
+    let action_deliveries = base
+        .and(warp::path("actions"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("deliveries"))
+        .and(warp::path::end())
+        .and(get_or_head())
+        .and(params)
+        .and(ctx.clone())
+        .then(|name: String, params, ctx: ApiContext| async move {
+            finish(actions::deliveries(name, params, ctx).await)
+        });
+    let redeliver = base
+        .and(warp::path("actions"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("deliveries"))
+        .and(warp::path::param::<String>())
+        .and(warp::path("redeliver"))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |name: String, id: String, params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/actions/{name}/deliveries/{id}/redeliver", &params)
+                {
+                    return finish(Err(e));
+                }
+                finish(actions::redeliver(name, id, ctx).await)
+            },
+        );
+    let export = base
+        .and(warp::path("export"))
+        .and(warp::path::end())
+        .and(get_or_head())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/export", &params) {
+                    return finish(Err(e));
+                }
+                finish(actions::export(ctx).await)
+            },
+        );
+    let issue_13 = actions_list
+        .or(action_deliveries)
+        .unify()
+        .or(redeliver)
+        .unify()
+        .or(export)
+        .unify()
+        .boxed();
     let commit = base
         .and(warp::path("commits"))
         .and(warp::path::param::<String>())
@@ -421,6 +496,8 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .boxed()
         .or(dashboard_page.or(dashboard_asset).unify().boxed())
         .unify()
+        .or(issue_13)
+        .unify()
         .recover(json_rejection)
         .with(warp::log::custom(move |info| {
             ApiRequest {
@@ -453,11 +530,18 @@ pub fn route_template(path: &str) -> &'static str {
         ["repositories", .., "events"] => "/api/processor/github/repositories/{repo}/events",
         ["repositories", ..] => "/api/processor/github/repositories/{repo}",
         ["events"] => "/api/processor/github/events",
+        ["events", .., "history"] => "/api/processor/github/events/{event_rid}/history",
         ["events", _, ..] => "/api/processor/github/events/{event_rid}",
         ["stats"] => "/api/processor/github/stats",
         ["stream"] => "/api/processor/github/stream",
         ["stream", "ws"] => "/api/processor/github/stream/ws",
         ["commits", _, "events"] => "/api/processor/github/commits/{sha}/events",
+        ["actions"] => "/api/processor/github/actions",
+        ["actions", _, "deliveries"] => "/api/processor/github/actions/{name}/deliveries",
+        ["actions", _, "deliveries", _, "redeliver"] => {
+            "/api/processor/github/actions/{name}/deliveries/{id}/redeliver"
+        }
+        ["export"] => "/api/processor/github/export",
         _ => "other",
     }
 }
@@ -710,6 +794,9 @@ async fn repository_path(tail: String, params: Vec<(String, String)>, ctx: ApiCo
 }
 
 async fn event(tail: String, ctx: ApiContext) -> Answer {
+    if let Some(rid) = tail.strip_suffix("/history") {
+        return event_history(rid, ctx).await;
+    }
     let text = decode_path(&tail)?;
     let rid = Rid::parse(&text)
         .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
@@ -719,6 +806,21 @@ async fn event(tail: String, ctx: ApiContext) -> Answer {
     let shown = rid.to_string();
     match blocking(&ctx.index, move |index| Ok(index.event(&rid)?)).await? {
         Some(details) => ok(&details),
+        None => Err(ApiError::not_found(format!("event {shown} is not indexed"))),
+    }
+}
+
+/// `GET /events/{rid}/history`.
+async fn event_history(tail: &str, ctx: ApiContext) -> Answer {
+    let text = decode_path(tail)?;
+    let rid = Rid::parse(&text)
+        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
+        .map_err(|e| {
+            ApiError::bad_request(format!("{e}; expected a GitHub event RID, URL-encoded"))
+        })?;
+    let shown = rid.to_string();
+    match blocking(&ctx.index, move |index| Ok(index.history(&rid)?)).await? {
+        Some(versions) => ok(&versions),
         None => Err(ApiError::not_found(format!("event {shown} is not indexed"))),
     }
 }

@@ -42,6 +42,15 @@ pub enum IndexError {
         /// Why it was refused.
         problem: String,
     },
+    /// An export was asked of a store that keeps no contents.
+    #[error(
+        "this store keeps no contents (`index.keep_contents = false`), and an export needs them to rebuild the \
+         rows: back it up by copying the data dir while the daemon is stopped"
+    )]
+    ContentsNotKept,
+    /// A line of an import cannot be loaded.
+    #[error("{0}")]
+    Import(String),
     /// Encoding a row failed (not expected: rows are plain data).
     #[error("encoding an index entry: {0}")]
     Encode(#[from] serde_json::Error),

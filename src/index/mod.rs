@@ -17,7 +17,7 @@
 //! | `index.meta` | `schema_version` | u32 BE ([`SCHEMA_VERSION`]) |
 //! | | `count:events`, `count:repos`, `type:<event_type>`, `seq:last` | u64 BE counters |
 //! | `index.bundles` | RID | manifest JSON and zstd-compressed contents JSON as one value ([`held`]; the dedupe state; contents dropped when retention prunes the event or `keep_contents` is off) |
-//! | `index.events` | event RID | the row, compact JSON with its stream sequence number `q` |
+//! | `index.events` | event RID | the row, compact JSON with its stream sequence number `q`, received time `r` (µs) and version `v` |
 //! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
 //! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
 //! | `index.by_type` | `event_type ␀ repo ␀ time event_rid` | empty |
@@ -27,6 +27,8 @@
 //! | `index.global` | `T ␀ time rid`, `a ␀ actor ␀ time rid`, `y ␀ type ␀ time rid` | empty ([`feeds`]) |
 //! | `index.stats` | `d day type`, `r day repo`, `u day actor`, `R repo ␀ day type`, `U repo ␀ day actor` | u64 BE counters ([`feeds`]) |
 //! | `index.stream` | sequence number (u64 BE) | event RID |
+//! | `index.history` | `event_rid ␀ version` (u32 BE) | a version an UPDATE replaced: received time (i64 BE µs) and the held value (bounded by `index.history`) |
+//! | `actions` | see [`deliveries`] | the outbound webhook queue and log, written in the same transaction as the event |
 //!
 //! Every write (apply, forget, prune, add) is one sled transaction over all these trees: a row and its index
 //! entries and counters change together or not at all, and the dedupe check (same hash → unchanged, older →
@@ -34,7 +36,9 @@
 //! [`Index::check_consistency`] verifies the invariants (the property test runs it after random sequences).
 
 pub mod dead_letters;
+pub mod deliveries;
 pub mod error;
+pub mod export;
 pub mod feeds;
 pub mod github;
 pub mod held;
@@ -42,6 +46,9 @@ pub mod live;
 pub mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetters, Rejection};
+pub use deliveries::{
+    ActionCounts, ActionFilter, Attempt, AttemptOutcome, Deliveries, Delivery, DeliveryState,
+};
 pub use error::IndexError;
 pub use feeds::{sampled, ActorCount, DayStats, RepoCount, Stats, StatsQuery};
 pub use github::{
@@ -49,8 +56,8 @@ pub use github::{
 };
 pub use live::{stream_json, LiveBatch, LiveEvent};
 pub use store::{
-    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, GlobalQuery, HeldBundle,
-    Index, IndexOptions, RepoRemoval, Repository, SCHEMA_VERSION,
+    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery,
+    HeldBundle, Index, IndexOptions, RepoRemoval, Repository, DEFAULT_HISTORY, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

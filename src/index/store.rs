@@ -10,7 +10,9 @@ use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, Transactional, TransactionalTree};
 use sled::{IVec, Tree};
 
+use super::deliveries::{self, ActionFilter, Deliveries};
 use super::error::IndexError;
+use super::export;
 use super::feeds::{self, Stats, StatsQuery, SEP};
 use super::github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails,
@@ -51,6 +53,8 @@ mod trees {
     pub const STREAM: &str = "index.stream";
     /// The RID cache of the first, row-less index (schema 0); migrated by [`super::Index::open`].
     pub const LEGACY_RID_CACHE: &str = "index.rid_cache";
+    /// Versions an UPDATE replaced: `event_rid ␀ version (u32 BE)` → received time (i64 BE µs) + held value.
+    pub const HISTORY: &str = "index.history";
 }
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
@@ -81,17 +85,23 @@ struct PreparedWrite<'a> {
     at: i64,
     /// For an event: its row and the row's index entries. `None` for a repository bundle.
     event: Option<(EventRow, Entries)>,
+    /// When this node received it (µs), if not now: an import keeps the source's time.
+    received: Option<i64>,
 }
 
 impl<'a> Prepared<'a> {
     /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
     /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
-    fn of(bundle: &'a Bundle, keep_contents: bool) -> Prepared<'a> {
-        Prepared::try_of(bundle, keep_contents)
+    fn of(bundle: &'a Bundle, received: Option<i64>, keep_contents: bool) -> Prepared<'a> {
+        Prepared::try_of(bundle, received, keep_contents)
             .unwrap_or_else(|e| Prepared::Done(ApplyOutcome::Invalid(e.to_string())))
     }
 
-    fn try_of(bundle: &'a Bundle, keep_contents: bool) -> Result<Prepared<'a>, IndexError> {
+    fn try_of(
+        bundle: &'a Bundle,
+        received: Option<i64>,
+        keep_contents: bool,
+    ) -> Result<Prepared<'a>, IndexError> {
         let rid = bundle.rid();
         let (details, at, event) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
@@ -128,6 +138,7 @@ impl<'a> Prepared<'a> {
             details,
             at,
             event,
+            received,
         })))
     }
 }
@@ -159,6 +170,16 @@ pub struct Index {
     stats: Tree,
     /// Stream sequence number → event RID.
     stream: Tree,
+    /// Versions replaced by UPDATEs (`index.history`).
+    history_tree: Tree,
+    /// Versions of an event kept, the current one included (`index.history`, at least 1).
+    history: u32,
+    /// The outbound webhook queue ([`deliveries`]).
+    deliveries: Deliveries,
+    /// Which new events are queued for which action.
+    actions: Arc<[ActionFilter]>,
+    /// Bumped after a commit that queued deliveries: the senders wait on it.
+    queued: Arc<tokio::sync::watch::Sender<u64>>,
     /// Newly indexed events, to the stream's listeners.
     live: Arc<LiveFeed>,
 }
@@ -214,18 +235,41 @@ pub struct HeldBundle {
 }
 
 /// How the index keeps what it holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexOptions {
     /// Keep each bundle's contents (compressed) beside its row and manifest (`index.keep_contents`).
     pub keep_contents: bool,
+    /// Versions of an event kept, the current one included (`index.history`; 1 keeps no older version).
+    pub history: u32,
+    /// The actions new events are queued for (`[[action]]`).
+    pub actions: Vec<ActionFilter>,
 }
+
+/// Versions kept per event when `index.history` is not set.
+pub const DEFAULT_HISTORY: u32 = 10;
 
 impl Default for IndexOptions {
     fn default() -> Self {
         IndexOptions {
             keep_contents: true,
+            history: DEFAULT_HISTORY,
+            actions: Vec::new(),
         }
     }
+}
+
+/// One version of an event (`GET /events/{rid}/history`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventVersion {
+    /// The manifest's timestamp.
+    pub timestamp: Timestamp,
+    /// The manifest's hash of the contents.
+    pub sha256_hash: String,
+    /// When this node received this version (RFC 3339 UTC, µs); `null` for versions stored before it was kept.
+    pub received_at: Option<String>,
+    /// The contents, when kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contents: Option<Contents>,
 }
 
 /// Totals for `/status` and `summary`.
@@ -342,6 +386,30 @@ struct StoredRowOut<'a> {
     /// The stream sequence number.
     #[serde(skip_serializing_if = "Option::is_none")]
     q: Option<u64>,
+    /// When this version was received (µs since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    r: Option<i64>,
+    /// Version number: 0 for the first, one more per UPDATE (the key of the replaced one in `index.history`).
+    #[serde(skip_serializing_if = "is_zero")]
+    v: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a stored row says of itself beyond the [`EventRow`].
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+struct StoredMeta {
+    /// Stream sequence number (`None` for rows written before schema 4 and not migrated yet).
+    #[serde(default)]
+    q: Option<u64>,
+    /// Received (µs); `None` for rows written before it was kept.
+    #[serde(default)]
+    r: Option<i64>,
+    /// Version number.
+    #[serde(default)]
+    v: u32,
 }
 
 fn is_event_time(source: &super::TimeSource) -> bool {
@@ -371,7 +439,7 @@ fn event_time() -> super::TimeSource {
     super::TimeSource::Event
 }
 
-fn encode_row(row: &EventRow, seq: Option<u64>) -> Result<Vec<u8>, IndexError> {
+fn encode_row(row: &EventRow, meta: StoredMeta) -> Result<Vec<u8>, IndexError> {
     Ok(serde_json::to_vec(&StoredRowOut {
         t: &row.event_type,
         ts: &row.timestamp,
@@ -380,18 +448,45 @@ fn encode_row(row: &EventRow, seq: Option<u64>) -> Result<Vec<u8>, IndexError> {
         s: &row.summary,
         a: row.action.as_deref(),
         u: row.actor.as_deref(),
-        q: seq,
+        q: meta.q,
+        r: meta.r,
+        v: meta.v,
     })?)
 }
 
-/// The stream sequence number of a stored row (`None` for rows written before schema 4 and not migrated yet).
-fn stored_seq(key: &[u8], bytes: &[u8]) -> Result<Option<u64>, IndexError> {
-    #[derive(Deserialize)]
-    struct Seq {
-        #[serde(default)]
-        q: Option<u64>,
-    }
-    Ok(decode::<Seq>(trees::EVENTS, key, bytes)?.q)
+/// The sequence number, received time and version of a stored row.
+fn stored_meta(key: &[u8], bytes: &[u8]) -> Result<StoredMeta, IndexError> {
+    decode::<StoredMeta>(trees::EVENTS, key, bytes)
+}
+
+/// `event_rid ␀ version`: where `index.history` keeps a replaced version.
+fn history_key(rid: &[u8], version: u32) -> Vec<u8> {
+    [rid, &[SEP], &version.to_be_bytes()].concat()
+}
+
+/// A replaced version as `index.history` keeps it: received time, then the held value ([`held`]).
+fn encode_version(received: Option<i64>, held_value: &[u8]) -> Vec<u8> {
+    [&received.unwrap_or(i64::MIN).to_be_bytes(), held_value].concat()
+}
+
+/// [`encode_version`] read back: the received time (`None` when unknown) and the held value.
+fn decode_version<'v>(key: &[u8], value: &'v [u8]) -> Result<(Option<i64>, &'v [u8]), IndexError> {
+    let (time, held_value) = value
+        .split_at_checked(8)
+        .ok_or_else(|| IndexError::Corrupt {
+            tree: trees::HISTORY,
+            key: printable(key),
+            problem: "a version shorter than its 8-byte time".into(),
+        })?;
+    let micros = i64::from_be_bytes(time.try_into().unwrap_or([0; 8]));
+    Ok(((micros != i64::MIN).then_some(micros), held_value))
+}
+
+/// RFC 3339 UTC with microseconds, of µs since the epoch.
+fn micros_text(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true))
+        .unwrap_or_default()
 }
 
 /// The row stored under `key` (an event RID).
@@ -438,6 +533,11 @@ fn time_key(micros: i64) -> [u8; 8] {
 fn time_from_key(bytes: &[u8]) -> Option<i64> {
     let bytes = <[u8; 8]>::try_from(bytes.get(..8)?).ok()?;
     Some(((!u64::from_be_bytes(bytes)) ^ (1 << 63)) as i64)
+}
+
+/// The first key after `key` (for resuming a scan after it).
+fn after_key(key: &[u8]) -> Vec<u8> {
+    [key, &[0]].concat()
 }
 
 /// `part ␀ part ␀ …`
@@ -535,6 +635,22 @@ struct Tx<'a> {
     global: &'a TransactionalTree,
     stats: &'a TransactionalTree,
     stream: &'a TransactionalTree,
+    history: &'a TransactionalTree,
+    actions: &'a TransactionalTree,
+}
+
+/// What every write of one commit shares.
+struct WriteContext<'a> {
+    /// RFC 3339, seconds: repository rows' times.
+    now: &'a str,
+    /// Now, µs: an event's received time unless the bundle brings one.
+    now_micros: i64,
+    /// Now, RFC 3339 ms: deliveries' `created_at`.
+    now_ms: &'a str,
+    /// Versions kept per event.
+    history: u32,
+    /// Actions to queue new events for (empty for an import).
+    actions: &'a [ActionFilter],
 }
 
 impl Tx<'_> {
@@ -669,7 +785,7 @@ impl Tx<'_> {
     }
 
     /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
-    fn write(&self, prepared: &Prepared<'_>, now: &str) -> TxResult<ApplyOutcome> {
+    fn write(&self, prepared: &Prepared<'_>, ctx: &WriteContext<'_>) -> TxResult<ApplyOutcome> {
         let w = match prepared {
             Prepared::Done(outcome) => return Ok(outcome.clone()),
             Prepared::Write(w) => w,
@@ -678,34 +794,63 @@ impl Tx<'_> {
             return Ok(outcome);
         }
         let key = w.bundle.rid().as_str().as_bytes();
-        let old_manifest = self.bundles.insert(key, w.held.as_slice())?;
+        let old_held = self.bundles.insert(key, w.held.as_slice())?;
         let (new, repo_rid) = match &w.event {
             Some((row, entries)) => {
                 let old = self.events.get(key)?;
+                let received = Some(w.received.unwrap_or(ctx.now_micros));
                 // A new event gets the next stream sequence number; an UPDATE keeps its own (it is not streamed
-                // again).
-                let seq = match &old {
+                // again) and files the version it replaces in the history.
+                let meta = match &old {
                     Some(bytes) => {
                         let old_row = decode_row(key, bytes).map_err(abort)?;
                         self.remove_entries(&Entries::of(&old_row).map_err(abort)?)?;
-                        stored_seq(key, bytes).map_err(abort)?
+                        let old_meta = stored_meta(key, bytes).map_err(abort)?;
+                        if let (Some(old_value), true) = (&old_held, ctx.history > 1) {
+                            self.history.insert(
+                                history_key(key, old_meta.v),
+                                encode_version(old_meta.r, old_value),
+                            )?;
+                            // Versions kept: the new one and `history - 1` replaced ones.
+                            if let Some(dropped) = (old_meta.v + 1).checked_sub(ctx.history) {
+                                self.history.remove(history_key(key, dropped))?;
+                            }
+                        }
+                        StoredMeta {
+                            q: old_meta.q,
+                            r: received,
+                            v: old_meta.v.saturating_add(1),
+                        }
                     }
                     None => {
                         self.add(EVENTS_COUNT, 1)?;
                         let seq = self.next_seq()?;
                         self.stream.insert(&seq.to_be_bytes(), key)?;
-                        Some(seq)
+                        for action in ctx.actions.iter().filter(|a| a.matches(row)) {
+                            deliveries::enqueue(
+                                self.actions,
+                                &action.name,
+                                &row.event_rid,
+                                ctx.now_ms,
+                                None,
+                            )?;
+                        }
+                        StoredMeta {
+                            q: Some(seq),
+                            r: received,
+                            v: 0,
+                        }
                     }
                 };
-                let row_bytes = encode_row(row, seq).map_err(abort)?;
+                let row_bytes = encode_row(row, meta).map_err(abort)?;
                 self.events.insert(key, row_bytes)?;
                 self.insert_entries(entries)?;
                 (old.is_none(), row.repo_rid.as_str())
             }
-            None => (old_manifest.is_none(), w.bundle.rid().as_str()),
+            None => (old_held.is_none(), w.bundle.rid().as_str()),
         };
         let added_events = i64::from(new && w.event.is_some());
-        self.touch_repo(repo_rid, now, added_events, Some((&w.details, w.at)))?;
+        self.touch_repo(repo_rid, ctx.now, added_events, Some((&w.details, w.at)))?;
         Ok(ApplyOutcome::Indexed { new })
     }
 
@@ -722,8 +867,13 @@ impl Tx<'_> {
         };
         let row = decode_row(rid, &bytes).map_err(abort)?;
         self.remove_entries(&Entries::of(&row).map_err(abort)?)?;
-        if let Some(seq) = stored_seq(rid, &bytes).map_err(abort)? {
+        let meta = stored_meta(rid, &bytes).map_err(abort)?;
+        if let Some(seq) = meta.q {
             self.stream.remove(&seq.to_be_bytes())?;
+        }
+        // The versions it replaced go with it (they hold contents too).
+        for version in 0..meta.v {
+            self.history.remove(history_key(rid, version))?;
         }
         self.add(EVENTS_COUNT, -1)?;
         self.touch_repo(&row.repo_rid, now, -1, None)?;
@@ -818,6 +968,11 @@ impl Index {
             global: db.open_tree(trees::GLOBAL)?,
             stats: db.open_tree(trees::STATS)?,
             stream: db.open_tree(trees::STREAM)?,
+            history_tree: db.open_tree(trees::HISTORY)?,
+            history: options.history.max(1),
+            deliveries: Deliveries::open(db)?,
+            actions: options.actions.into(),
+            queued: Arc::new(tokio::sync::watch::Sender::new(0)),
             live: Arc::new(LiveFeed::new(0)),
         };
         match index.meta.get(SCHEMA_KEY)? {
@@ -931,7 +1086,11 @@ impl Index {
             let row = decode_row(&key, &bytes)?;
             let entries = Entries::of(&row)?;
             seq += 1;
-            rows.insert(key.clone(), encode_row(&row, Some(seq))?);
+            let meta = StoredMeta {
+                q: Some(seq),
+                ..stored_meta(&key, &bytes)?
+            };
+            rows.insert(key.clone(), encode_row(&row, meta)?);
             stream.insert(&seq.to_be_bytes(), key);
             for k in entries.global {
                 global.insert(k, &[]);
@@ -1032,6 +1191,8 @@ impl Index {
             &self.global,
             &self.stats,
             &self.stream,
+            &self.history_tree,
+            self.deliveries.tree(),
         )
             .transaction(
                 |(
@@ -1046,8 +1207,12 @@ impl Index {
                     global,
                     stats,
                     stream,
+                    history,
+                    actions,
                 )| {
                     f(&Tx {
+                        history,
+                        actions,
                         meta,
                         bundles,
                         events,
@@ -1085,23 +1250,57 @@ impl Index {
     pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
         let prepared: Vec<Prepared<'_>> = bundles
             .iter()
-            .map(|b| Prepared::of(b, self.keep_contents))
+            .map(|b| Prepared::of(b, None, self.keep_contents))
             .collect();
+        self.apply_prepared(&prepared, &self.actions)
+    }
+
+    /// Loads bundles from an export ([`super::export`]): each with the time the source received it, oldest version
+    /// of an event first (each later one is an UPDATE, so the history is rebuilt). Deduplicated as
+    /// [`Index::apply_bundles`]; no action fires (these are not new events).
+    pub fn import_bundles(
+        &self,
+        bundles: &[(Bundle, Option<i64>)],
+    ) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let prepared: Vec<Prepared<'_>> = bundles
+            .iter()
+            .map(|(b, received)| Prepared::of(b, *received, self.keep_contents))
+            .collect();
+        self.apply_prepared(&prepared, &[])
+    }
+
+    fn apply_prepared(
+        &self,
+        prepared: &[Prepared<'_>],
+        actions: &[ActionFilter],
+    ) -> Result<Vec<ApplyOutcome>, IndexError> {
         if prepared.iter().all(|p| matches!(p, Prepared::Done(_))) {
             return Ok(prepared
-                .into_iter()
+                .iter()
                 .map(|p| match p {
-                    Prepared::Done(outcome) => outcome,
+                    Prepared::Done(outcome) => outcome.clone(),
                     _ => ApplyOutcome::Ignored,
                 })
                 .collect());
         }
         let now = now_text();
-        let outcomes = self.write_prepared(&prepared, &now)?;
+        let now_utc = chrono::Utc::now();
+        let now_ms = deliveries::time_text(now_utc);
+        let ctx = WriteContext {
+            now: &now,
+            now_micros: now_utc.timestamp_micros(),
+            now_ms: &now_ms,
+            history: self.history,
+            actions,
+        };
+        let outcomes = self.write_prepared(prepared, &ctx)?;
         if outcomes
             .iter()
             .any(|o| matches!(o, ApplyOutcome::Indexed { new: true }))
         {
+            if !actions.is_empty() {
+                self.queued.send_modify(|n| *n = n.wrapping_add(1));
+            }
             let last = self.last_seq()?;
             self.live.publish(last, |after, until| {
                 self.stream_after(after, usize::try_from(until - after).unwrap_or(usize::MAX))
@@ -1119,13 +1318,13 @@ impl Index {
     fn write_prepared(
         &self,
         prepared: &[Prepared<'_>],
-        now: &str,
+        ctx: &WriteContext<'_>,
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
-        match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, now)).collect()) {
+        match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, ctx)).collect()) {
             Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
             Err(_) if prepared.len() > 1 => prepared
                 .iter()
-                .map(|p| match self.transaction(|tx| tx.write(p, now)) {
+                .map(|p| match self.transaction(|tx| tx.write(p, ctx)) {
                     Err(IndexError::Storage(e)) => Err(IndexError::Storage(e)),
                     Err(other) => Ok(ApplyOutcome::Invalid(other.to_string())),
                     Ok(outcome) => Ok(outcome),
@@ -1397,6 +1596,254 @@ impl Index {
         }))
     }
 
+    /// The versions of an event, newest first, starting with the current one (at most `index.history`); `None`
+    /// when the event is not indexed.
+    pub fn history(&self, rid: &Rid) -> Result<Option<Vec<EventVersion>>, IndexError> {
+        let key = rid.as_str().as_bytes();
+        let Some(row) = self.events.get(key)? else {
+            return Ok(None);
+        };
+        let meta = stored_meta(key, &row)?;
+        let value = self.bundles.get(key)?.ok_or_else(|| IndexError::Corrupt {
+            tree: trees::BUNDLES,
+            key: printable(key),
+            problem: "the event row has no cached bundle".into(),
+        })?;
+        let version = |received: Option<i64>, held_value: &[u8]| -> Result<_, IndexError> {
+            let (manifest, contents) = held::decode(key, held_value)?;
+            Ok(EventVersion {
+                timestamp: manifest.timestamp,
+                sha256_hash: manifest.sha256_hash,
+                received_at: received.map(micros_text),
+                contents,
+            })
+        };
+        let mut versions = vec![version(meta.r, &value)?];
+        let prefix = [key, &[SEP]].concat();
+        for entry in self
+            .history_tree
+            .scan_prefix(&prefix)
+            .rev()
+            .take(self.history as usize - 1)
+        {
+            let (k, v) = entry?;
+            let (received, held_value) = decode_version(&k, &v)?;
+            versions.push(version(received, held_value)?);
+        }
+        Ok(Some(versions))
+    }
+
+    /// Starts an export: its header (counts as of now) and what it will include ([`export`]).
+    pub fn export_start(
+        &self,
+        node_rid: Option<String>,
+    ) -> Result<(export::Header, export::Point), IndexError> {
+        if !self.keep_contents {
+            return Err(IndexError::ContentsNotKept);
+        }
+        let counts = self.counts()?;
+        let now = chrono::Utc::now();
+        let point = export::Point {
+            last_seq: self.last_seq()?,
+            at: now.timestamp_micros(),
+        };
+        let header = export::Header {
+            format: export::FORMAT.to_owned(),
+            format_version: export::FORMAT_VERSION,
+            schema_version: SCHEMA_VERSION,
+            node_rid,
+            program: concat!("koi-github-indexer ", env!("CARGO_PKG_VERSION")).to_owned(),
+            exported_at: micros_text(point.at),
+            last_seq: point.last_seq,
+            events: counts.events,
+            repositories: counts.repositories,
+        };
+        Ok((header, point))
+    }
+
+    /// Up to about `max` lines of an export from `cursor` on, and the cursor after them.
+    pub fn export_page(
+        &self,
+        cursor: export::Cursor,
+        point: export::Point,
+        max: usize,
+    ) -> Result<(Vec<export::Line>, export::Cursor), IndexError> {
+        use export::{Cursor, Line};
+        let mut lines = Vec::new();
+        let mut cursor = cursor;
+        while lines.len() < max {
+            cursor = match cursor {
+                Cursor::Manual(after) => {
+                    let mut next = Cursor::Events(0);
+                    for entry in self.repos.range(after_key(&after)..) {
+                        let (key, value) = entry?;
+                        let record: RepoRecord = decode(trees::REPOS, &key, &value)?;
+                        if record.manual {
+                            lines.push(Line::Repository {
+                                full_name: feeds::full_name(&record.repo_rid).to_owned(),
+                            });
+                            if lines.len() >= max {
+                                next = Cursor::Manual(key.to_vec());
+                                break;
+                            }
+                        }
+                    }
+                    next
+                }
+                Cursor::Events(after) => {
+                    let mut next = Cursor::RepoBundles(Vec::new());
+                    let Some(first) = after.checked_add(1).filter(|f| *f <= point.last_seq) else {
+                        cursor = next;
+                        continue;
+                    };
+                    for entry in self
+                        .stream
+                        .range(first.to_be_bytes()..=point.last_seq.to_be_bytes())
+                    {
+                        let (key, rid) = entry?;
+                        let seq = decode_u64(trees::STREAM, &key, &key)?;
+                        if let Some(bundle) = self.exported_event(&rid, point.at)? {
+                            lines.push(Line::Bundle(Box::new(bundle)));
+                        }
+                        if lines.len() >= max {
+                            next = Cursor::Events(seq);
+                            break;
+                        }
+                    }
+                    next
+                }
+                Cursor::RepoBundles(after) => {
+                    let prefix = b"orn:github.repo:";
+                    let start = if after.is_empty() {
+                        prefix.to_vec()
+                    } else {
+                        after_key(&after)
+                    };
+                    let mut next = Cursor::Done;
+                    for entry in self.bundles.range(start..) {
+                        let (key, value) = entry?;
+                        if !key.starts_with(prefix) {
+                            break;
+                        }
+                        if let (manifest, Some(contents)) = held::decode(&key, &value)? {
+                            lines.push(Line::Bundle(Box::new(export::ExportedBundle {
+                                manifest,
+                                contents,
+                                received_at: None,
+                                history: Vec::new(),
+                            })));
+                        }
+                        if lines.len() >= max {
+                            next = Cursor::RepoBundles(key.to_vec());
+                            break;
+                        }
+                    }
+                    next
+                }
+                Cursor::Done => return Ok((lines, Cursor::Done)),
+            };
+        }
+        Ok((lines, cursor))
+    }
+
+    /// An event as it was at `at` (µs): the newest version received by then, and the older ones.
+    fn exported_event(
+        &self,
+        rid: &[u8],
+        at: i64,
+    ) -> Result<Option<export::ExportedBundle>, IndexError> {
+        let Some(row) = self.events.get(rid)? else {
+            return Ok(None); // forgotten since
+        };
+        let meta = stored_meta(rid, &row)?;
+        let Some(current) = self.bundles.get(rid)? else {
+            return Ok(None);
+        };
+        let mut versions: Vec<(Option<i64>, Vec<u8>)> = vec![(meta.r, current.to_vec())];
+        let prefix = [rid, &[SEP]].concat();
+        for entry in self
+            .history_tree
+            .scan_prefix(&prefix)
+            .rev()
+            .take(self.history as usize - 1)
+        {
+            let (k, v) = entry?;
+            let (received, held_value) = decode_version(&k, &v)?;
+            versions.push((received, held_value.to_vec()));
+        }
+        // Versions received after the export started are not part of it.
+        while versions.len() > 1 && versions[0].0.is_some_and(|r| r > at) {
+            versions.remove(0);
+        }
+        let mut decoded = Vec::with_capacity(versions.len());
+        for (received, value) in versions.into_iter().rev() {
+            let (manifest, contents) = held::decode(rid, &value)?;
+            let Some(contents) = contents else {
+                return Ok(None); // contents not kept (pruned, or keep_contents off when written)
+            };
+            decoded.push(export::ExportedVersion {
+                manifest,
+                contents,
+                received_at: received.map(micros_text),
+            });
+        }
+        let Some(current) = decoded.pop() else {
+            return Ok(None);
+        };
+        Ok(Some(export::ExportedBundle {
+            manifest: current.manifest,
+            contents: current.contents,
+            received_at: current.received_at,
+            history: decoded,
+        }))
+    }
+
+    /// Loads export lines ([`export`]): a repository added by hand is added; a bundle's versions are applied
+    /// oldest first with the source's received times, after their hashes are checked. Deduplicated as the network
+    /// path; no action fires. One outcome per bundle applied (per version).
+    pub fn import_lines(&self, lines: &[export::Line]) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let mut bundles = Vec::new();
+        for line in lines {
+            match line {
+                export::Line::Repository { full_name } => {
+                    self.add_repository(full_name)?;
+                }
+                export::Line::Bundle(bundle) => {
+                    for (version, received) in bundle.versions() {
+                        version
+                            .verify_hash()
+                            .map_err(|e| IndexError::Import(e.to_string()))?;
+                        bundles.push((version, received));
+                    }
+                }
+            }
+        }
+        self.import_bundles(&bundles)
+    }
+
+    /// The outbound webhook queue and log.
+    pub fn deliveries(&self) -> &Deliveries {
+        &self.deliveries
+    }
+
+    /// Changes each time a commit queues deliveries: the senders wait on it.
+    pub fn queued_signal(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.queued.subscribe()
+    }
+
+    /// Queues delivery `id` of `action` again ([`Deliveries::redeliver`]) and wakes the sender.
+    pub fn redeliver(
+        &self,
+        action: &str,
+        id: &str,
+    ) -> Result<Option<deliveries::Delivery>, IndexError> {
+        let delivery = self.deliveries.redeliver(action, id)?;
+        if delivery.is_some() {
+            self.queued.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        Ok(delivery)
+    }
+
     /// A page of the events naming a commit, newest first. `sha` may be abbreviated (at least 4 hex digits).
     ///
     /// A full SHA is one range of `index.by_commit` in time order, so only the page's rows are read. An
@@ -1612,7 +2059,7 @@ impl Index {
             for key in e.stats {
                 *stats.entry(key).or_default() += 1;
             }
-            if let Some(seq) = stored_seq(&key, &value)? {
+            if let Some(seq) = stored_meta(&key, &value)?.q {
                 expected
                     .entry(trees::STREAM)
                     .or_default()
@@ -1704,6 +2151,36 @@ impl Index {
         }
         for (repo, n) in per_repo {
             problems.push(format!("{n} events of {repo}, which has no repository row"));
+        }
+        // Every kept version belongs to a row, is older than the row's version, and within `history`.
+        for key in self.history_tree.iter().keys() {
+            let key = key?;
+            let Some((rid, version)) = key
+                .len()
+                .checked_sub(5)
+                .map(|at| (&key[..at], &key[at + 1..]))
+            else {
+                problems.push(format!("history key {} is too short", printable(&key)));
+                continue;
+            };
+            let version = u32::from_be_bytes(version.try_into().unwrap_or([0xff; 4]));
+            match self.events.get(rid)? {
+                None => problems.push(format!(
+                    "history of {} (version {version}) without a row",
+                    printable(rid)
+                )),
+                Some(row) => {
+                    let current = stored_meta(rid, &row)?.v;
+                    if version >= current || current - version >= self.history {
+                        problems.push(format!(
+                            "history of {} keeps version {version}, but the row is version {current} and \
+                             index.history is {}",
+                            printable(rid),
+                            self.history
+                        ));
+                    }
+                }
+            }
         }
         Ok(problems)
     }

@@ -645,6 +645,7 @@ fn a_schema_1_store_is_upgraded_in_place_and_answers_the_same() {
 fn without_contents_rows_and_manifests_are_kept_and_details_say_so() {
     let t = temp_index_with(IndexOptions {
         keep_contents: false,
+        ..Default::default()
     });
     for b in fixture_bundles() {
         t.index.apply_bundle(&b).unwrap();
@@ -750,6 +751,8 @@ mod property {
         manifests: BTreeMap<String, (String, Timestamp)>,
         /// rid → event time (µs) of the row held
         rows: BTreeMap<String, i64>,
+        /// rid → the hashes of the versions indexed since its row was made, oldest first
+        versions: BTreeMap<String, Vec<String>>,
     }
 
     proptest! {
@@ -759,8 +762,9 @@ mod property {
         fn indexes_stay_consistent_with_rows(
             ops in proptest::collection::vec(op(), 1..40),
             keep_contents in any::<bool>(),
+            history in 1u32..4,
         ) {
-            let t = temp_index_with(IndexOptions { keep_contents });
+            let t = temp_index_with(IndexOptions { keep_contents, history, ..Default::default() });
             let mut model = Model::default();
             for op in &ops {
                 match *op {
@@ -781,9 +785,14 @@ mod property {
                                 &b.contents,
                             );
                             model.rows.insert(rid(i), ts(&row.timestamp).unix_micros());
+                            if outcome == (ApplyOutcome::Indexed { new: true }) {
+                                model.versions.remove(&rid(i));
+                            }
+                            model.versions.entry(rid(i)).or_default().push(b.manifest.sha256_hash.clone());
                         }
                     }
                     Op::Forget { rid: i } => {
+                        model.versions.remove(&rid(i));
                         let held = model.manifests.remove(&rid(i)).is_some() | model.rows.remove(&rid(i)).is_some();
                         prop_assert_eq!(t.index.forget(&Rid::parse(&rid(i)).unwrap()).unwrap(), held);
                     }
@@ -791,6 +800,7 @@ mod property {
                         let cutoff = ts(&hour(h));
                         let before = model.rows.len();
                         model.rows.retain(|_, t| *t >= cutoff.unix_micros());
+                        model.versions.retain(|rid, _| model.rows.contains_key(rid));
                         prop_assert_eq!(t.index.prune_older_than(cutoff).unwrap(), before - model.rows.len());
                     }
                     Op::AddRepo { repo } => {
@@ -801,6 +811,15 @@ mod property {
                 prop_assert!(problems.is_empty(), "after {:?}: {:#?}", op, problems);
             }
             prop_assert_eq!(t.index.counts().unwrap().events, model.rows.len() as u64);
+            // History: the last `history` versions of each event, newest first, contents as kept.
+            for (rid, hashes) in &model.versions {
+                let versions = t.index.history(&Rid::parse(rid).unwrap()).unwrap().unwrap();
+                let expected: Vec<&String> = hashes.iter().rev().take(history as usize).collect();
+                let got: Vec<&String> = versions.iter().map(|v| &v.sha256_hash).collect();
+                prop_assert_eq!(got, expected, "{}", rid);
+                prop_assert!(versions.iter().all(|v| v.contents.is_some() == keep_contents));
+                prop_assert!(versions.iter().all(|v| v.received_at.is_some()));
+            }
             // Statistics (counters kept at write time; check_consistency compared each with a recount of the rows).
             let stats = t.index.stats(&crate::index::StatsQuery { top: 100, ..Default::default() }).unwrap();
             prop_assert_eq!(stats.total, model.rows.len() as u64);
@@ -829,8 +848,8 @@ mod property {
             ops in proptest::collection::vec(op(), 1..40),
             keep_contents in any::<bool>(),
         ) {
-            let single = temp_index_with(IndexOptions { keep_contents });
-            let batched = temp_index_with(IndexOptions { keep_contents });
+            let single = temp_index_with(IndexOptions { keep_contents, ..Default::default() });
+            let batched = temp_index_with(IndexOptions { keep_contents, ..Default::default() });
             let mut pending: Vec<Bundle> = Vec::new();
             let mut single_outcomes = Vec::new();
             let mut batch_outcomes = Vec::new();
@@ -922,4 +941,390 @@ fn events_api_items_of_every_documented_type_become_rows() {
             assert_eq!(&got, want);
         }
     }
+}
+
+/// Issue 13: deliveries are queued with the event, for new matching events only, in order per action.
+#[test]
+fn new_matching_events_queue_deliveries_in_order_and_updates_and_imports_do_not() {
+    let hello_pushes = ActionFilter {
+        name: "hello-pushes".into(),
+        repos: vec!["Octo-Org/hello-world".into()],
+        event_types: vec!["push".into()],
+        actors: Vec::new(),
+    };
+    let octo_owner = ActionFilter {
+        name: "octo".into(),
+        repos: vec!["octo-org/*".into()],
+        ..ActionFilter::default()
+    };
+    let t = temp_index_with(IndexOptions {
+        actions: vec![hello_pushes, octo_owner],
+        ..Default::default()
+    });
+    let mut signal = t.index.queued_signal();
+    signal.borrow_and_update();
+    let rid = |i: usize| format!("orn:github.event:octo-org/hello-world:p{i}");
+    let batch: Vec<Bundle> = (0..5)
+        .map(|i| {
+            bundle(
+                &rid(i),
+                "2026-11-20T10:00:00Z",
+                push(&format!("{i:040x}"), "2026-11-20T10:00:00Z", "m"),
+            )
+        })
+        .collect();
+    t.index.apply_bundles(&batch).unwrap();
+    assert!(signal.has_changed().unwrap(), "the senders are woken");
+    // Another repository of the owner, and one of another owner: only `octo` takes the first.
+    let other = bundle(
+        "orn:github.event:octo-org/other:x1",
+        "2026-11-20T10:00:00Z",
+        push(&"e".repeat(40), "2026-11-20T10:00:00Z", "m"),
+    );
+    let elsewhere = bundle(
+        "orn:github.event:someone/else:x2",
+        "2026-11-20T10:00:00Z",
+        push(&"f".repeat(40), "2026-11-20T10:00:00Z", "m"),
+    );
+    t.index.apply_bundles(&[other, elsewhere]).unwrap();
+    // An UPDATE and a replay fire nothing.
+    let update = bundle(
+        &rid(0),
+        "2026-11-21T10:00:00Z",
+        push(&"c".repeat(40), "2026-11-21T09:00:00Z", "amended"),
+    );
+    t.index.apply_bundles(&[update, batch[1].clone()]).unwrap();
+    // An import fires nothing.
+    let imported = bundle(
+        "orn:github.event:octo-org/hello-world:imported",
+        "2026-11-20T10:00:00Z",
+        push(&"d".repeat(40), "2026-11-20T10:00:00Z", "m"),
+    );
+    t.index.import_bundles(&[(imported, None)]).unwrap();
+
+    let d = t.index.deliveries();
+    let queued = |name: &str| -> Vec<String> {
+        let mut page = d.page(name, 0, 100).unwrap();
+        page.reverse();
+        page.into_iter().map(|x| x.event_rid).collect()
+    };
+    assert_eq!(queued("hello-pushes"), (0..5).map(rid).collect::<Vec<_>>());
+    let mut octo: Vec<String> = (0..5).map(rid).collect();
+    octo.push("orn:github.event:octo-org/other:x1".into());
+    assert_eq!(queued("octo"), octo);
+    assert_eq!(d.counts("octo").unwrap().queued, 6);
+    assert_eq!(d.action_names().unwrap(), vec!["hello-pushes", "octo"]);
+
+    // Sent in order; attempts recorded; finished ones leave the queue; the log is bounded.
+    let first = d.next_pending("hello-pushes").unwrap().unwrap();
+    assert_eq!(first.event_rid, rid(0));
+    let attempt = |error: Option<&str>| Attempt {
+        at: "2026-11-27T00:00:00.000Z".into(),
+        duration_ms: 5,
+        status: Some(if error.is_some() { 500 } else { 200 }),
+        error: error.map(str::to_owned),
+    };
+    let retry_at = chrono::Utc::now();
+    let after = d
+        .record_attempt(
+            "hello-pushes",
+            first.number,
+            attempt(Some("HTTP 500")),
+            &AttemptOutcome::RetryAt(retry_at),
+            (2, 2),
+        )
+        .unwrap();
+    assert_eq!(after.state, DeliveryState::Queued);
+    assert_eq!(after.attempts, 1);
+    assert!(after.next_attempt_at.is_some());
+    assert_eq!(
+        d.next_pending("hello-pushes").unwrap().unwrap().number,
+        first.number,
+        "a delivery being retried holds back the ones after it"
+    );
+    for _ in 0..4 {
+        let next = d.next_pending("hello-pushes").unwrap().unwrap();
+        d.record_attempt(
+            "hello-pushes",
+            next.number,
+            attempt(None),
+            &AttemptOutcome::Delivered,
+            (2, 2),
+        )
+        .unwrap();
+    }
+    let next = d.next_pending("hello-pushes").unwrap().unwrap();
+    assert_eq!(next.event_rid, rid(4));
+    d.record_attempt(
+        "hello-pushes",
+        next.number,
+        attempt(Some("HTTP 410 Gone")),
+        &AttemptOutcome::GiveUp,
+        (2, 2),
+    )
+    .unwrap();
+    assert!(d.next_pending("hello-pushes").unwrap().is_none());
+    let counts = d.counts("hello-pushes").unwrap();
+    assert_eq!((counts.queued, counts.delivered, counts.failed), (0, 4, 1));
+    assert_eq!(counts.last_error.as_deref(), Some("HTTP 410 Gone"));
+    let log = d.page("hello-pushes", 0, 100).unwrap();
+    assert_eq!(
+        log.iter().map(|x| x.state).collect::<Vec<_>>(),
+        vec![
+            DeliveryState::Failed,
+            DeliveryState::Delivered,
+            DeliveryState::Delivered
+        ],
+        "two delivered kept, the oldest dropped"
+    );
+    assert_eq!(log[1].log.len(), 1);
+
+    // Redelivery: a new delivery at the end of the queue, naming the original.
+    let failed = &log[0];
+    let again = t
+        .index
+        .redeliver("hello-pushes", &failed.id)
+        .unwrap()
+        .unwrap();
+    assert_ne!(again.id, failed.id);
+    assert_eq!(again.redelivery_of.as_deref(), Some(failed.id.as_str()));
+    assert_eq!(again.event_rid, rid(4));
+    assert_eq!(
+        d.next_pending("hello-pushes").unwrap().unwrap().id,
+        again.id
+    );
+    assert!(t.index.redeliver("hello-pushes", "nope").unwrap().is_none());
+    assert_consistent(&t.index);
+}
+
+#[test]
+fn history_keeps_replaced_versions_newest_first_and_goes_with_the_event() {
+    let t = temp_index_with(IndexOptions {
+        history: 3,
+        ..Default::default()
+    });
+    let rid = "orn:github.event:octo-org/hello-world:h1";
+    let versions: Vec<Bundle> = (0..5)
+        .map(|i| {
+            bundle(
+                rid,
+                &format!("2026-11-2{i}T10:00:00Z"),
+                push(
+                    &format!("{i:040x}"),
+                    "2026-11-20T10:00:00Z",
+                    &format!("v{i}"),
+                ),
+            )
+        })
+        .collect();
+    let parsed = Rid::parse(rid).unwrap();
+    t.index.apply_bundle(&versions[0]).unwrap();
+    let one = t.index.history(&parsed).unwrap().unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].sha256_hash, versions[0].manifest.sha256_hash);
+    assert_eq!(one[0].contents.as_ref(), Some(&versions[0].contents));
+    for v in &versions[1..] {
+        t.index.apply_bundle(v).unwrap();
+    }
+    let history = t.index.history(&parsed).unwrap().unwrap();
+    let hashes: Vec<&str> = history.iter().map(|v| v.sha256_hash.as_str()).collect();
+    assert_eq!(
+        hashes,
+        [4, 3, 2]
+            .iter()
+            .map(|&i| versions[i].manifest.sha256_hash.as_str())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(history[1].timestamp, versions[3].manifest.timestamp);
+    assert_eq!(history[2].contents.as_ref(), Some(&versions[2].contents));
+    assert!(history[0].received_at >= history[1].received_at);
+    assert_consistent(&t.index);
+    assert!(t.index.forget(&parsed).unwrap());
+    assert!(t.index.history(&parsed).unwrap().is_none());
+    assert_consistent(&t.index);
+    assert!(t
+        .index
+        .history(&Rid::parse("orn:github.event:octo-org/hello-world:unknown").unwrap())
+        .unwrap()
+        .is_none());
+}
+
+/// Everything an export holds, read back through `export_page` in small pages.
+fn export_all(index: &Index) -> (export::Header, Vec<export::Line>, export::Point) {
+    let (header, point) = index
+        .export_start(Some("orn:koi-net.node:test+0".into()))
+        .unwrap();
+    (header, export_from(index, point), point)
+}
+
+fn export_from(index: &Index, point: export::Point) -> Vec<export::Line> {
+    let mut lines = Vec::new();
+    let mut cursor = export::Cursor::Manual(Vec::new());
+    while cursor != export::Cursor::Done {
+        let (page, next) = index.export_page(cursor, point, 2).unwrap();
+        lines.extend(page);
+        cursor = next;
+    }
+    lines
+}
+
+#[test]
+fn an_export_imported_into_a_fresh_store_answers_the_same() {
+    let source = temp_index();
+    let mut bundles = fixture_bundles();
+    let rid = "orn:github.event:octo-org/hello-world:up";
+    bundles.push(bundle(
+        rid,
+        "2026-11-20T10:00:00Z",
+        push(&"a".repeat(40), "2026-11-20T10:00:00Z", "one"),
+    ));
+    bundles.push(bundle(
+        rid,
+        "2026-11-21T10:00:00Z",
+        push(&"b".repeat(40), "2026-11-20T10:00:00Z", "two"),
+    ));
+    for b in &bundles {
+        source.index.apply_bundle(b).unwrap();
+    }
+    source.index.add_repository("someone/by-hand").unwrap();
+    let repo_bundle = bundle(
+        "orn:github.repo:octo-org/hello-world",
+        "2026-11-22T10:00:00Z",
+        obj(
+            json!({"full_name": "octo-org/hello-world", "description": "from the repo bundle", "stargazers_count": 9}),
+        ),
+    );
+    source.index.apply_bundle(&repo_bundle).unwrap();
+
+    // An update after the export started is not part of it: the version it replaced is exported.
+    let (header, point) = source.index.export_start(None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    source
+        .index
+        .apply_bundle(&bundle(
+            rid,
+            "2026-11-22T10:00:00Z",
+            push(&"c".repeat(40), "2026-11-20T10:00:00Z", "three"),
+        ))
+        .unwrap();
+    let lines = export_from(&source.index, point);
+    assert_eq!(header.events, source.index.counts().unwrap().events);
+    let exported = lines
+        .iter()
+        .find_map(|l| match l {
+            export::Line::Bundle(b) if b.manifest.rid.as_str() == rid => Some(b),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        exported.contents,
+        bundles.last().unwrap().contents,
+        "as at the start"
+    );
+    assert_eq!(exported.history.len(), 1);
+    assert!(lines.contains(&export::Line::Repository {
+        full_name: "someone/by-hand".into()
+    }));
+    assert_eq!(
+        lines.iter().filter(|l| crate::api::is_event(l)).count() as u64,
+        header.events
+    );
+
+    // Into a fresh store, and again (an import is deduplicated).
+    let (_, lines, _) = export_all(&source.index);
+    let target = temp_index();
+    let outcomes = target.index.import_lines(&lines).unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, ApplyOutcome::Indexed { .. })),
+        "{outcomes:?}"
+    );
+    let again = target.index.import_lines(&lines).unwrap();
+    // The current versions are held already; the older ones are older than held.
+    assert!(
+        again
+            .iter()
+            .all(|o| matches!(o, ApplyOutcome::Unchanged | ApplyOutcome::Stale)),
+        "{again:?}"
+    );
+    assert_consistent(&target.index);
+
+    let strip = |mut repos: Vec<Repository>| {
+        for r in &mut repos {
+            r.first_indexed.clear();
+            r.last_updated.clear();
+        }
+        repos.sort_by(|a, b| a.repo_rid.cmp(&b.repo_rid));
+        repos
+    };
+    assert_eq!(
+        strip(target.index.repositories().unwrap()),
+        strip(source.index.repositories().unwrap())
+    );
+    assert_eq!(
+        target.index.counts().unwrap(),
+        source.index.counts().unwrap()
+    );
+    let all = GlobalQuery {
+        limit: 1000,
+        offset: 0,
+        actor: None,
+        event_type: None,
+        repo: None,
+        since: None,
+        until: None,
+    };
+    let events = source.index.events_global(&all).unwrap();
+    assert_eq!(target.index.events_global(&all).unwrap(), events);
+    for row in &events {
+        let rid = Rid::parse(&row.event_rid).unwrap();
+        assert_eq!(
+            target.index.event(&rid).unwrap(),
+            source.index.event(&rid).unwrap()
+        );
+        assert_eq!(
+            target.index.history(&rid).unwrap(),
+            source.index.history(&rid).unwrap()
+        );
+    }
+    let stats = StatsQuery {
+        top: 100,
+        ..Default::default()
+    };
+    assert_eq!(
+        serde_json::to_value(target.index.stats(&stats).unwrap()).unwrap(),
+        serde_json::to_value(source.index.stats(&stats).unwrap()).unwrap()
+    );
+}
+
+#[test]
+fn a_store_without_contents_refuses_to_export_and_a_damaged_line_is_refused() {
+    let t = temp_index_with(IndexOptions {
+        keep_contents: false,
+        ..Default::default()
+    });
+    assert!(matches!(
+        t.index.export_start(None),
+        Err(IndexError::ContentsNotKept)
+    ));
+    let source = temp_index();
+    for b in fixture_bundles() {
+        source.index.apply_bundle(&b).unwrap();
+    }
+    let (_, mut lines, _) = export_all(&source.index);
+    if let Some(export::Line::Bundle(b)) = lines
+        .iter_mut()
+        .find(|l| matches!(l, export::Line::Bundle(_)))
+    {
+        b.contents.insert("tampered".into(), json!(true));
+    }
+    let target = temp_index();
+    let err = target.index.import_lines(&lines).unwrap_err().to_string();
+    assert!(err.contains("hash"), "{err}");
+    assert_eq!(
+        target.index.counts().unwrap().events,
+        0,
+        "nothing of the batch is written"
+    );
 }

@@ -27,8 +27,8 @@ use chrono::Utc;
 
 pub use super::labels::{ConnectionClose, DedupReason, PollOutcome, RejectReason};
 use super::metrics::{
-    CloseLabels, DedupLabels, EdgeLabels, Metrics, NeighbourLabels, NodeInfoLabels, PollLabels,
-    RejectLabels, RouteLabels, RouteStatusLabels,
+    ActionLabels, ActionOutcomeLabels, CloseLabels, DedupLabels, EdgeLabels, Metrics,
+    NeighbourLabels, NodeInfoLabels, PollLabels, RejectLabels, RouteLabels, RouteStatusLabels,
 };
 use super::poll_log::PollAttempt;
 
@@ -425,6 +425,93 @@ impl ApiRequest<'_> {
                 route: self.route.to_owned(),
             })
             .observe(self.duration.as_secs_f64());
+    }
+}
+
+/// A webhook delivery was attempted.
+#[derive(Debug, Clone)]
+pub struct DeliveryAttempted<'a> {
+    /// The action's name.
+    pub action: &'a str,
+    /// The delivery's id.
+    pub delivery: &'a str,
+    /// The event delivered.
+    pub event_rid: &'a str,
+    /// `delivered`, `retry` or `failed`.
+    pub outcome: &'static str,
+    /// The receiver's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// What went wrong, if anything.
+    pub error: Option<&'a str>,
+    /// How long the attempt took.
+    pub duration: Duration,
+    /// Deliveries left waiting for this action.
+    pub queued: u64,
+}
+
+impl DeliveryAttempted<'_> {
+    /// Logs (debug when delivered, warn otherwise), counts it by action and outcome, records its time and the
+    /// action's queue.
+    pub fn emit(&self, metrics: &Metrics) {
+        if self.outcome == "delivered" {
+            tracing::debug!(
+                target: "koi_github_indexer::actions",
+                action = %self.action, delivery = %self.delivery, event = %self.event_rid,
+                status = ?self.status, elapsed = ?self.duration, "webhook delivered"
+            );
+        } else {
+            tracing::warn!(
+                target: "koi_github_indexer::actions",
+                action = %self.action, delivery = %self.delivery, event = %self.event_rid,
+                status = ?self.status, error = self.error.unwrap_or(""), outcome = self.outcome,
+                "webhook not delivered"
+            );
+        }
+        let m = metrics.families();
+        m.action_attempts
+            .get_or_create(&ActionOutcomeLabels {
+                action: self.action.to_owned(),
+                outcome: self.outcome,
+            })
+            .inc();
+        let labels = ActionLabels {
+            action: self.action.to_owned(),
+        };
+        m.action_duration
+            .get_or_create(&labels)
+            .observe(self.duration.as_secs_f64());
+        m.action_queued
+            .get_or_create(&labels)
+            .set(i64::try_from(self.queued).unwrap_or(i64::MAX));
+    }
+}
+
+/// How many deliveries wait for an action (at start, and when new ones are queued).
+#[derive(Debug, Clone)]
+pub struct ActionQueue<'a> {
+    /// The action's name.
+    pub action: &'a str,
+    /// Deliveries waiting.
+    pub queued: u64,
+}
+
+impl ActionQueue<'_> {
+    /// Sets the gauge (no log line: it changes with every event).
+    pub fn emit(&self, metrics: &Metrics) {
+        let m = metrics.families();
+        for outcome in ["delivered", "retry", "failed"] {
+            m.action_attempts
+                .get_or_create(&ActionOutcomeLabels {
+                    action: self.action.to_owned(),
+                    outcome,
+                })
+                .inc_by(0);
+        }
+        m.action_queued
+            .get_or_create(&ActionLabels {
+                action: self.action.to_owned(),
+            })
+            .set(i64::try_from(self.queued).unwrap_or(i64::MAX));
     }
 }
 

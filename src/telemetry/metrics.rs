@@ -85,6 +85,25 @@ pub(super) struct Families {
     pub(super) edges_proposed: Family<EdgeLabels, Counter>,
     /// Always 1, labelled with this node's RID and the program version, so dashboards can show which node it is.
     pub(super) node_info: Family<NodeInfoLabels, Gauge>,
+    /// Webhook delivery attempts by action and outcome (delivered, retry, failed).
+    pub(super) action_attempts: Family<ActionOutcomeLabels, Counter>,
+    /// Webhook attempt time by action.
+    pub(super) action_duration: Family<ActionLabels, Histogram, fn() -> Histogram>,
+    /// Deliveries waiting per action.
+    pub(super) action_queued: Family<ActionLabels, Gauge>,
+}
+
+/// Labels of per-action series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ActionLabels {
+    pub(super) action: String,
+}
+
+/// Labels of `action_attempts_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ActionOutcomeLabels {
+    pub(super) action: String,
+    pub(super) outcome: &'static str,
 }
 
 /// Labels of `polls_total`.
@@ -201,6 +220,9 @@ impl Metrics {
             handshakes: Family::default(),
             edges_proposed: Family::default(),
             node_info: Family::default(),
+            action_attempts: Family::default(),
+            action_duration: Family::new_with_constructor(poll_duration_histogram),
+            action_queued: Family::default(),
             registry: Registry::default(), // replaced below, once everything is registered
         };
         // Both dedup reasons exist from the start, so rate() and ratios work before the first duplicate.
@@ -308,6 +330,22 @@ impl Metrics {
             "node_info",
             "Always 1: this node's RID and the program version",
             families.node_info.clone(),
+        );
+        registry.register(
+            "action_attempts",
+            "Webhook delivery attempts by action and outcome (delivered, retry, failed)",
+            families.action_attempts.clone(),
+        );
+        registry.register_with_unit(
+            "action_attempt_duration",
+            "Webhook delivery attempt time by action, failed attempts included",
+            Unit::Seconds,
+            families.action_duration.clone(),
+        );
+        registry.register(
+            "action_queued",
+            "Webhook deliveries waiting, by action",
+            families.action_queued.clone(),
         );
         Metrics(Arc::new(Families {
             registry,

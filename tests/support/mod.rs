@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod pynet;
+pub mod receiver;
 
 #[allow(unused_imports)]
 pub use pynet::{koi_tool, koi_tool_output, koi_tool_text, py_script, python};

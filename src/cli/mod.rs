@@ -1,4 +1,5 @@
-//! The query commands: `list-repos`, `show-events`, `event-details`, `add-repo`, `summary`.
+//! The query commands: `list-repos`, `show-events`, `event-details`, `add-repo`, `summary`, `tail`, `rejected`,
+//! `history`, `actions`, `deliveries`, `redeliver`, and the snapshots `export` and `import` ([`snapshot`]).
 //!
 //! sled lets one process open a store, so while the daemon runs the commands ask its API, and when it is stopped
 //! they open the store themselves. [`run_query`] first calls `GET /health` at the API address (short connect
@@ -25,6 +26,9 @@ use crate::index::{
     RepoRemoval, Repository,
 };
 use crate::protocol::{GithubEventRid, Rid};
+
+mod actions;
+mod snapshot;
 
 /// Path of the API under its base URL.
 const API_PREFIX: &str = "/api/processor/github";
@@ -120,6 +124,58 @@ pub enum QueryCommand {
         #[arg(long)]
         after: Option<u64>,
     },
+    /// An event's versions, newest first: each UPDATE keeps the one it replaced (`index.history` of them).
+    History {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The event RID, `orn:github.event:owner/name:id`.
+        rid: String,
+    },
+    /// The actions (`[[action]]`): where they POST, deliveries waiting, delivered and failed, the last error.
+    Actions {
+        #[command(flatten)]
+        opts: QueryOptions,
+    },
+    /// An action's delivery log, newest first: each delivery's state, attempts and errors.
+    Deliveries {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The action's name.
+        name: String,
+        /// Deliveries per page (1–100).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u16).range(1..=100))]
+        limit: u16,
+        /// Deliveries to skip (for the next page).
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
+    /// Send a delivery again (needs the running daemon): queued as a new delivery at the end of the action's queue.
+    Redeliver {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The action's name.
+        name: String,
+        /// The delivery's id (from `deliveries`).
+        id: String,
+    },
+    /// Write the whole index as NDJSON: through the running daemon's API without stopping it, or from the store
+    /// when it is stopped. This is the backup.
+    Export {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The file to write (replaced only once the export is complete), or `-` for stdout.
+        #[arg(long)]
+        out: String,
+    },
+    /// Load an export into the store (the daemon must be stopped). Events already held are deduplicated as when
+    /// they come from the network; the data dir is created if needed.
+    Import {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The export file, or `-` for stdin.
+        #[arg(long = "in")]
+        input: String,
+    },
     /// Items the node received but could not use (dead letters), newest first: why, from whom, when.
     Rejected {
         #[command(flatten)]
@@ -144,6 +200,12 @@ impl QueryCommand {
             | QueryCommand::RemoveRepo { opts, .. }
             | QueryCommand::Summary { opts }
             | QueryCommand::Tail { opts, .. }
+            | QueryCommand::History { opts, .. }
+            | QueryCommand::Actions { opts }
+            | QueryCommand::Deliveries { opts, .. }
+            | QueryCommand::Redeliver { opts, .. }
+            | QueryCommand::Export { opts, .. }
+            | QueryCommand::Import { opts, .. }
             | QueryCommand::Rejected { opts, .. } => opts,
         }
     }
@@ -166,6 +228,8 @@ enum Method {
 }
 
 /// Where the answers come from.
+// One per command, so the size of the store variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     /// The running daemon.
     Api {
@@ -204,6 +268,15 @@ pub async fn run_query(
             actor: actor.clone(),
         };
         return tail(api_base, &filter, *after, output).await;
+    }
+    match cmd {
+        QueryCommand::Export { out, .. } => {
+            return snapshot::export(cmd, data_dir, api_base, out, output.verbose).await
+        }
+        QueryCommand::Import { input, .. } => {
+            return snapshot::import(cmd, data_dir, api_base, input, output.verbose).await
+        }
+        _ => {}
     }
     let source = Source::connect(data_dir, api_base, cmd, output.verbose).await?;
     let text = match cmd {
@@ -253,7 +326,37 @@ pub async fn run_query(
             let letters = source.rejected(usize::from(*limit), *offset).await?;
             render(output, &letters, rejected_table)?
         }
-        QueryCommand::Tail { .. } => String::new(), // handled above
+        QueryCommand::History { rid, .. } => {
+            let versions = source.history(rid).await?;
+            render(output, &versions, actions::history_text)?
+        }
+        QueryCommand::Actions { .. } => {
+            let list = source.actions().await?;
+            render(output, &list, actions::actions_table)?
+        }
+        QueryCommand::Deliveries {
+            name,
+            limit,
+            offset,
+            ..
+        } => {
+            let page = source
+                .deliveries(name, usize::from(*limit), *offset)
+                .await?;
+            render(output, &page, actions::deliveries_table)?
+        }
+        QueryCommand::Redeliver { name, id, .. } => {
+            let delivery = source.redeliver(name, id).await?;
+            render(output, &delivery, |d| {
+                format!(
+                    "Queued delivery {} (sends {} again) for {}\n",
+                    d.id, id, d.event_rid
+                )
+            })?
+        }
+        QueryCommand::Tail { .. } | QueryCommand::Export { .. } | QueryCommand::Import { .. } => {
+            String::new() // handled above
+        }
     };
     if let Source::Store { index, .. } = &source {
         index.flush_async().await.context("flushing the store")?;
@@ -330,9 +433,17 @@ impl Source {
             Err(e) => return Err(e).with_context(|| format!("calling {health}")),
         };
         let db_path = data_dir.join(crate::daemon::DB_DIR);
+        if matches!(cmd, QueryCommand::Redeliver { .. }) {
+            bail!(
+                "no daemon answers at {base} ({}): `redeliver` needs the running daemon, which sends the delivery",
+                error_chain(&not_answering)
+            );
+        }
         let writes = matches!(
             cmd,
-            QueryCommand::AddRepo { .. } | QueryCommand::RemoveRepo { .. }
+            QueryCommand::AddRepo { .. }
+                | QueryCommand::RemoveRepo { .. }
+                | QueryCommand::Import { .. }
         );
         if !writes && !db_path.exists() {
             bail!(
