@@ -812,7 +812,13 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
             "the example's first contact is flagged until it is set"
         );
         assert!(defaults.warnings().is_empty());
-        for optional in ["# cron = ", "# retention = "] {
+        for optional in [
+            "# cron = ",
+            "# retention = ",
+            "# [[action]]",
+            "# secret_env = ",
+            "# max_age = ",
+        ] {
             assert!(text.contains(optional), "{optional}");
         }
     }
@@ -895,6 +901,61 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
             assert!(err.contains(needle), "expected `{needle}` in: {err}");
             assert!(err.contains("/etc/koi/config.toml"), "{err}");
         }
+    }
+
+    const ACTION: &str = r#"
+[[action]]
+name = "deploy-bot"
+url = "https://hooks.example.com/koi"
+secret_env = "KOI_TEST_ACTION_SECRET_SURELY_UNSET"
+repos = ["octo-org/hello-world", "rust-lang/*"]
+event_types = ["push"]
+"#;
+
+    #[test]
+    fn actions_parse_with_defaults_and_bad_ones_name_the_action_and_the_fix() {
+        let c = parse(&format!("{MINIMAL}{ACTION}")).unwrap();
+        let a = &c.actions[0];
+        assert_eq!(a.name, "deploy-bot");
+        assert_eq!(a.timeout, Duration::from_secs(10));
+        assert_eq!(a.min_backoff, Duration::from_secs(1));
+        assert_eq!(a.max_backoff, Duration::from_secs(60));
+        assert_eq!(a.max_age, Duration::from_secs(24 * 3600));
+        assert_eq!((a.keep_delivered, a.keep_failed), (1000, 1000));
+        assert_eq!(a.filter().repos, ["octo-org/hello-world", "rust-lang/*"]);
+        assert_eq!(c.index.history, 10);
+        let err = c.action_secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("deploy-bot") && err.contains("KOI_TEST_ACTION_SECRET_SURELY_UNSET"),
+            "{err}"
+        );
+        let cases = [
+            (ACTION.replace("deploy-bot", "deploy bot"), "`name`"),
+            (
+                ACTION.replace("https://hooks.example.com/koi", "ftp://x"),
+                "`url`",
+            ),
+            (
+                ACTION.replace("KOI_TEST_ACTION_SECRET_SURELY_UNSET", "not a var"),
+                "`secret_env`",
+            ),
+            (ACTION.replace("rust-lang/*", "rust lang"), "`repos`"),
+            (ACTION.replace("[\"push\"]", "[\"\"]"), "`event_types`"),
+            (format!("{ACTION}max_age = \"0s\"\n"), "`max_age`"),
+            (format!("{ACTION}min_backoff = \"2m\"\n"), "`min_backoff`"),
+            (format!("{ACTION}{ACTION}"), "named twice"),
+            (format!("{ACTION}colour = \"red\"\n"), "colour"),
+        ];
+        for (action, needle) in cases {
+            let err = parse(&format!("{MINIMAL}{action}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        }
+        let err = parse(&format!("[index]\nhistory = 0\n{MINIMAL}"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("index.history"), "{err}");
     }
 
     #[test]

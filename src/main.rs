@@ -121,6 +121,8 @@ fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     let password = config.key_password()?;
+    // Each action's HMAC secret must be set, as `run` requires.
+    config.action_secrets()?;
     // The key is decrypted as `run` would: a wrong or empty password fails here with the same message, not later.
     let key = config
         .node

@@ -616,3 +616,86 @@ async fn delete_removes_a_repository_added_by_hand_while_it_has_no_events() {
         2
     );
 }
+
+/// Issue 13's routes over the fixture store: history, actions (none configured here) and the export.
+#[tokio::test]
+async fn history_actions_and_export_routes_answer_and_refuse_clearly() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let encoded = PUSH.replace(':', "%3A").replace('/', "%2F");
+    let (status, history) = get(&api.url(&format!("/events/{encoded}/history"))).await;
+    assert_eq!(status, 200);
+    let versions = history.as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{history}");
+    assert!(versions[0]["contents"].is_object() && versions[0]["sha256_hash"].is_string());
+    // Unencoded works too, as for the event itself.
+    assert_eq!(
+        get(&api.url(&format!("/events/{PUSH}/history"))).await.0,
+        200
+    );
+    assert_error(
+        &get(&api.url("/events/orn:github.event:octo-org/hello-world:nope/history")).await,
+        404,
+        "not indexed",
+    );
+    assert_error(
+        &get(&api.url("/events/not-a-rid/history")).await,
+        400,
+        "RID",
+    );
+
+    assert_eq!(get(&api.url("/actions")).await, (200, json!([])));
+    assert_error(
+        &get(&api.url("/actions/deploy/deliveries")).await,
+        404,
+        "none is configured",
+    );
+    assert_error(
+        &send(
+            reqwest::Method::POST,
+            &api.url("/actions/deploy/deliveries/x/redeliver"),
+            None,
+        )
+        .await,
+        404,
+        "deploy",
+    );
+    assert_error(
+        &get(&api.url("/actions?x=1")).await,
+        400,
+        "unknown query parameter",
+    );
+
+    let response = reqwest::get(api.url("/export")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["format"], "koi-github-indexer/export");
+    assert_eq!(lines[0]["events"], fixture_bundles().len());
+    let bundles = lines.iter().filter(|l| l["kind"] == "bundle").count();
+    assert_eq!(bundles, fixture_bundles().len());
+    assert_error(
+        &get(&api.url("/export?since=1")).await,
+        400,
+        "unknown query parameter",
+    );
+
+    let metrics = reqwest::get(format!("{}/metrics", api.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for route in [
+        "/api/processor/github/events/{event_rid}/history",
+        "/api/processor/github/actions",
+        "/api/processor/github/actions/{name}/deliveries",
+        "/api/processor/github/export",
+    ] {
+        assert!(metrics.contains(&format!("route=\"{route}\"")), "{route}");
+    }
+}

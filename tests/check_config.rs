@@ -126,3 +126,39 @@ fn run_and_check_config_do_not_list_the_query_options() {
         );
     }
 }
+
+#[test]
+fn check_config_validates_actions_and_their_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let base = "[node]\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"http://127.0.0.1:8080/koi-net\"\n\
+         rid = \"orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27178a028ef5ee26f4cc50\"\n\n\
+         [[action]]\nname = \"deploy-bot\"\nurl = \"https://hooks.example.com/koi\"\nsecret_env = \"KOI_TEST_HOOK_SECRET\"\n";
+    std::fs::write(&config, base).unwrap();
+    let (ok, text) = run_in(
+        dir.path(),
+        &["check-config", "--config", "config.toml"],
+        &[],
+    );
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("deploy-bot") && text.contains("KOI_TEST_HOOK_SECRET"),
+        "{text}"
+    );
+    let (ok, text) = run_in(
+        dir.path(),
+        &["check-config", "--config", "config.toml"],
+        &[("KOI_TEST_HOOK_SECRET", "s3cret")],
+    );
+    assert!(ok, "{text}");
+    std::fs::write(&config, format!("{base}repos = [\"not a repo\"]\n")).unwrap();
+    let (ok, text) = run_in(
+        dir.path(),
+        &["check-config", "--config", "config.toml"],
+        &[("KOI_TEST_HOOK_SECRET", "s3cret")],
+    );
+    assert!(
+        !ok && text.contains("`repos`") && text.contains("deploy-bot"),
+        "{text}"
+    );
+}

@@ -99,8 +99,8 @@ impl Store {
         Store::open_in(dir, metrics)
     }
 
-    /// The store in `dir`, opened as the daemon opens it.
-    fn open_in(dir: tempfile::TempDir, metrics: Metrics) -> Store {
+    /// The store in `dir` (a data dir holding `db`), opened as the daemon opens it.
+    pub fn open_in(dir: tempfile::TempDir, metrics: Metrics) -> Store {
         let store = koi_github_indexer::storage::open(
             &dir.path().join("db"),
             koi_github_indexer::storage::StoreOptions::default(),
