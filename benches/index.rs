@@ -271,10 +271,22 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     let store =
         koi_github_indexer::storage::open(&db_path, StoreOptions::default()).expect("open sled");
     let db = store.db.clone();
+    // INDEX_BENCH_ACTIONS=N: N actions that take every event (each new event queues N deliveries in its
+    // transaction; nothing sends them here).
+    let actions = std::env::var("INDEX_BENCH_ACTIONS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
     let index = Index::open_with(
         &db,
         IndexOptions {
             keep_contents,
+            actions: (0..actions)
+                .map(|i| koi_github_indexer::index::ActionFilter {
+                    name: format!("action-{i}"),
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         },
     )
