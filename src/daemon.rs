@@ -163,6 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // systemd (Type=notify): ready once the API answers. A no-op outside systemd.
     telemetry::notify_ready();
 
+    warn_about_unconfigured_actions(&index, &config);
     let action_tasks = actions::spawn(
         &index,
         config
@@ -229,6 +230,33 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                  the inbox for the next start)"
             );
             Ok(())
+        }
+    }
+}
+
+/// Deliveries queued for an action that is no longer in the config stay queued (and unsent) until it is back:
+/// say so at start, so that a renamed or removed action is not a silent loss.
+fn warn_about_unconfigured_actions(index: &Index, config: &Config) {
+    let deliveries = index.deliveries();
+    let names = match deliveries.action_names() {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the actions the store holds deliveries for");
+            return;
+        }
+    };
+    for name in names {
+        if config.actions.iter().any(|a| a.name == name) {
+            continue;
+        }
+        if let Ok(counts) = deliveries.counts(&name) {
+            if counts.queued > 0 {
+                tracing::warn!(
+                    action = %name, queued = counts.queued,
+                    "the store holds deliveries queued for an action that is not in the config: they are kept, \
+                     unsent, until an [[action]] of that name is configured again"
+                );
+            }
         }
     }
 }

@@ -303,6 +303,19 @@ fn read_lines(
     Ok(header)
 }
 
+/// `[#########...........]  45%  4,500 of 10,000 events`: one terminal line, redrawn in place.
+fn progress_bar(done: u64, total: u64) -> String {
+    const WIDTH: u64 = 30;
+    let total = total.max(done).max(1);
+    let filled = done * WIDTH / total;
+    format!(
+        "[{}{}] {:>3}%  {done} of {total} events",
+        "#".repeat(filled as usize),
+        ".".repeat((WIDTH - filled) as usize),
+        done * 100 / total
+    )
+}
+
 /// `import --in FILE|-`.
 pub(super) async fn import(
     cmd: &QueryCommand,
@@ -333,7 +346,7 @@ pub(super) async fn import(
             .map_err(|e| anyhow!("line {number} or before: {e}"))?;
         tally.count(&outcomes);
         if progress {
-            eprint!("\rimported {} of {} events", tally.events, header.events);
+            eprint!("\r{}", progress_bar(tally.events, header.events));
         }
         Ok(())
     })
