@@ -828,10 +828,10 @@ async fn the_join_runs_step_after_step_without_waiting_for_ticks() {
     let first = |p: &str| paths.iter().position(|x| x == p);
     let handshake = first("events/broadcast").expect("handshake");
     let poll = first("events/poll").expect("poll");
-    let manifests = first("manifests/fetch").expect("catch-up");
+    let listing = first("rids/fetch").expect("catch-up");
     let bundles = first("bundles/fetch").expect("bundles");
     assert!(
-        handshake < poll && poll < manifests && manifests < bundles,
+        handshake < poll && poll < listing && listing < bundles,
         "{paths:?}"
     );
     let proposal = paths[poll..]
@@ -839,7 +839,7 @@ async fn the_join_runs_step_after_step_without_waiting_for_ticks() {
         .position(|p| p == "events/broadcast")
         .map(|i| i + poll)
         .expect("an edge proposal after joining");
-    assert!(proposal < manifests, "proposal before catch-up: {paths:?}");
+    assert!(proposal < listing, "proposal before catch-up: {paths:?}");
     h.stop().await;
 }
 

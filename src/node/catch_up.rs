@@ -1,5 +1,6 @@
-//! Catch-up: fetch what a provider already holds (manifests, then the bundles we lack, in batches) and push it
-//! into the inbox, the same path polled events take. Each item is read on its own; a bad one is rejected alone.
+//! Catch-up: fetch what a provider already holds and push it into the inbox, the same path polled events take.
+//! First its RID list; then the bundles of the RIDs we do not hold, and, for those we hold, the manifests (in
+//! batches) and the bundles of the newer ones. Each item is read on its own; a bad one is rejected alone.
 
 use std::sync::Arc;
 
@@ -9,6 +10,19 @@ use crate::telemetry::BundlesFetched;
 use super::client::error_chain;
 use super::inbox::InboxError;
 use super::{bad_item_rejection, network_types, Node};
+
+/// RIDs per `fetch_manifests` request, for the RIDs the index already holds (their manifests say whether the
+/// provider's version is newer). A manifest is about 250 bytes of JSON.
+const MANIFESTS_PER_REQUEST: usize = 1000;
+
+/// A provider's RIDs, sorted by what catch-up does with them.
+#[derive(Debug, Default)]
+struct SortedRids {
+    /// Not held (or node profiles): fetch the bundles.
+    unknown: Vec<Rid>,
+    /// Held: fetch the manifests first.
+    known: Vec<Rid>,
+}
 
 /// How a catch-up ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,14 +62,16 @@ impl Node {
             return CatchUp::Done;
         }
         tracing::info!(provider = %provider, types = ?types.iter().map(RidType::as_str).collect::<Vec<_>>(), "catching up");
+        // The RIDs it holds (about 60 bytes each), not their manifests: a provider holding a million events is
+        // listed in tens of MB, not hundreds, and lists a directory instead of reading every bundle.
         let fetched = tokio::select! {
-            fetched = self.client.fetch_manifests(&peer, types, vec![], self.settings.catch_up_timeout) => fetched,
+            fetched = self.client.fetch_rids(&peer, types, self.settings.catch_up_timeout) => fetched,
             _ = self.cancel.cancelled() => return CatchUp::Failed,
         };
-        let manifests = match fetched {
-            Ok(manifests) => manifests,
+        let rids = match fetched {
+            Ok(rids) => rids,
             Err(e) => {
-                tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching manifests failed; will retry");
+                tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching the RID list failed; will retry");
                 if e.is_unknown_node() {
                     self.introduce_to_provider(&peer).await;
                     return CatchUp::NotKnownYet;
@@ -63,11 +79,54 @@ impl Node {
                 return CatchUp::Failed;
             }
         };
-        let held = manifests.len();
+        let held = rids.len();
         let node = Arc::clone(self);
         let source = provider.clone();
-        let wanted =
-            match tokio::task::spawn_blocking(move || node.wanted(&source, manifests)).await {
+        let sorted = match tokio::task::spawn_blocking(move || node.sort_rids(&source, rids)).await
+        {
+            Ok(Ok(sorted)) => sorted,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "index read failed during catch-up; will retry");
+                return CatchUp::Failed;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "catch-up task failed; will retry");
+                return CatchUp::Failed;
+            }
+        };
+        // RIDs we do not hold are fetched as they are; for those we hold, the manifests say whether theirs is newer.
+        let mut fetched_count = sorted.unknown.len();
+        let mut queued = match self
+            .fetch_bundles_into_inbox(provider, &peer, sorted.unknown)
+            .await
+        {
+            Ok(n) => n,
+            Err(failed) => return failed,
+        };
+        for chunk in sorted.known.chunks(MANIFESTS_PER_REQUEST) {
+            let fetched = tokio::select! {
+                fetched = self.client.fetch_manifests(&peer, vec![], chunk.to_vec(), self.settings.catch_up_timeout) => fetched,
+                _ = self.cancel.cancelled() => return CatchUp::Failed,
+            };
+            let manifests = match fetched {
+                Ok(manifests) => manifests,
+                Err(e) => {
+                    tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching manifests failed; will retry");
+                    if e.is_unknown_node() {
+                        self.introduce_to_provider(&peer).await;
+                        return CatchUp::NotKnownYet;
+                    }
+                    return CatchUp::Failed;
+                }
+            };
+            let node = Arc::clone(self);
+            let source = provider.clone();
+            let asked: std::collections::HashSet<Rid> = chunk.iter().cloned().collect();
+            let wanted = match tokio::task::spawn_blocking(move || {
+                node.wanted(&source, &asked, manifests)
+            })
+            .await
+            {
                 Ok(Ok(wanted)) => wanted,
                 Ok(Err(e)) => {
                     tracing::error!(error = %e, "index read failed during catch-up; will retry");
@@ -78,25 +137,43 @@ impl Node {
                     return CatchUp::Failed;
                 }
             };
+            fetched_count += wanted.len();
+            match self.fetch_bundles_into_inbox(provider, &peer, wanted).await {
+                Ok(n) => queued += n,
+                Err(failed) => return failed,
+            }
+        }
+        tracing::info!(provider = %provider, held, fetched = fetched_count, queued, "caught up");
+        CatchUp::Done
+    }
+
+    /// Fetches the bundles of `rids` from `peer` in batches of `poll.fetch_batch` into the inbox, waiting for room
+    /// before each. Returns how many were queued, or how the catch-up ends.
+    async fn fetch_bundles_into_inbox(
+        self: &Arc<Self>,
+        provider: &Rid,
+        peer: &super::client::Peer,
+        rids: Vec<Rid>,
+    ) -> Result<usize, CatchUp> {
         let mut queued = 0;
-        for batch in wanted.chunks(self.settings.fetch_batch) {
+        for batch in rids.chunks(self.settings.fetch_batch) {
             // Backpressure: a catch-up of a million events waits for the writer instead of filling memory.
             if !self.wait_for_room().await {
-                return CatchUp::Failed;
+                return Err(CatchUp::Failed);
             }
             let fetched = tokio::select! {
-                fetched = self.client.fetch_bundles(&peer, batch.to_vec(), self.settings.catch_up_timeout) => fetched,
-                _ = self.cancel.cancelled() => return CatchUp::Failed,
+                fetched = self.client.fetch_bundles(peer, batch.to_vec(), self.settings.catch_up_timeout) => fetched,
+                _ = self.cancel.cancelled() => return Err(CatchUp::Failed),
             };
             let bundles = match fetched {
                 Ok(bundles) => bundles,
                 Err(e) => {
                     tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching bundles failed; will retry");
                     if e.is_unknown_node() {
-                        self.introduce_to_provider(&peer).await;
-                        return CatchUp::NotKnownYet;
+                        self.introduce_to_provider(peer).await;
+                        return Err(CatchUp::NotKnownYet);
                     }
-                    return CatchUp::Failed;
+                    return Err(CatchUp::Failed);
                 }
             };
             BundlesFetched {
@@ -112,28 +189,60 @@ impl Node {
                 Ok(Ok(n)) => queued += n,
                 Ok(Err(e)) => {
                     tracing::error!(provider = %provider, error = %e, "catch-up: cannot store fetched bundles; will retry");
-                    return CatchUp::Failed;
+                    return Err(CatchUp::Failed);
                 }
                 Err(e) => {
                     tracing::error!(provider = %provider, error = %e, "catch-up task failed; will retry");
-                    return CatchUp::Failed;
+                    return Err(CatchUp::Failed);
                 }
             }
             if let Err(e) = self.db.flush_async().await {
                 tracing::error!(error = %e, "flush during catch-up failed; will retry");
-                return CatchUp::Failed;
+                return Err(CatchUp::Failed);
             }
             self.wake_writer.notify();
         }
-        tracing::info!(provider = %provider, held, fetched = wanted.len(), queued, "caught up");
-        CatchUp::Done
+        Ok(queued)
     }
 
-    /// The RIDs among `manifests` worth fetching: node profiles (other than ours), and GitHub objects newer than
-    /// what the index holds ([`Manifest::freshness`]). Bad manifests are rejected. Blocking (index reads).
+    /// Splits a provider's RID list: node profiles (other than ours) and GitHub objects the index does not hold
+    /// are fetched straight away; those it holds need their manifests first. Bad RIDs are rejected. Blocking.
+    fn sort_rids(
+        &self,
+        source: &Rid,
+        rids: Vec<Item<Rid>>,
+    ) -> Result<SortedRids, crate::index::IndexError> {
+        let mut sorted = SortedRids::default();
+        let mut rejections = Vec::new();
+        for rid in rids {
+            let rid = match rid {
+                Ok(rid) => rid,
+                Err(bad) => {
+                    rejections.push(bad_item_rejection(source, bad));
+                    continue;
+                }
+            };
+            if rid.is_type(RidType::NODE) {
+                if &rid != self.rid() {
+                    sorted.unknown.push(rid);
+                }
+            } else if self.index.cached_manifest(&rid)?.is_some() {
+                sorted.known.push(rid);
+            } else {
+                sorted.unknown.push(rid);
+            }
+        }
+        self.reject(rejections);
+        Ok(sorted)
+    }
+
+    /// The RIDs among `manifests` (of those `asked` for: a peer's extra answers are ignored) worth fetching: GitHub
+    /// objects newer than what the index holds ([`Manifest::freshness`]). Bad manifests are rejected. Blocking
+    /// (index reads).
     fn wanted(
         &self,
         source: &Rid,
+        asked: &std::collections::HashSet<Rid>,
         manifests: Vec<Item<Manifest>>,
     ) -> Result<Vec<Rid>, crate::index::IndexError> {
         let mut wanted = Vec::new();
@@ -146,10 +255,7 @@ impl Node {
                     continue;
                 }
             };
-            if manifest.rid.is_type(RidType::NODE) {
-                if &manifest.rid != self.rid() {
-                    wanted.push(manifest.rid);
-                }
+            if !asked.contains(&manifest.rid) {
                 continue;
             }
             let held = self.index.cached_manifest(&manifest.rid)?;
