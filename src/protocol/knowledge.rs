@@ -75,8 +75,8 @@ impl Manifest {
 
 /// Hex SHA-256 of the canonical JSON of `contents`.
 pub fn hash_contents(contents: &Contents) -> String {
-    // A `Map` of `Value`s always canonicalises; the error arm is unreachable in practice. Hashed as it is: no copy.
-    content_hash(contents).unwrap_or_default()
+    // Hashed as it is: no copy.
+    content_hash(contents)
 }
 
 /// A manifest with the contents it describes.
