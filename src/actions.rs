@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ActionConfig;
 use crate::index::deliveries::{parse_time, time_text};
 use crate::index::{Attempt, AttemptOutcome, Delivery, Index, IndexError};
+use crate::node::client::error_chain;
 use crate::protocol::Rid;
 use crate::telemetry::{ActionQueue, DeliveryAttempted, Metrics};
 
@@ -367,20 +368,6 @@ impl ActionSender {
         .emit(&self.metrics);
         Ok(())
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

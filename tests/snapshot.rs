@@ -16,6 +16,8 @@ use index_support::Store;
 use support::pynet::{fixture_items, push_items, Daemon, PyNode};
 
 const BIN: &str = env!("CARGO_BIN_EXE_koi-github-indexer");
+/// An API address where nothing answers: the commands open the store.
+const NOWHERE: &str = "http://127.0.0.1:9";
 
 fn cli(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();
@@ -30,6 +32,19 @@ fn cli(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// `import --in file --data-dir dir`, with no daemon anywhere; its output.
+fn import(file: &Path, dir: &Path) -> String {
+    cli(&[
+        "import",
+        "--in",
+        file.to_str().unwrap(),
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--api",
+        NOWHERE,
+    ])
 }
 
 /// A copy of a data dir's store in a new temporary directory (the daemon's own stays untouched).
@@ -257,33 +272,16 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     assert_eq!(event_rids(&stopped_lines).len() as u64, total);
 
     // Import each into a fresh data dir (which does not exist yet), then the second into the first (not empty).
-    let nowhere = "http://127.0.0.1:9";
     let fresh_live = tempfile::tempdir().unwrap();
     let live_dir = fresh_live.path().join("new-data-dir");
-    let said = cli(&[
-        "import",
-        "--in",
-        live_file.to_str().unwrap(),
-        "--data-dir",
-        live_dir.to_str().unwrap(),
-        "--api",
-        nowhere,
-    ]);
+    let said = import(&live_file, &live_dir);
     assert!(
         said.contains(&format!("{} events", live_events.len())),
         "{said}"
     );
     let fresh_stopped = tempfile::tempdir().unwrap();
     let stopped_dir = fresh_stopped.path().join("data");
-    cli(&[
-        "import",
-        "--in",
-        stopped_file.to_str().unwrap(),
-        "--data-dir",
-        stopped_dir.to_str().unwrap(),
-        "--api",
-        nowhere,
-    ]);
+    import(&stopped_file, &stopped_dir);
 
     let source = Store::open_in(
         copy_store(&data_dir),
@@ -322,15 +320,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     live_api.stop().await;
     stopped_api.stop().await;
     drop(from_live);
-    let said = cli(&[
-        "import",
-        "--in",
-        stopped_file.to_str().unwrap(),
-        "--data-dir",
-        live_dir.to_str().unwrap(),
-        "--api",
-        nowhere,
-    ]);
+    let said = import(&stopped_file, &live_dir);
     assert!(said.contains("already held"), "{said}");
     let merged = Store::open_in(
         copy_store(&live_dir),
@@ -356,7 +346,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
             "--data-dir",
             empty.path().to_str().unwrap(),
             "--api",
-            nowhere,
+            NOWHERE,
         ])
         .output()
         .unwrap();
@@ -370,7 +360,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
             "--data-dir",
             empty.path().to_str().unwrap(),
             "--api",
-            nowhere,
+            NOWHERE,
         ])
         .output()
         .unwrap();

@@ -32,12 +32,7 @@ const MAX_TOP: usize = 100;
 pub(super) async fn global_events(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     let mut query = GlobalQuery {
         limit: DEFAULT_LIMIT,
-        offset: 0,
-        actor: None,
-        event_type: None,
-        repo: None,
-        since: None,
-        until: None,
+        ..GlobalQuery::default()
     };
     let accepted = [
         "actor",

@@ -6,18 +6,13 @@ use std::fmt::Write as _;
 use anyhow::{anyhow, bail};
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::{fit, short_time, Method, Source, WIDTH};
+use super::{fit, parse_event_rid, short_time, Method, Source, WIDTH};
 use crate::api::ActionSummary;
 use crate::index::{Delivery, DeliveryState, EventVersion};
-use crate::protocol::{GithubEventRid, Rid};
 
 impl Source {
     pub(super) async fn history(&self, rid: &str) -> anyhow::Result<Vec<EventVersion>> {
-        let rid = Rid::parse(rid.trim())
-            .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
-            .map_err(|e| {
-                anyhow!("{e}; expected a GitHub event RID such as orn:github.event:owner/name:id")
-            })?;
+        let rid = parse_event_rid(rid)?;
         match self {
             Source::Api { client, base } => {
                 let path = format!(

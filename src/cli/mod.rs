@@ -572,11 +572,7 @@ impl Source {
     }
 
     async fn event(&self, rid: &str) -> anyhow::Result<EventDetails> {
-        let rid = Rid::parse(rid.trim())
-            .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
-            .map_err(|e| {
-                anyhow!("{e}; expected a GitHub event RID such as orn:github.event:owner/name:id")
-            })?;
+        let rid = parse_event_rid(rid)?;
         match self {
             Source::Api { client, base } => {
                 let path = format!(
@@ -662,6 +658,15 @@ impl Source {
             }
         }
     }
+}
+
+/// An event RID typed by the user.
+fn parse_event_rid(text: &str) -> anyhow::Result<Rid> {
+    Rid::parse(text.trim())
+        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
+        .map_err(|e| {
+            anyhow!("{e}; expected a GitHub event RID such as orn:github.event:owner/name:id")
+        })
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

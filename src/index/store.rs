@@ -329,6 +329,20 @@ pub struct GlobalQuery {
     pub until: Option<Timestamp>,
 }
 
+impl Default for GlobalQuery {
+    fn default() -> Self {
+        GlobalQuery {
+            limit: 50,
+            offset: 0,
+            actor: None,
+            event_type: None,
+            repo: None,
+            since: None,
+            until: None,
+        }
+    }
+}
+
 /// What is stored per repository.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct RepoRecord {
@@ -1600,26 +1614,39 @@ impl Index {
     /// when the event is not indexed.
     pub fn history(&self, rid: &Rid) -> Result<Option<Vec<EventVersion>>, IndexError> {
         let key = rid.as_str().as_bytes();
-        let Some(row) = self.events.get(key)? else {
+        let Some(versions) = self.held_versions(key)? else {
             return Ok(None);
         };
-        let meta = stored_meta(key, &row)?;
-        let value = self.bundles.get(key)?.ok_or_else(|| IndexError::Corrupt {
+        versions
+            .into_iter()
+            .map(|(received, held_value)| {
+                let (manifest, contents) = held::decode(key, &held_value)?;
+                Ok(EventVersion {
+                    timestamp: manifest.timestamp,
+                    sha256_hash: manifest.sha256_hash,
+                    received_at: received.map(micros_text),
+                    contents,
+                })
+            })
+            .collect::<Result<Vec<_>, IndexError>>()
+            .map(Some)
+    }
+
+    /// An event's held values, newest first, the current one first (at most `index.history`), each with the time
+    /// it was received; `None` when the event has no row.
+    #[allow(clippy::type_complexity)]
+    fn held_versions(&self, rid: &[u8]) -> Result<Option<Vec<(Option<i64>, Vec<u8>)>>, IndexError> {
+        let Some(row) = self.events.get(rid)? else {
+            return Ok(None);
+        };
+        let meta = stored_meta(rid, &row)?;
+        let current = self.bundles.get(rid)?.ok_or_else(|| IndexError::Corrupt {
             tree: trees::BUNDLES,
-            key: printable(key),
+            key: printable(rid),
             problem: "the event row has no cached bundle".into(),
         })?;
-        let version = |received: Option<i64>, held_value: &[u8]| -> Result<_, IndexError> {
-            let (manifest, contents) = held::decode(key, held_value)?;
-            Ok(EventVersion {
-                timestamp: manifest.timestamp,
-                sha256_hash: manifest.sha256_hash,
-                received_at: received.map(micros_text),
-                contents,
-            })
-        };
-        let mut versions = vec![version(meta.r, &value)?];
-        let prefix = [key, &[SEP]].concat();
+        let mut versions = vec![(meta.r, current.to_vec())];
+        let prefix = [rid, &[SEP]].concat();
         for entry in self
             .history_tree
             .scan_prefix(&prefix)
@@ -1628,7 +1655,7 @@ impl Index {
         {
             let (k, v) = entry?;
             let (received, held_value) = decode_version(&k, &v)?;
-            versions.push(version(received, held_value)?);
+            versions.push((received, held_value.to_vec()));
         }
         Ok(Some(versions))
     }
@@ -1752,25 +1779,9 @@ impl Index {
         rid: &[u8],
         at: i64,
     ) -> Result<Option<export::ExportedBundle>, IndexError> {
-        let Some(row) = self.events.get(rid)? else {
+        let Some(mut versions) = self.held_versions(rid)? else {
             return Ok(None); // forgotten since
         };
-        let meta = stored_meta(rid, &row)?;
-        let Some(current) = self.bundles.get(rid)? else {
-            return Ok(None);
-        };
-        let mut versions: Vec<(Option<i64>, Vec<u8>)> = vec![(meta.r, current.to_vec())];
-        let prefix = [rid, &[SEP]].concat();
-        for entry in self
-            .history_tree
-            .scan_prefix(&prefix)
-            .rev()
-            .take(self.history as usize - 1)
-        {
-            let (k, v) = entry?;
-            let (received, held_value) = decode_version(&k, &v)?;
-            versions.push((received, held_value.to_vec()));
-        }
         // Versions received after the export started are not part of it.
         while versions.len() > 1 && versions[0].0.is_some_and(|r| r > at) {
             versions.remove(0);

@@ -1268,12 +1268,7 @@ fn an_export_imported_into_a_fresh_store_answers_the_same() {
     );
     let all = GlobalQuery {
         limit: 1000,
-        offset: 0,
-        actor: None,
-        event_type: None,
-        repo: None,
-        since: None,
-        until: None,
+        ..GlobalQuery::default()
     };
     let events = source.index.events_global(&all).unwrap();
     assert_eq!(target.index.events_global(&all).unwrap(), events);

@@ -71,28 +71,19 @@ impl Node {
         let rids = match fetched {
             Ok(rids) => rids,
             Err(e) => {
-                tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching the RID list failed; will retry");
-                if e.is_unknown_node() {
-                    self.introduce_to_provider(&peer).await;
-                    return CatchUp::NotKnownYet;
-                }
-                return CatchUp::Failed;
+                return self
+                    .request_failed(provider, &peer, "the RID list", &e)
+                    .await
             }
         };
         let held = rids.len();
-        let node = Arc::clone(self);
         let source = provider.clone();
-        let sorted = match tokio::task::spawn_blocking(move || node.sort_rids(&source, rids)).await
+        let sorted = match self
+            .index_read(move |node| node.sort_rids(&source, rids))
+            .await
         {
-            Ok(Ok(sorted)) => sorted,
-            Ok(Err(e)) => {
-                tracing::error!(error = %e, "index read failed during catch-up; will retry");
-                return CatchUp::Failed;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "catch-up task failed; will retry");
-                return CatchUp::Failed;
-            }
+            Ok(sorted) => sorted,
+            Err(failed) => return failed,
         };
         // RIDs we do not hold are fetched as they are; for those we hold, the manifests say whether theirs is newer.
         let mut fetched_count = sorted.unknown.len();
@@ -110,32 +101,16 @@ impl Node {
             };
             let manifests = match fetched {
                 Ok(manifests) => manifests,
-                Err(e) => {
-                    tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching manifests failed; will retry");
-                    if e.is_unknown_node() {
-                        self.introduce_to_provider(&peer).await;
-                        return CatchUp::NotKnownYet;
-                    }
-                    return CatchUp::Failed;
-                }
+                Err(e) => return self.request_failed(provider, &peer, "manifests", &e).await,
             };
-            let node = Arc::clone(self);
             let source = provider.clone();
             let asked: std::collections::HashSet<Rid> = chunk.iter().cloned().collect();
-            let wanted = match tokio::task::spawn_blocking(move || {
-                node.wanted(&source, &asked, manifests)
-            })
-            .await
+            let wanted = match self
+                .index_read(move |node| node.wanted(&source, &asked, manifests))
+                .await
             {
-                Ok(Ok(wanted)) => wanted,
-                Ok(Err(e)) => {
-                    tracing::error!(error = %e, "index read failed during catch-up; will retry");
-                    return CatchUp::Failed;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "catch-up task failed; will retry");
-                    return CatchUp::Failed;
-                }
+                Ok(wanted) => wanted,
+                Err(failed) => return failed,
             };
             fetched_count += wanted.len();
             match self.fetch_bundles_into_inbox(provider, &peer, wanted).await {
@@ -145,6 +120,42 @@ impl Node {
         }
         tracing::info!(provider = %provider, held, fetched = fetched_count, queued, "caught up");
         CatchUp::Done
+    }
+
+    /// Runs an index read off the runtime; a failure is logged and ends the catch-up (retried after a backoff).
+    async fn index_read<T: Send + 'static>(
+        self: &Arc<Self>,
+        read: impl FnOnce(&Node) -> Result<T, crate::index::IndexError> + Send + 'static,
+    ) -> Result<T, CatchUp> {
+        let node = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || read(&node)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "index read failed during catch-up; will retry");
+                Err(CatchUp::Failed)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "catch-up task failed; will retry");
+                Err(CatchUp::Failed)
+            }
+        }
+    }
+
+    /// A catch-up request failed: logged; a provider that does not know us yet is introduced to (and the catch-up
+    /// retried within moments), anything else is retried after a backoff.
+    async fn request_failed(
+        self: &Arc<Self>,
+        provider: &Rid,
+        peer: &super::client::Peer,
+        what: &str,
+        e: &super::client::ClientError,
+    ) -> CatchUp {
+        tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(e), "catch-up: fetching {what} failed; will retry");
+        if e.is_unknown_node() {
+            self.introduce_to_provider(peer).await;
+            return CatchUp::NotKnownYet;
+        }
+        CatchUp::Failed
     }
 
     /// Fetches the bundles of `rids` from `peer` in batches of `poll.fetch_batch` into the inbox, waiting for room
@@ -167,14 +178,7 @@ impl Node {
             };
             let bundles = match fetched {
                 Ok(bundles) => bundles,
-                Err(e) => {
-                    tracing::warn!(provider = %provider, url = %peer.base_url, cause = %error_chain(&e), "catch-up: fetching bundles failed; will retry");
-                    if e.is_unknown_node() {
-                        self.introduce_to_provider(peer).await;
-                        return Err(CatchUp::NotKnownYet);
-                    }
-                    return Err(CatchUp::Failed);
-                }
+                Err(e) => return Err(self.request_failed(provider, peer, "bundles", &e).await),
             };
             BundlesFetched {
                 neighbour: provider.as_str(),
