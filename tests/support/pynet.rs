@@ -571,7 +571,15 @@ impl Daemon {
             .append(true)
             .open(&self.log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_koi-github-indexer"))
+        let mut command = match std::env::var_os("KOI_DAEMON_WRAPPER") {
+            Some(wrapper) => {
+                let mut c = Command::new(wrapper);
+                c.arg(env!("CARGO_BIN_EXE_koi-github-indexer"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_koi-github-indexer")),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&self.config)
             .env("KOI_KEY_PASSWORD", PASSWORD)
