@@ -150,8 +150,8 @@ pub struct PollConfig {
     /// RIDs per `fetch_bundles` request during catch-up.
     #[serde(default = "default_fetch_batch")]
     pub fetch_batch: usize,
-    /// Timeout of each catch-up request (`fetch_manifests`, `fetch_bundles`): a sensor holding tens of thousands
-    /// of events takes far longer to list them than to answer a poll.
+    /// Timeout of each catch-up request (`fetch_rids`, `fetch_manifests`, `fetch_bundles`): a sensor holding tens
+    /// of thousands of events takes far longer to list them than to answer a poll.
     #[serde(default = "default_catch_up_timeout", deserialize_with = "de_duration")]
     pub catch_up_timeout: Duration,
     /// Largest response body read from a neighbour (e.g. `"64 MiB"`); a larger one is refused.
