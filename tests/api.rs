@@ -678,6 +678,10 @@ async fn history_actions_and_export_routes_answer_and_refuse_clearly() {
     assert_eq!(lines[0]["events"], fixture_bundles().len());
     let bundles = lines.iter().filter(|l| l["kind"] == "bundle").count();
     assert_eq!(bundles, fixture_bundles().len());
+    assert_eq!(
+        lines.last().unwrap(),
+        &json!({"kind": "end", "lines": lines.len() - 2})
+    );
     assert_error(
         &get(&api.url("/export?since=1")).await,
         400,

@@ -332,6 +332,32 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
         store_answers(&source_api.base()).await
     );
 
+    // The last line says how many came before it; a file cut short is refused whole.
+    let (_, lines) = read_export(&stopped_file);
+    let end = lines.last().unwrap();
+    assert_eq!(end["kind"], "end");
+    assert_eq!(end["lines"].as_u64().unwrap() as usize, lines.len() - 1);
+    let text = std::fs::read_to_string(&stopped_file).unwrap();
+    let cut = root.path().join("cut.ndjson");
+    let kept: Vec<&str> = text.lines().collect();
+    std::fs::write(&cut, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
+    let cut_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "import",
+            "--in",
+            cut.to_str().unwrap(),
+            "--data-dir",
+            cut_dir.path().to_str().unwrap(),
+            "--api",
+            NOWHERE,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cut short"), "{err}");
+
     // A damaged file changes nothing.
     let damaged = root.path().join("damaged.ndjson");
     let mut text = std::fs::read_to_string(&stopped_file).unwrap();

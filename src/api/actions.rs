@@ -123,23 +123,33 @@ pub(super) async fn export(ctx: ApiContext) -> Answer {
         ndjson(std::iter::once(&header)).map_err(|e| ApiError::from(IndexError::from(e)))?;
     let index = ctx.index.clone();
     let shutdown = ctx.shutdown.clone();
-    let rest = futures::stream::unfold(Some(Cursor::Manual(Vec::new())), move |cursor| {
+    // State: where the export stands and how many lines it has written; `None` once the end line is out.
+    let rest = futures::stream::unfold(Some((Cursor::Manual(Vec::new()), 0u64)), move |state| {
         let index = index.clone();
         let shutdown = shutdown.clone();
         async move {
-            let cursor = cursor?;
-            if cursor == Cursor::Done || shutdown.is_cancelled() {
-                return None;
+            let (cursor, written) = state?;
+            if shutdown.is_cancelled() {
+                // An error, not an end: the client must not take a cut-short export for a whole one.
+                let e = std::io::Error::other("the daemon is stopping; the export is incomplete");
+                return Some((Err(e), None));
+            }
+            if cursor == Cursor::Done {
+                let end = ndjson(std::iter::once(&Line::End { lines: written }))
+                    .map_err(std::io::Error::other);
+                return Some((end, None));
             }
             let step = tokio::task::spawn_blocking(move || {
                 let (lines, next) = index.export_page(cursor, point, EXPORT_STEP)?;
-                Ok::<_, IndexError>((ndjson(lines.iter())?, next))
+                Ok::<_, IndexError>((ndjson(lines.iter())?, lines.len() as u64, next))
             })
             .await;
             match step {
-                Ok(Ok((bytes, next))) => Some((Ok::<_, std::io::Error>(bytes), Some(next))),
+                Ok(Ok((bytes, n, next))) => {
+                    Some((Ok::<_, std::io::Error>(bytes), Some((next, written + n))))
+                }
                 Ok(Err(e)) => {
-                    tracing::error!(error = %e, "export failed part-way; the client gets a truncated file");
+                    tracing::error!(error = %e, "export failed part-way; the client gets a broken response");
                     Some((Err(std::io::Error::other(e.to_string())), None))
                 }
                 Err(e) => Some((Err(std::io::Error::other(e.to_string())), None)),

@@ -212,7 +212,11 @@ fn export_from_store(index: &Index, sink: &mut Sink) -> anyhow::Result<(Header, 
         lines += page.len() as u64;
         cursor = next;
     }
-    Ok((header, lines))
+    buffer.clear();
+    serde_json::to_writer(&mut buffer, &Line::End { lines: lines - 1 })?;
+    buffer.push(b'\n');
+    sink.write(&buffer)?;
+    Ok((header, lines + 1))
 }
 
 /// What an import did.
@@ -280,6 +284,8 @@ fn read_lines(
     let header = parse_header(text.trim_end().as_bytes()).with_context(|| input.to_owned())?;
     let mut lines = Vec::with_capacity(STEP);
     let mut number = 1u64;
+    let mut counted = 0u64;
+    let mut ended = false;
     loop {
         text.clear();
         let read = reader
@@ -293,13 +299,35 @@ fn read_lines(
         if text.trim().is_empty() {
             continue;
         }
-        lines.push(parse_line(number, text.trim_end()).with_context(|| input.to_owned())?);
+        if ended {
+            bail!("{input}: line {number} follows the end line: the file is damaged");
+        }
+        match parse_line(number, text.trim_end()).with_context(|| input.to_owned())? {
+            Line::End { lines: said } => {
+                if said != counted {
+                    bail!(
+                        "{input}: the end line says {said} lines came before it, but {counted} did: the file is damaged"
+                    );
+                }
+                ended = true;
+            }
+            line => {
+                counted += 1;
+                lines.push(line);
+            }
+        }
         if lines.len() >= STEP {
             batch(&header, &lines, number)?;
             lines.clear();
         }
     }
     batch(&header, &lines, number)?;
+    if !ended {
+        bail!(
+            "{input} ends without its end line after line {number}: the export was cut short. Export again \
+             (what was read so far is loaded only when reading stdin, and loading it again is harmless)"
+        );
+    }
     Ok(header)
 }
 

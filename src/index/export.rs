@@ -6,6 +6,9 @@
 //! {"kind":"bundle","manifest":{…},"contents":{…},"received_at":"…","history":[…]}  an event (older versions in
 //! {"kind":"bundle","manifest":{…},"contents":{…}}                                   `history`, oldest first), or
 //!                                                                                   a repository bundle
+//! {"kind":"end","lines":N}                                                          the last line: N lines came
+//!                                                                                   before it (a file without it
+//!                                                                                   was cut short)
 //! ```
 //!
 //! **Consistency while the daemon runs.** sled has no snapshots, so an export is made consistent by what it
@@ -59,6 +62,11 @@ pub enum Line {
     },
     /// A stored bundle: an event with its older versions, or a repository bundle.
     Bundle(Box<ExportedBundle>),
+    /// The last line: how many lines came between the header and it. A file without it was cut short.
+    End {
+        /// Lines after the header and before this one.
+        lines: u64,
+    },
 }
 
 /// One bundle and, for an event, the versions it replaced.

@@ -1819,6 +1819,7 @@ impl Index {
                 export::Line::Repository { full_name } => {
                     self.add_repository(full_name)?;
                 }
+                export::Line::End { .. } => {}
                 export::Line::Bundle(bundle) => {
                     for (version, received) in bundle.versions() {
                         version
