@@ -71,7 +71,22 @@ fn config_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
     )
 }
 
+/// Turns glibc's fastbins off before anything is allocated. The write path frees many small blocks between large
+/// ones (sled copies a leaf node on each change), and with fastbins on, glibc spends much of its time merging them
+/// back (`malloc_consolidate`, `unlink_chunk`: about 13 % of the daemon's samples in a 50,000-event catch-up, 37 %
+/// in malloc and free all told). Measured end to end: 564 instead of 721–807 µs of CPU per event at 50,000, same
+/// peak RSS (README, Benchmarks). A no-op on other C libraries.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; it has no memory-safety preconditions, and it runs before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MXFAST, 0);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let explicit = cli.config.as_deref();
     let result = match &cli.command {
