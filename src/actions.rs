@@ -70,6 +70,17 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// `url` as `GET /actions` shows it: a password in it is replaced by `***` (the API has no authentication).
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The delay before retry number `attempts` (1 for the first): `min` doubling per attempt, capped at `max`, then
 /// a random point in its upper half (jitter, so that many deliveries failing together do not retry together).
 pub fn backoff(attempts: u32, min: Duration, max: Duration) -> Duration {
@@ -381,6 +392,18 @@ mod tests {
         assert_eq!(
             signature(b"It's a Secret to Everybody", b"Hello, World!"),
             "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+        );
+    }
+
+    #[test]
+    fn a_password_in_an_action_url_is_not_shown() {
+        assert_eq!(
+            shown_url("https://bot:s3cret@hooks.example.com/koi?x=1"),
+            "https://bot:***@hooks.example.com/koi?x=1"
+        );
+        assert_eq!(
+            shown_url("http://127.0.0.1:9/hook"),
+            "http://127.0.0.1:9/hook"
         );
     }
 

@@ -126,7 +126,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .iter()
                 .map(|a| crate::api::ActionInfo {
                     name: a.name.clone(),
-                    url: a.url.clone(),
+                    url: actions::shown_url(&a.url),
                 })
                 .collect(),
         ),
