@@ -264,7 +264,13 @@ impl ActionSender {
             .post(&self.action.config.url)
             .timeout(self.action.config.timeout)
             .header("content-type", "application/json")
-            .header("x-koi-event", &details.row.event_type)
+            // An event type is text from the network: one that is not a valid header value is sent as `unknown`
+            // (the body has it as it is) rather than failing the request.
+            .header(
+                "x-koi-event",
+                reqwest::header::HeaderValue::from_str(&details.row.event_type)
+                    .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("unknown")),
+            )
             .header("x-koi-delivery", &delivery.id)
             .header(
                 "x-koi-signature-256",
@@ -275,6 +281,8 @@ impl ActionSender {
         }
         let response = match request.body(body).send().await {
             Ok(response) => response,
+            // The request could not even be built: retrying cannot help.
+            Err(e) if e.is_builder() => return Sent::Refused(None, error_chain(&e)),
             Err(e) => {
                 let what = if e.is_timeout() {
                     format!(
