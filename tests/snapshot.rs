@@ -47,6 +47,24 @@ fn import(file: &Path, dir: &Path) -> String {
     ])
 }
 
+/// `import` of a file that must be refused: its error output.
+fn import_refused(file: &Path, dir: &Path) -> String {
+    let out = Command::new(BIN)
+        .args([
+            "import",
+            "--in",
+            file.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--api",
+            NOWHERE,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{} was imported", file.display());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A copy of a data dir's store in a new temporary directory (the daemon's own stays untouched).
 fn copy_store(data_dir: &Path) -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
@@ -342,20 +360,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     let kept: Vec<&str> = text.lines().collect();
     std::fs::write(&cut, kept[..kept.len() - 1].join("\n") + "\n").unwrap();
     let cut_dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--in",
-            cut.to_str().unwrap(),
-            "--data-dir",
-            cut_dir.path().to_str().unwrap(),
-            "--api",
-            NOWHERE,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = import_refused(&cut, cut_dir.path());
     assert!(err.contains("cut short"), "{err}");
 
     // A damaged file changes nothing.
@@ -364,20 +369,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     text = text.replacen("commit 5", "commit five", 1);
     std::fs::write(&damaged, text).unwrap();
     let empty = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--in",
-            damaged.to_str().unwrap(),
-            "--data-dir",
-            empty.path().to_str().unwrap(),
-            "--api",
-            NOWHERE,
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = import_refused(&damaged, empty.path());
     assert!(err.contains("line") && err.contains("hash"), "{err}");
     let out = Command::new(BIN)
         .args([
