@@ -34,33 +34,30 @@ fn cli(args: &[&str]) -> String {
     )
 }
 
-/// `import --in file --data-dir dir`, with no daemon anywhere; its output.
-fn import(file: &Path, dir: &Path) -> String {
-    cli(&[
-        "import",
-        "--in",
-        file.to_str().unwrap(),
-        "--data-dir",
-        dir.to_str().unwrap(),
-        "--api",
-        NOWHERE,
-    ])
+/// `import --in file --data-dir dir`, with no daemon anywhere.
+fn run_import(file: &Path, dir: &Path) -> std::process::Output {
+    let (file, dir) = (file.to_str().unwrap(), dir.to_str().unwrap());
+    Command::new(BIN)
+        .args(["import", "--in", file, "--data-dir", dir, "--api", NOWHERE])
+        .output()
+        .unwrap()
 }
 
-/// `import` of a file that must be refused: its error output.
+/// An import that must succeed: its output (stdout, then stderr).
+fn import(file: &Path, dir: &Path) -> String {
+    let out = run_import(file, dir);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "importing {}: {text}", file.display());
+    text
+}
+
+/// An import that must be refused: its error output.
 fn import_refused(file: &Path, dir: &Path) -> String {
-    let out = Command::new(BIN)
-        .args([
-            "import",
-            "--in",
-            file.to_str().unwrap(),
-            "--data-dir",
-            dir.to_str().unwrap(),
-            "--api",
-            NOWHERE,
-        ])
-        .output()
-        .unwrap();
+    let out = run_import(file, dir);
     assert!(!out.status.success(), "{} was imported", file.display());
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
