@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index, IndexOptions};
+use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index, IndexOptions, Ingest};
 use koi_github_indexer::node::inbox::Inbox;
 use koi_github_indexer::node::pipeline::CHUNK as APPLY_BATCH;
 use koi_github_indexer::protocol::knowledge::hash_contents;
@@ -348,15 +348,20 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
                     continue;
                 }
                 let mut keys = Vec::with_capacity(entries.len());
-                let bundles: Vec<Bundle> = entries
+                let items: Vec<Ingest> = entries
                     .into_iter()
                     .map(|entry| {
                         let (key, entry) = entry.expect("inbox entry");
                         keys.push(key);
-                        entry.event.into_bundle().expect("full event")
+                        match entry.prepared {
+                            Some(prepared) => Ingest::Prepared(prepared),
+                            None => Ingest::Bundle(Box::new(
+                                entry.event.into_bundle().expect("full event"),
+                            )),
+                        }
                     })
                     .collect();
-                index.apply_bundles(&bundles).expect("apply");
+                index.apply(&items).expect("apply");
                 db.flush().expect("flush");
                 inbox.remove(&keys).expect("remove");
                 indexed += keys.len();

@@ -57,7 +57,8 @@ pub use github::{
 pub use live::{stream_json, LiveBatch, LiveEvent};
 pub use store::{
     check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery,
-    HeldBundle, Index, IndexOptions, RepoRemoval, Repository, DEFAULT_HISTORY, SCHEMA_VERSION,
+    HeldBundle, Index, IndexOptions, Ingest, PreparedBundle, RepoRemoval, Repository,
+    DEFAULT_HISTORY, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

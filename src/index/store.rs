@@ -71,50 +71,182 @@ const PRUNE_CHUNK: usize = 256;
 enum Prepared<'a> {
     /// Not written: not an indexed type, or a malformed RID.
     Done(ApplyOutcome),
-    /// An `orn:github.event` or `orn:github.repo` bundle to write.
-    Write(Box<PreparedWrite<'a>>),
+    /// An `orn:github.event` or `orn:github.repo` bundle to write, prepared elsewhere.
+    Borrowed(&'a PreparedBundle),
+    /// The same, prepared here.
+    Owned(Box<PreparedBundle>),
 }
 
-/// What [`Tx::write`] writes for one bundle.
-struct PreparedWrite<'a> {
-    bundle: &'a Bundle,
-    /// The held value: manifest and (when kept) compressed contents ([`held`]).
+/// A GitHub bundle made into what the index writes for it: the held value (manifest and compressed contents), the
+/// repository details it tells, and for an event its row. Making it is the costly part of indexing (parsing the
+/// contents, serialising and compressing them), so the node does it once, where the event is received, beside the
+/// single writer rather than on it ([`crate::node::inbox`] keeps it in this form); the writer then only writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedBundle {
+    rid: Rid,
+    manifest: Manifest,
+    /// The held value ([`held`]), with the contents unless they were left out.
     held: Vec<u8>,
     /// Repository details the bundle tells, and the time they are from.
     details: RepoDetails,
     at: i64,
-    /// For an event: its row and the row's index entries. `None` for a repository bundle.
-    event: Option<(EventRow, Entries)>,
-    /// When this node received it (µs), if not now: an import keeps the source's time.
+    /// For an event: its row. `None` for a repository bundle.
+    row: Option<EventRow>,
+    /// When this node received it (µs), if not when it is written: an import keeps the source's time.
     received: Option<i64>,
+}
+
+/// [`PreparedBundle`]'s fields but the held value, as [`PreparedBundle::encode`] writes them.
+#[derive(Serialize, Deserialize)]
+struct PreparedHeader {
+    rid: Rid,
+    manifest: Manifest,
+    #[serde(default, skip_serializing_if = "RepoDetails::is_empty")]
+    details: RepoDetails,
+    at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    row: Option<EventRow>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    received: Option<i64>,
+}
+
+impl PreparedBundle {
+    /// Makes `bundle` ready to be written, contents included. `None` when the index would not write it (not an
+    /// indexed type, a malformed RID, contents that make no row): such a bundle is left to
+    /// [`Index::apply_bundles`], which says why.
+    pub fn of(bundle: &Bundle) -> Option<PreparedBundle> {
+        match Prepared::try_of(bundle, None, true) {
+            Ok(Prepared::Owned(prepared)) => Some(*prepared),
+            _ => None,
+        }
+    }
+
+    /// The RID of its bundle.
+    pub fn rid(&self) -> &Rid {
+        &self.rid
+    }
+
+    /// Its bundle again (decompressing and parsing the contents): for the rare paths that need it whole, such
+    /// as a dead letter.
+    pub fn to_bundle(&self) -> Result<Bundle, IndexError> {
+        let key = self.rid.as_str().as_bytes();
+        let (manifest, contents) = held::decode(key, &self.held)?;
+        Ok(Bundle {
+            manifest,
+            contents: contents.unwrap_or_default(),
+        })
+    }
+
+    /// Everything but the held value, as JSON (stored apart by [`crate::node::inbox`]).
+    pub fn header_json(&self) -> Vec<u8> {
+        let header = PreparedHeader {
+            rid: self.rid.clone(),
+            manifest: self.manifest.clone(),
+            details: self.details.clone(),
+            at: self.at,
+            row: self.row.clone(),
+            received: self.received,
+        };
+        // Serialising our own types to JSON cannot fail.
+        serde_json::to_vec(&header).unwrap_or_default()
+    }
+
+    /// The held value: the manifest and the compressed contents ([`held`]).
+    pub fn held(&self) -> &[u8] {
+        &self.held
+    }
+
+    /// Put together again from [`PreparedBundle::header_json`] and [`PreparedBundle::held`].
+    pub fn from_parts(
+        header_json: &[u8],
+        held: Vec<u8>,
+    ) -> Result<PreparedBundle, serde_json::Error> {
+        let header: PreparedHeader = serde_json::from_slice(header_json)?;
+        Ok(PreparedBundle {
+            rid: header.rid,
+            manifest: header.manifest,
+            held,
+            details: header.details,
+            at: header.at,
+            row: header.row,
+            received: header.received,
+        })
+    }
+
+    /// Its manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+}
+
+/// A bundle for [`Index::apply`]: prepared where it was received, or as received.
+#[derive(Debug, Clone)]
+pub enum Ingest {
+    /// Made ready by [`PreparedBundle::of`].
+    Prepared(Box<PreparedBundle>),
+    /// Not prepared (yet): [`Index::apply`] prepares it.
+    Bundle(Box<Bundle>),
+}
+
+impl Ingest {
+    /// Its RID.
+    pub fn rid(&self) -> &Rid {
+        match self {
+            Ingest::Prepared(p) => p.rid(),
+            Ingest::Bundle(b) => b.rid(),
+        }
+    }
 }
 
 impl<'a> Prepared<'a> {
     /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
     /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
-    fn of(bundle: &'a Bundle, received: Option<i64>, keep_contents: bool) -> Prepared<'a> {
+    fn of(bundle: &Bundle, received: Option<i64>, keep_contents: bool) -> Prepared<'a> {
         Prepared::try_of(bundle, received, keep_contents)
             .unwrap_or_else(|e| Prepared::Done(ApplyOutcome::Invalid(e.to_string())))
     }
 
+    /// What to write for an [`Ingest`]: a prepared bundle as it is (without its contents if the store keeps
+    /// none), a bundle prepared now.
+    fn of_ingest(item: &'a Ingest, keep_contents: bool) -> Prepared<'a> {
+        match item {
+            Ingest::Prepared(p) if keep_contents => Prepared::Borrowed(p),
+            Ingest::Prepared(p) => {
+                let key = p.rid.as_str().as_bytes();
+                match held::without_contents(key, &p.held) {
+                    Ok(stripped) => {
+                        let mut owned = PreparedBundle::clone(p);
+                        if let Some(stripped) = stripped {
+                            owned.held = stripped;
+                        }
+                        Prepared::Owned(Box::new(owned))
+                    }
+                    Err(e) => Prepared::Done(ApplyOutcome::Invalid(e.to_string())),
+                }
+            }
+            Ingest::Bundle(b) => Prepared::of(b, None, keep_contents),
+        }
+    }
+
     fn try_of(
-        bundle: &'a Bundle,
+        bundle: &Bundle,
         received: Option<i64>,
         keep_contents: bool,
     ) -> Result<Prepared<'a>, IndexError> {
         let rid = bundle.rid();
-        let (details, at, event) = if rid.is_type(RidType::GITHUB_EVENT) {
+        let (details, at, row) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
                 Ok(event) => event,
                 Err(e) => return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string()))),
             };
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             let at = row_micros(&row)?;
-            let entries = Entries::of(&row)?;
+            // Checked here so that writing cannot fail on it.
+            Entries::of(&row)?;
             (
                 repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
-                Some((row, entries)),
+                Some(row),
             )
         } else if rid.is_type(RidType::GITHUB_REPO) {
             if let Err(e) = GithubRepoRid::from_rid(rid) {
@@ -126,8 +258,9 @@ impl<'a> Prepared<'a> {
         } else {
             return Ok(Prepared::Done(ApplyOutcome::Ignored));
         };
-        Ok(Prepared::Write(Box::new(PreparedWrite {
-            bundle,
+        Ok(Prepared::Owned(Box::new(PreparedBundle {
+            rid: rid.clone(),
+            manifest: bundle.manifest.clone(),
             held: held::encode(
                 &serde_json::to_vec(&bundle.manifest)?,
                 keep_contents
@@ -137,7 +270,7 @@ impl<'a> Prepared<'a> {
             )?,
             details,
             at,
-            event,
+            row,
             received,
         })))
     }
@@ -802,15 +935,17 @@ impl Tx<'_> {
     fn write(&self, prepared: &Prepared<'_>, ctx: &WriteContext<'_>) -> TxResult<ApplyOutcome> {
         let w = match prepared {
             Prepared::Done(outcome) => return Ok(outcome.clone()),
-            Prepared::Write(w) => w,
+            Prepared::Borrowed(w) => *w,
+            Prepared::Owned(w) => &**w,
         };
-        if let Some(outcome) = self.dedupe(w.bundle.rid(), &w.bundle.manifest)? {
+        if let Some(outcome) = self.dedupe(&w.rid, &w.manifest)? {
             return Ok(outcome);
         }
-        let key = w.bundle.rid().as_str().as_bytes();
+        let key = w.rid.as_str().as_bytes();
         let old_held = self.bundles.insert(key, w.held.as_slice())?;
-        let (new, repo_rid) = match &w.event {
-            Some((row, entries)) => {
+        let (new, repo_rid) = match &w.row {
+            Some(row) => {
+                let entries = Entries::of(row).map_err(abort)?;
                 let old = self.events.get(key)?;
                 let received = Some(w.received.unwrap_or(ctx.now_micros));
                 // A new event gets the next stream sequence number; an UPDATE keeps its own (it is not streamed
@@ -858,12 +993,12 @@ impl Tx<'_> {
                 };
                 let row_bytes = encode_row(row, meta).map_err(abort)?;
                 self.events.insert(key, row_bytes)?;
-                self.insert_entries(entries)?;
+                self.insert_entries(&entries)?;
                 (old.is_none(), row.repo_rid.as_str())
             }
-            None => (old_held.is_none(), w.bundle.rid().as_str()),
+            None => (old_held.is_none(), w.rid.as_str()),
         };
-        let added_events = i64::from(new && w.event.is_some());
+        let added_events = i64::from(new && w.row.is_some());
         self.touch_repo(repo_rid, ctx.now, added_events, Some((&w.details, w.at)))?;
         Ok(ApplyOutcome::Indexed { new })
     }
@@ -1265,6 +1400,16 @@ impl Index {
         let prepared: Vec<Prepared<'_>> = bundles
             .iter()
             .map(|b| Prepared::of(b, None, self.keep_contents))
+            .collect();
+        self.apply_prepared(&prepared, &self.actions)
+    }
+
+    /// [`Index::apply_bundles`] for bundles prepared where they were received ([`PreparedBundle`]) or not: the
+    /// node's writer.
+    pub fn apply(&self, items: &[Ingest]) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let prepared: Vec<Prepared<'_>> = items
+            .iter()
+            .map(|item| Prepared::of_ingest(item, self.keep_contents))
             .collect();
         self.apply_prepared(&prepared, &self.actions)
     }

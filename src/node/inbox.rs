@@ -10,10 +10,19 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{Event, Rid};
+use crate::index::PreparedBundle;
+use crate::protocol::{Bundle, Event, EventType, Rid};
 
 /// Tree name inside the shared sled database.
 const TREE: &str = "node.inbox";
+/// A `u32` BE length and what follows it.
+fn split_len(bytes: &[u8]) -> Option<(usize, &[u8])> {
+    let len = u32::from_be_bytes(bytes.get(..4)?.try_into().ok()?) as usize;
+    Some((len, &bytes[4..]))
+}
+
+/// First byte of a prepared entry ([`Inbox::encode`]); JSON starts with `{`, zstd with `0x28`.
+const PREPARED: u8 = 0x02;
 
 /// An inbox problem (always a storage problem).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +51,59 @@ pub struct InboxEntry {
     /// versions lack the field and are checked when processed).
     #[serde(default)]
     pub hash_verified: bool,
+    /// The event's bundle made ready for the index when it was received ([`PreparedBundle`]); `event` then
+    /// carries its manifest only. Stored apart from the JSON (see [`Inbox::encode`]).
+    #[serde(skip)]
+    pub prepared: Option<Box<PreparedBundle>>,
+}
+
+impl InboxEntry {
+    /// An entry for a received event. A hash-checked GitHub bundle is prepared for the index here, on the
+    /// receiving side, so the single writer does not parse, serialise or compress its contents again.
+    pub fn new(source: Rid, event: Event, hash_verified: bool) -> InboxEntry {
+        let unprepared = |event| InboxEntry {
+            source: source.clone(),
+            event,
+            hash_verified,
+            prepared: None,
+        };
+        if !hash_verified || event.event_type == EventType::Forget {
+            return unprepared(event);
+        }
+        let Event {
+            rid,
+            event_type,
+            manifest: Some(manifest),
+            contents: Some(contents),
+        } = event
+        else {
+            return unprepared(event);
+        };
+        let bundle = Bundle { manifest, contents };
+        // A bundle that is not the event's own is refused by the writer, with the whole event as evidence.
+        let prepared = (bundle.rid() == &rid)
+            .then(|| PreparedBundle::of(&bundle))
+            .flatten();
+        match prepared {
+            Some(prepared) => InboxEntry {
+                source,
+                event: Event {
+                    rid,
+                    event_type,
+                    manifest: Some(bundle.manifest),
+                    contents: None,
+                },
+                hash_verified,
+                prepared: Some(Box::new(prepared)),
+            },
+            None => unprepared(Event {
+                rid,
+                event_type,
+                manifest: Some(bundle.manifest),
+                contents: Some(bundle.contents),
+            }),
+        }
+    }
 }
 
 /// The inbox: a sled tree keyed by a monotonically increasing big-endian sequence, so iteration is arrival order.
@@ -67,17 +129,68 @@ impl Inbox {
         })
     }
 
-    /// An entry as stored: its JSON, zstd-compressed (a poll response's events are mostly repeated repository
-    /// objects: this cuts the inbox's writes several-fold for little CPU).
+    /// An entry as stored:
+    ///
+    /// * prepared: `[PREPARED][length: u32 BE][zstd([entry JSON length: u32 BE][entry JSON][prepared JSON])]`
+    ///   then the prepared bundle's held value, whose contents are compressed already. The event's manifest is
+    ///   the prepared bundle's, so the entry JSON leaves it out;
+    /// * otherwise its JSON, zstd-compressed (a poll response's events are mostly repeated repository objects:
+    ///   this cuts the inbox's writes several-fold for little CPU).
     fn encode(entry: &InboxEntry) -> Vec<u8> {
+        let Some(prepared) = &entry.prepared else {
+            // Serialising our own types to JSON cannot fail.
+            let json = serde_json::to_vec(entry).unwrap_or_default();
+            return crate::index::held::compress(&json).unwrap_or(json);
+        };
+        let slim = InboxEntry {
+            source: entry.source.clone(),
+            event: Event {
+                rid: entry.event.rid.clone(),
+                event_type: entry.event.event_type,
+                manifest: None,
+                contents: None,
+            },
+            hash_verified: entry.hash_verified,
+            prepared: None,
+        };
+        let mut json = vec![0; 4];
         // Serialising our own types to JSON cannot fail.
-        let json = serde_json::to_vec(entry).unwrap_or_default();
-        crate::index::held::compress(&json).unwrap_or(json)
+        serde_json::to_writer(&mut json, &slim).unwrap_or_default();
+        let entry_len = (json.len() - 4) as u32;
+        json[..4].copy_from_slice(&entry_len.to_be_bytes());
+        json.extend_from_slice(&prepared.header_json());
+        let packed = crate::index::held::compress(&json).unwrap_or_default();
+        let held = prepared.held();
+        let mut out = Vec::with_capacity(5 + packed.len() + held.len());
+        out.push(PREPARED);
+        out.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+        out.extend_from_slice(&packed);
+        out.extend_from_slice(held);
+        out
     }
 
-    /// An entry from its stored bytes: compressed JSON, or plain JSON (written by earlier versions).
+    /// An entry from its stored bytes: prepared, compressed JSON, or plain JSON (written by earlier versions).
     fn decode(bytes: &[u8]) -> Result<InboxEntry, serde_json::Error> {
         const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+        let bad = |why: String| <serde_json::Error as serde::de::Error>::custom(why);
+        if let Some(rest) = bytes.strip_prefix(&[PREPARED]) {
+            let (len, rest) = split_len(rest).ok_or_else(|| bad("entry cut short".into()))?;
+            let packed = rest
+                .get(..len)
+                .ok_or_else(|| bad("entry cut short".into()))?;
+            let json = crate::index::held::decompress(packed)
+                .map_err(|e| bad(format!("cannot decompress: {e}")))?;
+            let (entry_len, json) =
+                split_len(&json).ok_or_else(|| bad("entry cut short".into()))?;
+            let entry_json = json
+                .get(..entry_len)
+                .ok_or_else(|| bad("entry cut short".into()))?;
+            let mut entry: InboxEntry = serde_json::from_slice(entry_json)?;
+            let prepared = PreparedBundle::from_parts(&json[entry_len..], rest[len..].to_vec())?;
+            entry.event.manifest = Some(prepared.manifest().clone());
+            entry.prepared = Some(Box::new(prepared));
+            return Ok(entry);
+        }
         if bytes.starts_with(&ZSTD_MAGIC) {
             match crate::index::held::decompress(bytes) {
                 Ok(json) => serde_json::from_slice(&json),
@@ -105,11 +218,7 @@ impl Inbox {
         let count = events.len();
         for event in events {
             let key = self.db.generate_id()?;
-            let entry = InboxEntry {
-                source: source.clone(),
-                event,
-                hash_verified,
-            };
+            let entry = InboxEntry::new(source.clone(), event, hash_verified);
             batch.insert(&key.to_be_bytes(), Inbox::encode(&entry));
         }
         self.tree.apply_batch(batch)?;
@@ -245,6 +354,79 @@ mod tests {
         assert_eq!(entries[0].1.source, source);
         inbox.remove(&[entries[0].0, entries[3].0]).unwrap();
         assert_eq!(inbox.len(), 3);
+    }
+
+    fn github_event(rid_text: &str) -> Event {
+        let contents = serde_json::json!({
+            "webhook_event_type": "push",
+            "repository": {"full_name": "a/b", "html_url": "https://github.com/a/b"},
+            "payload": {"ref": "refs/heads/main", "after": "0123456789abcdef0123456789abcdef01234567"}
+        });
+        let serde_json::Value::Object(contents) = contents else {
+            unreachable!()
+        };
+        Event::from_bundle(
+            EventType::New,
+            Bundle {
+                manifest: crate::protocol::Manifest {
+                    rid: rid(rid_text),
+                    timestamp: crate::protocol::Timestamp::parse("2026-11-24T12:00:00Z").unwrap(),
+                    sha256_hash: crate::protocol::knowledge::hash_contents(&contents),
+                    extra: serde_json::Map::new(),
+                },
+                contents,
+            },
+        )
+    }
+
+    #[test]
+    fn a_checked_github_bundle_is_stored_prepared_and_read_back_whole() {
+        let source = rid("orn:koi-net.node:s+00");
+        let event = github_event("orn:github.event:a/b:1");
+        let entry = InboxEntry::new(source.clone(), event.clone(), true);
+        let prepared = entry.prepared.as_ref().expect("prepared");
+        assert_eq!(
+            entry.event.contents, None,
+            "the contents live in the prepared bundle"
+        );
+        assert_eq!(prepared.to_bundle().unwrap(), event.bundle().unwrap());
+        let stored = Inbox::encode(&entry);
+        assert_eq!(stored[0], PREPARED);
+        let back = Inbox::decode(&stored).unwrap();
+        assert_eq!(back, entry);
+        assert_eq!(back.event.manifest, event.manifest);
+        // A cut-short entry is an error, not a panic.
+        for cut in [1, 5, 20, stored.len() / 2] {
+            assert!(Inbox::decode(&stored[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn only_checked_github_bundles_of_the_event_itself_are_prepared() {
+        let source = rid("orn:koi-net.node:s+00");
+        let event = github_event("orn:github.event:a/b:1");
+        let unchecked = InboxEntry::new(source.clone(), event.clone(), false);
+        assert!(unchecked.prepared.is_none());
+        assert_eq!(unchecked.event, event);
+        let mut other = event.clone();
+        other.rid = rid("orn:github.event:a/b:2");
+        let mismatched = InboxEntry::new(source.clone(), other.clone(), true);
+        assert!(mismatched.prepared.is_none());
+        assert_eq!(
+            mismatched.event, other,
+            "left whole for the writer to refuse"
+        );
+        let forget = InboxEntry::new(
+            source.clone(),
+            Event::forget(rid("orn:github.event:a/b:1")),
+            true,
+        );
+        assert!(forget.prepared.is_none());
+        // Unprepared entries keep the compressed JSON form.
+        assert_eq!(
+            Inbox::decode(&Inbox::encode(&unchecked)).unwrap(),
+            unchecked
+        );
     }
 
     #[tokio::test]

@@ -12,7 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::index::{ApplyOutcome, Rejection};
+use crate::index::{ApplyOutcome, Ingest, Rejection};
 use crate::protocol::{Bundle, EventType, Freshness, Rid, RidType};
 use crate::telemetry::{DedupReason, EventDeduplicated, EventIndexed, RejectReason};
 
@@ -54,7 +54,7 @@ impl Wake {
 #[derive(Default)]
 struct Pending {
     entries: Vec<(u64, Rid)>,
-    bundles: Vec<Bundle>,
+    bundles: Vec<Ingest>,
 }
 
 /// What became of one inbox entry.
@@ -62,7 +62,7 @@ enum Handled {
     /// Its effects are written (or there were none): remove it.
     Done,
     /// A verified GitHub bundle, to be indexed with the others of this chunk in one transaction.
-    Index(Box<Bundle>),
+    Index(Ingest),
     /// Refused: dead-letter it and remove it.
     Reject(RejectReason, String),
     /// A background fetch owns it now.
@@ -135,7 +135,8 @@ impl Node {
             };
             // Order: what reads or removes from the index sees every bundle before it written.
             if !pending.bundles.is_empty()
-                && (entry.event.contents.is_none() || entry.event.event_type == EventType::Forget)
+                && ((entry.prepared.is_none() && entry.event.contents.is_none())
+                    || entry.event.event_type == EventType::Forget)
             {
                 self.index_pending(&mut pending, &mut done, &mut rejections)?;
             }
@@ -144,7 +145,7 @@ impl Node {
                 Handled::Done => done.push(key),
                 Handled::Index(bundle) => {
                     pending.entries.push((key, source));
-                    pending.bundles.push(*bundle);
+                    pending.bundles.push(bundle);
                     if pending.bundles.len() >= CHUNK {
                         self.index_pending(&mut pending, &mut done, &mut rejections)?;
                     }
@@ -189,30 +190,21 @@ impl Node {
             return Ok(());
         }
         let Pending { entries, bundles } = std::mem::take(pending);
-        let outcomes = self.index.apply_bundles(&bundles)?;
+        let outcomes = self.index.apply(&bundles)?;
         let metrics = &self.telemetry.metrics;
         for (((key, source), bundle), outcome) in entries.into_iter().zip(&bundles).zip(outcomes) {
             let rid = bundle.rid().as_str();
             let dedup = |reason| EventDeduplicated { rid, reason }.emit(metrics);
+            let refused = |reason, why| rejection_of_ingest(&source, bundle, reason, why);
             match outcome {
                 ApplyOutcome::Indexed { .. } => EventIndexed { rid }.emit(metrics),
                 ApplyOutcome::Unchanged => dedup(DedupReason::Unchanged),
                 ApplyOutcome::Stale => dedup(DedupReason::Stale),
                 ApplyOutcome::Ignored => {}
-                ApplyOutcome::BadRid(why) => rejections.push(rejection_of(
-                    &source,
-                    bundle.rid(),
-                    RejectReason::BadRid,
-                    why,
-                    bundle,
-                )),
-                ApplyOutcome::Invalid(why) => rejections.push(rejection_of(
-                    &source,
-                    bundle.rid(),
-                    RejectReason::Unindexable,
-                    why,
-                    bundle,
-                )),
+                ApplyOutcome::BadRid(why) => rejections.push(refused(RejectReason::BadRid, why)),
+                ApplyOutcome::Invalid(why) => {
+                    rejections.push(refused(RejectReason::Unindexable, why))
+                }
             }
             done.push(key);
         }
@@ -254,7 +246,16 @@ impl Node {
             source,
             event,
             hash_verified,
+            prepared,
         } = entry;
+        if let Some(prepared) = prepared {
+            // Only GitHub bundles are prepared, and only the event's own, hash-checked.
+            return if is_interest {
+                Handled::Index(Ingest::Prepared(prepared))
+            } else {
+                Handled::Done
+            };
+        }
         let bundle = match event.into_bundle() {
             Ok(bundle) => bundle,
             Err(event) => {
@@ -285,6 +286,7 @@ impl Node {
                     source,
                     event: *event,
                     hash_verified,
+                    prepared: None,
                 };
                 return self.start_fetch(key, entry, runtime);
             }
@@ -305,7 +307,7 @@ impl Node {
         } else if is_edge {
             self.apply_edge_bundle(&bundle, &source, runtime)
         } else {
-            return Handled::Index(Box::new(bundle));
+            return Handled::Index(Ingest::Bundle(Box::new(bundle)));
         };
         match applied {
             Ok(()) => Handled::Done,
@@ -398,14 +400,8 @@ impl Node {
         let result = match bundle.verify_hash() {
             Ok(()) => {
                 let event = crate::protocol::Event::from_bundle(entry.event.event_type, bundle);
-                self.inbox.replace(
-                    key,
-                    &InboxEntry {
-                        source: entry.source,
-                        event,
-                        hash_verified: true,
-                    },
-                )
+                self.inbox
+                    .replace(key, &InboxEntry::new(entry.source, event, true))
             }
             Err(mismatch) => {
                 self.reject(vec![rejection_of(
@@ -463,5 +459,27 @@ impl Node {
             }
         }
         Err(format!("could not fetch the bundle of {rid}: {last_error}"))
+    }
+}
+
+/// A dead letter for a bundle the index refused, with the whole bundle as evidence.
+fn rejection_of_ingest(
+    source: &Rid,
+    item: &Ingest,
+    reason: RejectReason,
+    why: String,
+) -> Rejection {
+    match item {
+        Ingest::Bundle(bundle) => rejection_of(source, bundle.rid(), reason, why, bundle),
+        Ingest::Prepared(prepared) => match prepared.to_bundle() {
+            Ok(bundle) => rejection_of(source, prepared.rid(), reason, why, &bundle),
+            Err(e) => rejection_of(
+                source,
+                prepared.rid(),
+                reason,
+                format!("{why} (its bundle cannot be shown: {e})"),
+                &prepared.rid().as_str(),
+            ),
+        },
     }
 }
