@@ -1,0 +1,101 @@
+//! sled's own floor for this index's write pattern: no parsing, no JSON, no inbox, only the inserts.
+//!
+//! ```sh
+//! cargo bench --bench sled_floor                          # 100,000 events
+//! SLED_FLOOR_EVENTS=1000000 cargo bench --bench sled_floor
+//! ```
+//!
+//! Each event inserts what the index inserts for a new webhook event, with the same sizes: a 1.1 KB held value and
+//! a 220 B row under its RID, a stream entry, five index entries (`repo ␀ time rid`, empty values) and two hot
+//! counters, over ten trees, 256 events per transaction and a flush after each, as the writer does. What it
+//! measures is the rate the index can never beat on sled with this many keys per event (issue 10's notes).
+
+use std::time::Instant;
+
+use sled::transaction::ConflictableTransactionError;
+use sled::Transactional;
+
+const PER_TRANSACTION: u64 = 256;
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    std::fs::read_dir(path)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    // `cargo test --all-targets` runs this once, small, as a smoke test.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let events: u64 = match std::env::var("SLED_FLOOR_EVENTS") {
+        Ok(n) => n.parse().expect("SLED_FLOOR_EVENTS: a number"),
+        Err(_) if benching => 100_000,
+        Err(_) => 2_000,
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(koi_github_indexer::storage::DEFAULT_CACHE_BYTES)
+        .open()
+        .expect("open sled");
+    let trees: Vec<sled::Tree> = (0..10)
+        .map(|i| db.open_tree(format!("t{i}")).expect("tree"))
+        .collect();
+    let held = vec![7u8; 1100];
+    let row = vec![7u8; 220];
+    let start = Instant::now();
+    let mut first = 0;
+    while first < events {
+        let end = (first + PER_TRANSACTION).min(events);
+        (
+            &trees[0], &trees[1], &trees[2], &trees[3], &trees[4], &trees[5], &trees[6], &trees[7],
+            &trees[8], &trees[9],
+        )
+            .transaction(|(bundles, rows, stream, i1, i2, i3, i4, i5, count, seq)| {
+                for n in first..end {
+                    let rid = format!("orn:github.event:bench-org/repo-{:02}:delivery-{n}", n % 20);
+                    bundles.insert(rid.as_bytes(), held.as_slice())?;
+                    rows.insert(rid.as_bytes(), row.as_slice())?;
+                    stream.insert(&n.to_be_bytes(), rid.as_bytes())?;
+                    let time = (u64::MAX - n).to_be_bytes();
+                    for tree in [i1, i2, i3, i4, i5] {
+                        let key = [
+                            b"orn:github.repo:bench-org/repo-00\0".as_slice(),
+                            &time,
+                            rid.as_bytes(),
+                        ]
+                        .concat();
+                        tree.insert(key, &[])?;
+                    }
+                    count.insert(b"count", &n.to_be_bytes())?;
+                    seq.insert(b"seq", &n.to_be_bytes())?;
+                }
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .expect("transaction");
+        db.flush().expect("flush");
+        first = end;
+    }
+    let elapsed = start.elapsed();
+    let live: u64 = trees
+        .iter()
+        .flat_map(|t| t.iter())
+        .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
+        .sum();
+    println!(
+        "sled floor: {events} events × (10 inserts + 2 counters), {PER_TRANSACTION} per transaction: {:.1} µs/event = \
+         {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live",
+        elapsed.as_secs_f64() * 1e6 / events as f64,
+        events as f64 / elapsed.as_secs_f64(),
+        dir_size(dir.path()) as f64 / events as f64,
+        live as f64 / events as f64,
+    );
+}
