@@ -3,11 +3,13 @@
 //! ```sh
 //! cargo bench --bench sled_floor                          # 100,000 events
 //! SLED_FLOOR_EVENTS=1000000 cargo bench --bench sled_floor
+//! SLED_FLOOR_KEYS=long cargo bench --bench sled_floor      # index keys as schema 4 wrote them
 //! ```
 //!
 //! Each event inserts what the index inserts for a new webhook event, with the same sizes: a 1.1 KB held value and
-//! a 220 B row under its RID, a stream entry, five index entries (`repo ␀ time rid`, empty values) and two hot
-//! counters, over ten trees, 256 events per transaction and a flush after each, as the writer does. What it
+//! a 220 B row under its RID, a stream entry, five index entries (empty values; 20-byte `repo time seq` keys as
+//! schema 5 writes them, or with `SLED_FLOOR_KEYS=long` the 90-byte `repo_rid ␀ time event_rid` of schema 4) and
+//! two hot counters, over ten trees, 256 events per transaction and a flush after each, as the writer does. What it
 //! measures is the rate the index can never beat on sled with this many keys per event (issue 10's notes).
 
 use std::time::Instant;
@@ -49,6 +51,7 @@ fn main() {
     let trees: Vec<sled::Tree> = (0..10)
         .map(|i| db.open_tree(format!("t{i}")).expect("tree"))
         .collect();
+    let long_keys = std::env::var("SLED_FLOOR_KEYS").as_deref() == Ok("long");
     let held = vec![7u8; 1100];
     let row = vec![7u8; 220];
     let start = Instant::now();
@@ -67,12 +70,16 @@ fn main() {
                     stream.insert(&n.to_be_bytes(), rid.as_bytes())?;
                     let time = (u64::MAX - n).to_be_bytes();
                     for tree in [i1, i2, i3, i4, i5] {
-                        let key = [
-                            b"orn:github.repo:bench-org/repo-00\0".as_slice(),
-                            &time,
-                            rid.as_bytes(),
-                        ]
-                        .concat();
+                        let key = if long_keys {
+                            [
+                                b"orn:github.repo:bench-org/repo-00\0".as_slice(),
+                                &time,
+                                rid.as_bytes(),
+                            ]
+                            .concat()
+                        } else {
+                            [7u32.to_be_bytes().as_slice(), &time, &n.to_be_bytes()].concat()
+                        };
                         tree.insert(key, &[])?;
                     }
                     count.insert(b"count", &n.to_be_bytes())?;
@@ -91,8 +98,9 @@ fn main() {
         .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
         .sum();
     println!(
-        "sled floor: {events} events × (10 inserts + 2 counters), {PER_TRANSACTION} per transaction: {:.1} µs/event = \
-         {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live",
+        "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, {PER_TRANSACTION} per transaction: \
+         {:.1} µs/event = {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live",
+        if long_keys { "long" } else { "20-byte" },
         elapsed.as_secs_f64() * 1e6 / events as f64,
         events as f64 / elapsed.as_secs_f64(),
         dir_size(dir.path()) as f64 / events as f64,

@@ -5,10 +5,11 @@
 //! removed in the same transaction as the row, so the lists and the counters stay exact under UPDATE (old keys
 //! out, new ones in), FORGET and retention pruning.
 //!
-//! `index.global` (values empty; `time` sorts newest first):
-//! - `T ␀ time rid` — every event
-//! - `a ␀ actor ␀ time rid` — by actor
-//! - `y ␀ event_type ␀ time rid` — by type
+//! `index.global` (values empty; `time` sorts newest first; `seq` is the event's stream number, u64 BE, which
+//! `index.stream` turns into its RID):
+//! - `T ␀ time seq` — every event
+//! - `a ␀ actor ␀ time seq` — by actor
+//! - `y ␀ event_type ␀ time seq` — by type
 //!
 //! `index.stats` (u64 BE counters; `day` is u32 BE, days since 1970-01-01 UTC, by the event's own time; a counter
 //! at zero is removed):
@@ -63,13 +64,12 @@ fn keyable(text: &str) -> bool {
 }
 
 /// The keys one row files in `index.global`.
-pub(super) fn global_keys(row: &EventRow, time: [u8; 8]) -> Vec<Vec<u8>> {
-    let rid = row.event_rid.as_bytes();
-    let mut keys = vec![[b"T\0".as_slice(), &time, rid].concat()];
+pub(super) fn global_keys(row: &EventRow, time: [u8; 8], seq: [u8; 8]) -> Vec<Vec<u8>> {
+    let mut keys = vec![[b"T\0".as_slice(), &time, &seq].concat()];
     if let Some(actor) = row.actor.as_deref().filter(|a| keyable(a)) {
-        keys.push([b"a\0", actor.as_bytes(), &[SEP], &time, rid].concat());
+        keys.push([b"a\0", actor.as_bytes(), &[SEP], &time, &seq].concat());
     }
-    keys.push([b"y\0", row.event_type.as_bytes(), &[SEP], &time, rid].concat());
+    keys.push([b"y\0", row.event_type.as_bytes(), &[SEP], &time, &seq].concat());
     keys
 }
 

@@ -10,21 +10,23 @@
 //!
 //! The index lives in the daemon's one sled database, beside the node's trees, in trees named `index.*`
 //! (`␀` is a 0 byte; `time` is 8 big-endian bytes that sort newest first: the event's µs since the epoch, sign bit
-//! flipped, all bits inverted):
+//! flipped, all bits inverted; `repo` is the repository's number, u32 BE, given when it is first written; `seq` is
+//! the event's stream number, u64 BE, which `index.stream` turns into its RID — so an index key is 20 bytes plus
+//! its text part, short enough for sled to keep inline):
 //!
 //! | tree | key | value |
 //! |---|---|---|
 //! | `index.meta` | `schema_version` | u32 BE ([`SCHEMA_VERSION`]) |
-//! | | `count:events`, `count:repos`, `type:<event_type>`, `seq:last` | u64 BE counters |
+//! | | `count:events`, `count:repos`, `type:<event_type>`, `seq:last`, `repo_id:last` | u64 BE counters |
 //! | `index.bundles` | RID | manifest JSON and zstd-compressed contents JSON as one value ([`held`]; the dedupe state; contents dropped when retention prunes the event or `keep_contents` is off) |
 //! | `index.events` | event RID | the row, compact JSON with its stream sequence number `q`, received time `r` (µs) and version `v` |
-//! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count) |
-//! | `index.by_repo_time` | `repo ␀ time event_rid` | empty |
-//! | `index.by_type` | `event_type ␀ repo ␀ time event_rid` | empty |
-//! | `index.by_commit` | `sha ␀ time event_rid` | empty |
+//! | `index.repos` | repo RID | repository record JSON (details, first/last update, event count, its number `id`) |
+//! | `index.by_repo_time` | `repo time seq` | empty |
+//! | `index.by_type` | `event_type ␀ repo time seq` | empty |
+//! | `index.by_commit` | `sha ␀ time seq` | empty |
 //! | `index.dead_letters` | id (u64 BE, arrival order) | [`DeadLetter`] JSON (bounded: oldest dropped) |
-//! | `index.repo_commits` | `repo ␀ time event_rid` | SHA (a repository's latest commit is its first entry) |
-//! | `index.global` | `T ␀ time rid`, `a ␀ actor ␀ time rid`, `y ␀ type ␀ time rid` | empty ([`feeds`]) |
+//! | `index.repo_commits` | `repo time seq` | SHA (a repository's latest commit is its first entry) |
+//! | `index.global` | `T ␀ time seq`, `a ␀ actor ␀ time seq`, `y ␀ type ␀ time seq` | empty ([`feeds`]) |
 //! | `index.stats` | `d day type`, `r day repo`, `u day actor`, `R repo ␀ day type`, `U repo ␀ day actor` | u64 BE counters ([`feeds`]) |
 //! | `index.stream` | sequence number (u64 BE) | event RID |
 //! | `index.history` | `event_rid ␀ version` (u32 BE) | a version an UPDATE replaced: received time (i64 BE µs) and the held value (bounded by `index.history`) |

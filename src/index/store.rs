@@ -30,7 +30,9 @@ use crate::protocol::{
 /// * 1: rows and indexes; `index.by_commit` keys were `sha ␀ event_rid`.
 /// * 2: `index.by_commit` keys are `sha ␀ time event_rid`, so commit queries page in time order inside the index.
 /// * 3: `index.manifests` + `index.contents` became `index.bundles`, one value per RID with the contents compressed.
-pub const SCHEMA_VERSION: u32 = 4;
+/// * 4: global lists, statistics counters and stream sequence numbers (issue 12).
+/// * 5: index keys name the repository by a number (in its row) and the event by its stream number (20-byte keys).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Tree names. All start with `index.`: the database is shared with the node's own trees.
 mod trees {
@@ -63,6 +65,8 @@ const REPOS_COUNT: &[u8] = b"count:repos";
 const TYPE_COUNT_PREFIX: &[u8] = b"type:";
 /// The last stream sequence number given to an event.
 const SEQ_KEY: &[u8] = b"seq:last";
+/// The last repository number given.
+const REPO_ID_KEY: &[u8] = b"repo_id:last";
 /// Events removed per transaction by [`Index::prune_older_than`].
 const PRUNE_CHUNK: usize = 256;
 
@@ -242,7 +246,7 @@ impl<'a> Prepared<'a> {
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             let at = row_micros(&row)?;
             // Checked here so that writing cannot fail on it.
-            Entries::of(&row)?;
+            Entries::of(&row, 0, 0)?;
             (
                 repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
@@ -289,13 +293,14 @@ pub struct Index {
     events: Tree,
     /// repo RID → repository record JSON.
     repos: Tree,
-    /// `repo ␀ time event_rid` → empty: a repository's events, newest first.
+    /// `repo time seq` → empty: a repository's events, newest first. `repo` is the repository's number (u32 BE,
+    /// in its row), `time` sorts newest first, `seq` is the event's stream number (u64 BE; `stream` gives its RID).
     by_repo_time: Tree,
-    /// `type ␀ repo ␀ time event_rid` → empty: a repository's events of one type, newest first.
+    /// `type ␀ repo time seq` → empty: a repository's events of one type, newest first.
     by_type: Tree,
-    /// `sha ␀ event_rid` → empty: events about a commit.
+    /// `sha ␀ time seq` → empty: events about a commit.
     by_commit: Tree,
-    /// `repo ␀ time event_rid` → SHA: a repository's events that name a commit, newest first.
+    /// `repo time seq` → SHA: a repository's events that name a commit, newest first.
     repo_commits: Tree,
     /// Lists across repositories ([`feeds`]).
     global: Tree,
@@ -491,6 +496,9 @@ struct RepoRecord {
     /// Added by hand (`add-repo`), so it may be removed by hand (`remove-repo`) while it has no events.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     manual: bool,
+    /// Its number in index keys (schema 5; given on first write, or by the upgrade).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<u32>,
 }
 
 type TxResult<T> = Result<T, ConflictableTransactionError<IndexError>>;
@@ -601,6 +609,15 @@ fn encode_row(row: &EventRow, meta: StoredMeta) -> Result<Vec<u8>, IndexError> {
     })?)
 }
 
+/// A row's stream number, which its index entries name it by (every row has one from schema 4 on).
+fn stream_number(key: &[u8], meta: &StoredMeta) -> Result<u64, IndexError> {
+    meta.q.ok_or_else(|| IndexError::Corrupt {
+        tree: trees::EVENTS,
+        key: printable(key),
+        problem: "the row has no stream number".into(),
+    })
+}
+
 /// The sequence number, received time and version of a stored row.
 fn stored_meta(key: &[u8], bytes: &[u8]) -> Result<StoredMeta, IndexError> {
     decode::<StoredMeta>(trees::EVENTS, key, bytes)
@@ -697,13 +714,6 @@ fn key_prefix(parts: &[&str]) -> Vec<u8> {
     key
 }
 
-fn timed_key(parts: &[&str], micros: i64, rid: &str) -> Vec<u8> {
-    let mut key = key_prefix(parts);
-    key.extend_from_slice(&time_key(micros));
-    key.extend_from_slice(rid.as_bytes());
-    key
-}
-
 /// The first key after every key starting with `prefix` (which ends in [`SEP`]).
 fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
@@ -748,22 +758,27 @@ struct Entries {
 }
 
 impl Entries {
-    fn of(row: &EventRow) -> Result<Entries, IndexError> {
+    /// The entries of `row`, whose stream number is `seq`, in the repository numbered `repo`. Index keys name the
+    /// event by its stream number and the repository by its number (schema 5): a 20-byte key instead of about 100,
+    /// which sled keeps inline, without an allocation of its own.
+    fn of(row: &EventRow, seq: u64, repo: u32) -> Result<Entries, IndexError> {
         let micros = row_micros(row)?;
-        let rid = row.event_rid.as_str();
-        let repo = row.repo_rid.as_str();
+        let time = time_key(micros);
+        let event = seq.to_be_bytes();
+        let repo = repo.to_be_bytes();
+        let in_repo = [repo.as_slice(), &time, &event].concat();
         Ok(Entries {
-            by_repo_time: timed_key(&[repo], micros, rid),
-            by_type: timed_key(&[&row.event_type, repo], micros, rid),
+            by_type: [row.event_type.as_bytes(), &[SEP], &in_repo].concat(),
             commit: row.commit_sha.as_ref().map(|sha| {
                 (
-                    timed_key(&[sha], micros, rid),
-                    timed_key(&[repo], micros, rid),
+                    [sha.as_bytes(), &[SEP], &time, &event].concat(),
+                    in_repo.clone(),
                     sha.clone(),
                 )
             }),
+            by_repo_time: in_repo,
             type_count: type_count_key(&row.event_type),
-            global: feeds::global_keys(row, time_key(micros)),
+            global: feeds::global_keys(row, time, event),
             stats: feeds::stat_keys(row, micros),
         })
     }
@@ -901,7 +916,7 @@ impl Tx<'_> {
         now: &str,
         events: i64,
         details: Option<(&RepoDetails, i64)>,
-    ) -> TxResult<()> {
+    ) -> TxResult<u32> {
         let mut record = match Tx::get::<RepoRecord>(self.repos, trees::REPOS, repo_rid.as_bytes())?
         {
             Some(record) => record,
@@ -915,7 +930,16 @@ impl Tx<'_> {
                     details: RepoDetails::default(),
                     details_at: None,
                     manual: false,
+                    id: None,
                 }
+            }
+        };
+        let id = match record.id {
+            Some(id) => id,
+            None => {
+                let id = self.next_repo_id()?;
+                record.id = Some(id);
+                id
             }
         };
         record.event_count = record.event_count.saturating_add_signed(events);
@@ -928,7 +952,25 @@ impl Tx<'_> {
         }
         let bytes = serde_json::to_vec(&record).map_err(|e| abort(e.into()))?;
         self.repos.insert(repo_rid.as_bytes(), bytes)?;
-        Ok(())
+        Ok(id)
+    }
+
+    /// The next repository number (they start at 1 and are never reused).
+    fn next_repo_id(&self) -> TxResult<u32> {
+        let last = match self.meta.get(REPO_ID_KEY)? {
+            Some(bytes) => decode_u64(trees::META, REPO_ID_KEY, &bytes).map_err(abort)?,
+            None => 0,
+        };
+        let next = u32::try_from(last + 1).map_err(|_| {
+            abort(IndexError::Corrupt {
+                tree: trees::META,
+                key: printable(REPO_ID_KEY),
+                problem: "more than 4 billion repositories".into(),
+            })
+        })?;
+        self.meta
+            .insert(REPO_ID_KEY, &u64::from(next).to_be_bytes())?;
+        Ok(next)
     }
 
     /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
@@ -943,18 +985,21 @@ impl Tx<'_> {
         }
         let key = w.rid.as_str().as_bytes();
         let old_held = self.bundles.insert(key, w.held.as_slice())?;
-        let (new, repo_rid) = match &w.row {
+        let details = Some((&w.details, w.at));
+        match &w.row {
             Some(row) => {
-                let entries = Entries::of(row).map_err(abort)?;
                 let old = self.events.get(key)?;
+                let repo =
+                    self.touch_repo(&row.repo_rid, ctx.now, i64::from(old.is_none()), details)?;
                 let received = Some(w.received.unwrap_or(ctx.now_micros));
                 // A new event gets the next stream sequence number; an UPDATE keeps its own (it is not streamed
                 // again) and files the version it replaces in the history.
                 let meta = match &old {
                     Some(bytes) => {
                         let old_row = decode_row(key, bytes).map_err(abort)?;
-                        self.remove_entries(&Entries::of(&old_row).map_err(abort)?)?;
                         let old_meta = stored_meta(key, bytes).map_err(abort)?;
+                        let old_seq = stream_number(key, &old_meta).map_err(abort)?;
+                        self.remove_entries(&Entries::of(&old_row, old_seq, repo).map_err(abort)?)?;
                         if let (Some(old_value), true) = (&old_held, ctx.history > 1) {
                             self.history.insert(
                                 history_key(key, old_meta.v),
@@ -991,16 +1036,20 @@ impl Tx<'_> {
                         }
                     }
                 };
+                let seq = stream_number(key, &meta).map_err(abort)?;
+                let entries = Entries::of(row, seq, repo).map_err(abort)?;
                 let row_bytes = encode_row(row, meta).map_err(abort)?;
                 self.events.insert(key, row_bytes)?;
                 self.insert_entries(&entries)?;
-                (old.is_none(), row.repo_rid.as_str())
+                Ok(ApplyOutcome::Indexed { new: old.is_none() })
             }
-            None => (old_held.is_none(), w.rid.as_str()),
-        };
-        let added_events = i64::from(new && w.row.is_some());
-        self.touch_repo(repo_rid, ctx.now, added_events, Some((&w.details, w.at)))?;
-        Ok(ApplyOutcome::Indexed { new })
+            None => {
+                self.touch_repo(w.rid.as_str(), ctx.now, 0, details)?;
+                Ok(ApplyOutcome::Indexed {
+                    new: old_held.is_none(),
+                })
+            }
+        }
     }
 
     /// Removes an event row, its index entries and its contents; adjusts the counts. The manifest is left to the
@@ -1015,17 +1064,16 @@ impl Tx<'_> {
             return Ok(false);
         };
         let row = decode_row(rid, &bytes).map_err(abort)?;
-        self.remove_entries(&Entries::of(&row).map_err(abort)?)?;
         let meta = stored_meta(rid, &bytes).map_err(abort)?;
-        if let Some(seq) = meta.q {
-            self.stream.remove(&seq.to_be_bytes())?;
-        }
+        let seq = stream_number(rid, &meta).map_err(abort)?;
+        let repo = self.touch_repo(&row.repo_rid, now, -1, None)?;
+        self.remove_entries(&Entries::of(&row, seq, repo).map_err(abort)?)?;
+        self.stream.remove(&seq.to_be_bytes())?;
         // The versions it replaced go with it (they hold contents too).
         for version in 0..meta.v {
             self.history.remove(history_key(rid, version))?;
         }
         self.add(EVENTS_COUNT, -1)?;
-        self.touch_repo(&row.repo_rid, now, -1, None)?;
         Ok(true)
     }
 }
@@ -1150,6 +1198,9 @@ impl Index {
                 if found <= 3 {
                     index.migrate_feeds()?;
                 }
+                if found <= 4 {
+                    index.migrate_compact_keys()?;
+                }
             }
             None => {
                 index.migrate_rid_cache(db)?;
@@ -1213,27 +1264,20 @@ impl Index {
         Ok(())
     }
 
-    /// Schema 3 → 4: every row gets a stream sequence number (in key order) and files its global list entries and
-    /// statistics counters ([`feeds`]). Safe to repeat after a crash: the three trees and the sequence are
-    /// rebuilt from scratch, and the version is written after.
+    /// Schema 3 → 4: every row gets a stream sequence number (in key order) and files its statistics counters
+    /// ([`feeds`]); the global lists are built by the upgrade to schema 5 that follows. Safe to repeat after a
+    /// crash: the trees and the sequence are rebuilt from scratch, and the version is written after.
     fn migrate_feeds(&self) -> Result<(), IndexError> {
-        tracing::info!(
-            "upgrading the index to schema 4: global lists, statistics and stream sequence numbers"
-        );
-        self.global.clear()?;
+        tracing::info!("upgrading the index to schema 4: statistics and stream sequence numbers");
         self.stats.clear()?;
         self.stream.clear()?;
         let mut counters: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        let (mut rows, mut global, mut stream) = (
-            sled::Batch::default(),
-            sled::Batch::default(),
-            sled::Batch::default(),
-        );
+        let (mut rows, mut stream) = (sled::Batch::default(), sled::Batch::default());
         let mut seq = 0u64;
         for entry in self.events.iter() {
             let (key, bytes) = entry?;
             let row = decode_row(&key, &bytes)?;
-            let entries = Entries::of(&row)?;
+            let stats = feeds::stat_keys(&row, row_micros(&row)?);
             seq += 1;
             let meta = StoredMeta {
                 q: Some(seq),
@@ -1241,15 +1285,11 @@ impl Index {
             };
             rows.insert(key.clone(), encode_row(&row, meta)?);
             stream.insert(&seq.to_be_bytes(), key);
-            for k in entries.global {
-                global.insert(k, &[]);
-            }
-            for k in entries.stats {
+            for k in stats {
                 *counters.entry(k).or_default() += 1;
             }
             if seq.is_multiple_of(1000) {
                 self.events.apply_batch(std::mem::take(&mut rows))?;
-                self.global.apply_batch(std::mem::take(&mut global))?;
                 self.stream.apply_batch(std::mem::take(&mut stream))?;
                 if seq.is_multiple_of(100_000) {
                     tracing::info!(events = seq, "upgrading the index: events done so far");
@@ -1257,7 +1297,6 @@ impl Index {
             }
         }
         self.events.apply_batch(rows)?;
-        self.global.apply_batch(global)?;
         self.stream.apply_batch(stream)?;
         let mut batch = sled::Batch::default();
         for (key, n) in counters {
@@ -1265,10 +1304,83 @@ impl Index {
         }
         self.stats.apply_batch(batch)?;
         self.meta.insert(SEQ_KEY, &seq.to_be_bytes())?;
+        self.meta.insert(SCHEMA_KEY, &4u32.to_be_bytes())?;
+        self.meta.flush()?;
+        tracing::info!(events = seq, "upgraded the index to schema 4");
+        Ok(())
+    }
+
+    /// Schema 4 → 5: every repository gets a number, and the index entries are rebuilt with 20-byte keys that
+    /// name the repository by its number and the event by its stream number ([`Entries::of`]). Safe to repeat
+    /// after a crash: the numbers are given again from 1, the entry trees are rebuilt from scratch, and the version
+    /// is written after.
+    fn migrate_compact_keys(&self) -> Result<(), IndexError> {
+        tracing::info!("upgrading the index to schema 5: compact index keys");
+        let mut ids: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+        let mut records = sled::Batch::default();
+        for entry in self.repos.iter() {
+            let (key, bytes) = entry?;
+            let mut record: RepoRecord = decode(trees::REPOS, &key, &bytes)?;
+            let id = ids.len() as u32 + 1;
+            record.id = Some(id);
+            ids.insert(record.repo_rid.clone(), id);
+            records.insert(key, serde_json::to_vec(&record)?);
+        }
+        self.repos.apply_batch(records)?;
+        self.meta
+            .insert(REPO_ID_KEY, &(ids.len() as u64).to_be_bytes())?;
+        let trees = [
+            &self.by_repo_time,
+            &self.by_type,
+            &self.by_commit,
+            &self.repo_commits,
+            &self.global,
+        ];
+        for tree in trees {
+            tree.clear()?;
+        }
+        let mut batches: [sled::Batch; 5] = Default::default();
+        let mut done = 0u64;
+        for entry in self.events.iter() {
+            let (key, bytes) = entry?;
+            let row = decode_row(&key, &bytes)?;
+            let seq = stream_number(&key, &stored_meta(&key, &bytes)?)?;
+            let repo = *ids.get(&row.repo_rid).ok_or_else(|| IndexError::Corrupt {
+                tree: trees::EVENTS,
+                key: printable(&key),
+                problem: format!("its repository {} has no row", row.repo_rid),
+            })?;
+            let e = Entries::of(&row, seq, repo)?;
+            batches[0].insert(e.by_repo_time, &[]);
+            batches[1].insert(e.by_type, &[]);
+            if let Some((by_commit, repo_commit, sha)) = e.commit {
+                batches[2].insert(by_commit, &[]);
+                batches[3].insert(repo_commit, sha.as_bytes());
+            }
+            for k in e.global {
+                batches[4].insert(k, &[]);
+            }
+            done += 1;
+            if done.is_multiple_of(1000) {
+                for (tree, batch) in trees.iter().zip(batches.iter_mut()) {
+                    tree.apply_batch(std::mem::take(batch))?;
+                }
+                if done.is_multiple_of(100_000) {
+                    tracing::info!(events = done, "upgrading the index: events done so far");
+                }
+            }
+        }
+        for (tree, batch) in trees.iter().zip(batches) {
+            tree.apply_batch(batch)?;
+        }
         self.meta
             .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
         self.meta.flush()?;
-        tracing::info!(events = seq, "upgraded the index to schema 4");
+        tracing::info!(
+            events = done,
+            repositories = ids.len(),
+            "upgraded the index to schema 5"
+        );
         Ok(())
     }
 
@@ -1532,15 +1644,22 @@ impl Index {
         let cutoff = cutoff.unix_micros();
         let now = now_text();
         let mut removed = 0;
-        for repo in self.repos.iter().keys() {
-            let prefix = [repo?.as_ref(), &[SEP]].concat();
+        for entry in self.repos.iter() {
+            let (key, bytes) = entry?;
+            let record: RepoRecord = decode(trees::REPOS, &key, &bytes)?;
+            let Some(id) = record.id else { continue };
+            let prefix = id.to_be_bytes();
             let mut doomed: Vec<IVec> = Vec::new();
             // Newest first, so the oldest are at the end: walk back until an event at or after the cutoff.
-            for key in self.by_repo_time.scan_prefix(&prefix).keys().rev() {
+            for key in self.by_repo_time.scan_prefix(prefix).keys().rev() {
                 let key = key?;
                 let tail = &key[prefix.len()..];
                 match time_from_key(tail) {
-                    Some(t) if t < cutoff => doomed.push(IVec::from(&tail[8..])),
+                    Some(t) if t < cutoff => {
+                        if let Some(rid) = self.stream.get(&tail[8..])? {
+                            doomed.push(rid);
+                        }
+                    }
                     _ => break,
                 }
             }
@@ -1619,8 +1738,12 @@ impl Index {
 
     fn repository_from(&self, key: &[u8], bytes: &[u8]) -> Result<Repository, IndexError> {
         let record: RepoRecord = decode(trees::REPOS, key, bytes)?;
-        let prefix = key_prefix(&[&record.repo_rid]);
-        let latest_commit_sha = match self.repo_commits.scan_prefix(&prefix).values().next() {
+        let latest_commit_sha = match record.id.and_then(|id| {
+            self.repo_commits
+                .scan_prefix(id.to_be_bytes())
+                .values()
+                .next()
+        }) {
             Some(sha) => Some(String::from_utf8_lossy(&sha?).into_owned()),
             None => None,
         };
@@ -1680,6 +1803,31 @@ impl Index {
         }
     }
 
+    /// The row an index entry names by its stream number (the last 8 bytes of its key).
+    fn row_at(&self, index: &'static str, seq: &[u8]) -> Result<EventRow, IndexError> {
+        match self.stream.get(seq)? {
+            Some(rid) => self.row(index, &rid),
+            None => Err(IndexError::Corrupt {
+                tree: index,
+                key: printable(seq),
+                problem: "the index entry names a stream number with no event".into(),
+            }),
+        }
+    }
+
+    /// A repository's number in index keys; `None` when the repository is unknown.
+    fn repo_number(&self, repo_rid: &str) -> Result<Option<u32>, IndexError> {
+        let Some(bytes) = self.repos.get(repo_rid)? else {
+            return Ok(None);
+        };
+        let record: RepoRecord = decode(trees::REPOS, repo_rid.as_bytes(), &bytes)?;
+        record.id.map(Some).ok_or_else(|| IndexError::Corrupt {
+            tree: trees::REPOS,
+            key: repo_rid.to_owned(),
+            problem: "the repository has no number".into(),
+        })
+    }
+
     fn row(&self, index: &'static str, rid: &[u8]) -> Result<EventRow, IndexError> {
         match self.events.get(rid)? {
             Some(bytes) => decode_row(rid, &bytes),
@@ -1697,16 +1845,19 @@ impl Index {
         repo: &GithubRepoRid,
         query: &EventQuery,
     ) -> Result<Option<Vec<EventRow>>, IndexError> {
-        let repo_rid = repo.rid().as_str();
-        if !self.repos.contains_key(repo_rid)? {
+        let Some(id) = self.repo_number(repo.rid().as_str())? else {
             return Ok(None);
-        }
+        };
         let (tree, name, prefix) = match &query.event_type {
-            Some(t) => (&self.by_type, trees::BY_TYPE, key_prefix(&[t, repo_rid])),
+            Some(t) => (
+                &self.by_type,
+                trees::BY_TYPE,
+                [t.as_bytes(), &[SEP], &id.to_be_bytes()].concat(),
+            ),
             None => (
                 &self.by_repo_time,
                 trees::BY_REPO_TIME,
-                key_prefix(&[repo_rid]),
+                id.to_be_bytes().to_vec(),
             ),
         };
         let start = match query.until {
@@ -1729,7 +1880,7 @@ impl Index {
             .take(query.limit)
             .map(|key| {
                 let key = key?;
-                self.row(name, key.get(prefix.len() + 8..).unwrap_or_default())
+                self.row_at(name, key.get(prefix.len() + 8..).unwrap_or_default())
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -2047,7 +2198,7 @@ impl Index {
                 .collect()
         };
         rids.iter()
-            .map(|rid| self.row(trees::BY_COMMIT, rid))
+            .map(|seq| self.row_at(trees::BY_COMMIT, seq))
             .collect()
     }
 
@@ -2082,7 +2233,7 @@ impl Index {
         match self.global.scan_prefix(b"T\0").keys().next() {
             Some(key) => {
                 let key = key?;
-                Ok(Some(self.row(
+                Ok(Some(self.row_at(
                     trees::GLOBAL,
                     key.get(2 + 8..).unwrap_or_default(),
                 )?))
@@ -2128,7 +2279,7 @@ impl Index {
         let mut skipped = 0;
         for key in self.global.range(start..end).keys() {
             let key = key?;
-            let row = self.row(
+            let row = self.row_at(
                 trees::GLOBAL,
                 key.get(prefix.len() + 8..).unwrap_or_default(),
             )?;
@@ -2209,19 +2360,26 @@ impl Index {
                 }
                 Some(_) => {}
             }
-            let e = Entries::of(&row)?;
+            let seq = stream_number(&key, &stored_meta(&key, &value)?)?;
+            let Some(repo) = self.repo_number(&row.repo_rid)? else {
+                problems.push(format!(
+                    "{}: its repository {} has no row",
+                    printable(&key),
+                    row.repo_rid
+                ));
+                continue;
+            };
+            let e = Entries::of(&row, seq, repo)?;
             for key in e.global {
                 expected.entry(trees::GLOBAL).or_default().insert(key);
             }
             for key in e.stats {
                 *stats.entry(key).or_default() += 1;
             }
-            if let Some(seq) = stored_meta(&key, &value)?.q {
-                expected
-                    .entry(trees::STREAM)
-                    .or_default()
-                    .insert(seq.to_be_bytes().to_vec());
-            }
+            expected
+                .entry(trees::STREAM)
+                .or_default()
+                .insert(seq.to_be_bytes().to_vec());
             expected
                 .entry(trees::BY_REPO_TIME)
                 .or_default()
