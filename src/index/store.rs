@@ -265,8 +265,8 @@ impl<'a> Prepared<'a> {
         Ok(Prepared::Owned(Box::new(PreparedBundle {
             rid: rid.clone(),
             manifest: bundle.manifest.clone(),
-            held: held::encode(
-                &serde_json::to_vec(&bundle.manifest)?,
+            held: held::encode_manifest(
+                &bundle.manifest,
                 keep_contents
                     .then(|| serde_json::to_vec(&bundle.contents))
                     .transpose()?
