@@ -19,6 +19,7 @@ use super::github::{
 };
 use super::held;
 use super::live::{LiveBatch, LiveFeed};
+use super::row_codec;
 use super::ApplyOutcome;
 use crate::protocol::{
     Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
@@ -555,7 +556,7 @@ fn is_zero(n: &u32) -> bool {
 
 /// What a stored row says of itself beyond the [`EventRow`].
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
-struct StoredMeta {
+pub(super) struct StoredMeta {
     /// Stream sequence number (`None` for rows written before schema 4 and not migrated yet).
     #[serde(default)]
     q: Option<u64>,
@@ -594,7 +595,25 @@ fn event_time() -> super::TimeSource {
     super::TimeSource::Event
 }
 
+/// A row as stored: the compact form ([`row_codec`]), or JSON for a row with a text too long for it.
 fn encode_row(row: &EventRow, meta: StoredMeta) -> Result<Vec<u8>, IndexError> {
+    let compact = row_codec::encode(
+        row,
+        row_codec::RowMeta {
+            q: meta.q,
+            r: meta.r,
+            v: meta.v,
+        },
+    );
+    match compact {
+        Some(bytes) => Ok(bytes),
+        None => encode_row_json(row, meta),
+    }
+}
+
+/// A row as JSON with short keys: what schema 4 wrote, and the form for a row with a text too long for
+/// [`row_codec`].
+pub(super) fn encode_row_json(row: &EventRow, meta: StoredMeta) -> Result<Vec<u8>, IndexError> {
     Ok(serde_json::to_vec(&StoredRowOut {
         t: &row.event_type,
         ts: &row.timestamp,
@@ -619,7 +638,20 @@ fn stream_number(key: &[u8], meta: &StoredMeta) -> Result<u64, IndexError> {
 }
 
 /// The sequence number, received time and version of a stored row.
-fn stored_meta(key: &[u8], bytes: &[u8]) -> Result<StoredMeta, IndexError> {
+pub(super) fn stored_meta(key: &[u8], bytes: &[u8]) -> Result<StoredMeta, IndexError> {
+    if bytes.first() == Some(&row_codec::MARK) {
+        return row_codec::meta(bytes)
+            .map(|m| StoredMeta {
+                q: m.q,
+                r: m.r,
+                v: m.v,
+            })
+            .ok_or_else(|| IndexError::Corrupt {
+                tree: trees::EVENTS,
+                key: printable(key),
+                problem: "the row is cut short or malformed".into(),
+            });
+    }
     decode::<StoredMeta>(trees::EVENTS, key, bytes)
 }
 
@@ -654,12 +686,26 @@ fn micros_text(micros: i64) -> String {
 }
 
 /// The row stored under `key` (an event RID).
-fn decode_row(key: &[u8], bytes: &[u8]) -> Result<EventRow, IndexError> {
-    let stored: StoredRowIn = decode(trees::EVENTS, key, bytes)?;
+pub(super) fn decode_row(key: &[u8], bytes: &[u8]) -> Result<EventRow, IndexError> {
     let corrupt = |problem: String| IndexError::Corrupt {
         tree: trees::EVENTS,
         key: printable(key),
         problem,
+    };
+    let stored = if bytes.first() == Some(&row_codec::MARK) {
+        let (row, _) = row_codec::decode(bytes)
+            .ok_or_else(|| corrupt("the row is cut short or malformed".into()))?;
+        StoredRowIn {
+            event_type: row.event_type,
+            timestamp: row.timestamp,
+            time_source: row.time_source,
+            commit_sha: row.commit_sha,
+            summary: row.summary,
+            action: row.action,
+            actor: row.actor,
+        }
+    } else {
+        decode::<StoredRowIn>(trees::EVENTS, key, bytes)?
     };
     let rid = std::str::from_utf8(key).map_err(|e| corrupt(format!("key is not UTF-8: {e}")))?;
     let event = Rid::parse(rid)

@@ -576,6 +576,27 @@ fn downgrade_to_schema_4(db: &sled::Db) {
             .unwrap();
     }
     tree("index.meta").remove("repo_id:last").unwrap();
+    // Rows as JSON with short keys, manifests as JSON.
+    for entry in events.iter() {
+        let (key, value) = entry.unwrap();
+        let row = super::store::decode_row(&key, &value).unwrap();
+        let meta = super::store::stored_meta(&key, &value).unwrap();
+        events
+            .insert(&key, super::store::encode_row_json(&row, meta).unwrap())
+            .unwrap();
+    }
+    let bundles = tree("index.bundles");
+    for entry in bundles.iter() {
+        let (key, value) = entry.unwrap();
+        let (manifest, contents) = crate::index::held::decode(&key, &value).unwrap();
+        let contents = contents.map(|c| serde_json::to_vec(&c).unwrap());
+        let old = crate::index::held::encode(
+            &serde_json::to_vec(&manifest).unwrap(),
+            contents.as_deref(),
+        )
+        .unwrap();
+        bundles.insert(&key, old).unwrap();
+    }
     let rid_of = |seq: &[u8]| stream.get(seq).unwrap().unwrap().to_vec();
     // `repo time seq` → `repo_rid ␀ time event_rid`, after a text part ending in ␀ (or none).
     let old_key = |key: &[u8], text: usize, with_repo: bool| -> Vec<u8> {
