@@ -15,6 +15,8 @@
 //! filtered by `event_type=push`, and their p50/p99. Last, the cold start: the store closed and opened again, timed
 //! until the first page is served.
 
+#[path = "../tests/support/disk.rs"]
+mod disk;
 #[path = "../tests/support/webhooks.rs"]
 mod webhooks;
 
@@ -240,21 +242,6 @@ fn peak_rss() -> u64 {
         * 1024
 }
 
-fn dir_size(path: &std::path::Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mix {
     /// The synthetic 4.3 KB bundles of [`event`].
@@ -383,7 +370,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         },
     );
     db.flush().expect("flush");
-    let on_disk = dir_size(&db_path);
+    let on_disk = disk::dir_size(&db_path);
     // What the trees hold (keys and values), to tell the data from sled's own overhead and garbage.
     let mut live = 0u64;
     let mut by_tree = Vec::new();

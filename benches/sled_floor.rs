@@ -12,27 +12,15 @@
 //! two hot counters, over ten trees, 256 events per transaction and a flush after each, as the writer does. What it
 //! measures is the rate the index can never beat on sled with this many keys per event (issue 10's notes).
 
+#[path = "../tests/support/disk.rs"]
+mod disk;
+
 use std::time::Instant;
 
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
 const PER_TRANSACTION: u64 = 256;
-
-fn dir_size(path: &std::path::Path) -> u64 {
-    std::fs::read_dir(path)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| match e.metadata() {
-                    Ok(m) if m.is_dir() => dir_size(&e.path()),
-                    Ok(m) => m.len(),
-                    Err(_) => 0,
-                })
-                .sum()
-        })
-        .unwrap_or(0)
-}
 
 fn main() {
     // `cargo test --all-targets` runs this once, small, as a smoke test.
@@ -103,7 +91,7 @@ fn main() {
         if long_keys { "long" } else { "20-byte" },
         elapsed.as_secs_f64() * 1e6 / events as f64,
         events as f64 / elapsed.as_secs_f64(),
-        dir_size(dir.path()) as f64 / events as f64,
+        disk::dir_size(dir.path()) as f64 / events as f64,
         live as f64 / events as f64,
     );
 }

@@ -749,21 +749,25 @@ fn answers(
     )
 }
 
-#[test]
-fn a_schema_4_store_is_upgraded_in_place_and_answers_the_same() {
+/// A store holding the fixture bundles, and its index.
+fn fixture_store() -> (tempfile::TempDir, sled::Db, Index) {
     let dir = tempfile::tempdir().unwrap();
     let db = sled::open(dir.path().join("db")).unwrap();
-    let before = {
-        let index = Index::open(&db).unwrap();
-        for b in fixture_bundles() {
-            index.apply_bundle(&b).unwrap();
-        }
-        index.add_repository("octo-org/added-by-hand").unwrap();
-        let before = answers(&index);
-        assert!(before.4.iter().all(|list| !list.is_empty()), "{before:#?}");
-        downgrade_to_schema_4(&db);
-        before
-    };
+    let index = Index::open(&db).unwrap();
+    for b in fixture_bundles() {
+        index.apply_bundle(&b).unwrap();
+    }
+    (dir, db, index)
+}
+
+#[test]
+fn a_schema_4_store_is_upgraded_in_place_and_answers_the_same() {
+    let (_dir, db, index) = fixture_store();
+    index.add_repository("octo-org/added-by-hand").unwrap();
+    let before = answers(&index);
+    assert!(before.4.iter().all(|list| !list.is_empty()), "{before:#?}");
+    drop(index);
+    downgrade_to_schema_4(&db);
     let index = Index::open(&db).unwrap();
     assert_consistent(&index);
     assert_eq!(answers(&index), before);
@@ -787,17 +791,10 @@ fn a_schema_4_store_is_upgraded_in_place_and_answers_the_same() {
 
 #[test]
 fn a_schema_1_store_is_upgraded_in_place_and_answers_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path().join("db")).unwrap();
-    let before = {
-        let index = Index::open(&db).unwrap();
-        for b in fixture_bundles() {
-            index.apply_bundle(&b).unwrap();
-        }
-        let before = answers(&index);
-        downgrade_to_schema_1(&db, &index);
-        before
-    };
+    let (_dir, db, index) = fixture_store();
+    let before = answers(&index);
+    downgrade_to_schema_1(&db, &index);
+    drop(index);
     let index = Index::open(&db).unwrap();
     let names: Vec<_> = db.tree_names();
     assert!(!names.iter().any(|n| n.as_ref() == b"index.manifests"));
