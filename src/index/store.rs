@@ -1932,18 +1932,26 @@ impl Index {
             .map(Some)
     }
 
-    /// One event with its bundle.
-    pub fn event(&self, rid: &Rid) -> Result<Option<EventDetails>, IndexError> {
-        let key = rid.as_str().as_bytes();
-        let Some(bytes) = self.events.get(key)? else {
+    /// An event's stored row and its held value; `None` when the event has no row.
+    fn row_and_held(&self, key: &[u8]) -> Result<Option<(IVec, IVec)>, IndexError> {
+        let Some(row) = self.events.get(key)? else {
             return Ok(None);
         };
-        let row = decode_row(key, &bytes)?;
-        let value = self.bundles.get(key)?.ok_or_else(|| IndexError::Corrupt {
+        let held = self.bundles.get(key)?.ok_or_else(|| IndexError::Corrupt {
             tree: trees::BUNDLES,
             key: printable(key),
             problem: "the event row has no cached bundle".into(),
         })?;
+        Ok(Some((row, held)))
+    }
+
+    /// One event with its bundle.
+    pub fn event(&self, rid: &Rid) -> Result<Option<EventDetails>, IndexError> {
+        let key = rid.as_str().as_bytes();
+        let Some((bytes, value)) = self.row_and_held(key)? else {
+            return Ok(None);
+        };
+        let row = decode_row(key, &bytes)?;
         let (manifest, contents) = held::decode(key, &value)?;
         Ok(Some(EventDetails {
             row,
@@ -1978,15 +1986,10 @@ impl Index {
     /// it was received; `None` when the event has no row.
     #[allow(clippy::type_complexity)]
     fn held_versions(&self, rid: &[u8]) -> Result<Option<Vec<(Option<i64>, Vec<u8>)>>, IndexError> {
-        let Some(row) = self.events.get(rid)? else {
+        let Some((row, current)) = self.row_and_held(rid)? else {
             return Ok(None);
         };
         let meta = stored_meta(rid, &row)?;
-        let current = self.bundles.get(rid)?.ok_or_else(|| IndexError::Corrupt {
-            tree: trees::BUNDLES,
-            key: printable(rid),
-            problem: "the event row has no cached bundle".into(),
-        })?;
         let mut versions = vec![(meta.r, current.to_vec())];
         let prefix = [rid, &[SEP]].concat();
         for entry in self
