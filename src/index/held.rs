@@ -34,10 +34,24 @@ const COMPACT: u8 = 2;
 const HASH_TEXT: u8 = 4;
 /// `flags` bit: the compact manifest's other keys are koi-net's standard `@context`.
 const KOI_CONTEXT: u8 = 8;
+/// `flags` bit: the contents were compressed with [`CONTENTS_DICTIONARY`].
+const DICTIONARY: u8 = 16;
+
+/// A zstd raw-content dictionary for bundle contents: GitHub event contents of the shapes the sensors send
+/// (`tests/fixtures/github-event-contents.json`, concatenated), so the keys, URLs and objects every event repeats
+/// cost a few bytes each. About 17 % smaller contents, and faster to compress (README, Benchmarks). **Never change
+/// this file**: values written with it need it to be read. A better dictionary gets a file and a flag of its own.
+static CONTENTS_DICTIONARY: &[u8] = include_bytes!("contents-dictionary.json");
+
+/// [`CONTENTS_DICTIONARY`] prepared once for compressing and for decompressing.
+static COMPRESSION_DICTIONARY: std::sync::LazyLock<CDict<'static>> =
+    std::sync::LazyLock::new(|| CDict::create(CONTENTS_DICTIONARY, LEVEL));
+static DECOMPRESSION_DICTIONARY: std::sync::LazyLock<DDict<'static>> =
+    std::sync::LazyLock::new(|| DDict::create(CONTENTS_DICTIONARY));
 /// zstd level: 3 is zstd's default, a good ratio at a few hundred MB/s on this machine's core.
 const LEVEL: i32 = 3;
 
-use zstd::zstd_safe::{CCtx, DCtx};
+use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
 
 thread_local! {
     /// One compression context per thread: creating one costs about as much as compressing a small bundle.
@@ -71,6 +85,36 @@ pub fn compress(json: &[u8]) -> Result<Vec<u8>, IndexError> {
     Ok(out)
 }
 
+/// Contents JSON compressed with [`CONTENTS_DICTIONARY`], with this thread's context.
+fn compress_contents(json: &[u8]) -> Result<Vec<u8>, IndexError> {
+    let mut out = Vec::with_capacity(zstd::zstd_safe::compress_bound(json.len()));
+    COMPRESSOR
+        .with(|cctx| {
+            cctx.borrow_mut()
+                .compress_using_cdict(&mut out, json, &COMPRESSION_DICTIONARY)
+        })
+        .map_err(|code| encode_error(zstd_error(code)))?;
+    Ok(out)
+}
+
+/// What [`compress_contents`] wrote, decompressed.
+fn decompress_contents(frame: &[u8]) -> std::io::Result<Vec<u8>> {
+    let size = zstd::zstd_safe::get_frame_content_size(frame);
+    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR || size > MAX_ONE_SHOT {
+        return Err(std::io::Error::other(
+            "the frame does not say its size (not written by this program)",
+        ));
+    }
+    let mut out = Vec::with_capacity(size as usize);
+    DECOMPRESSOR
+        .with(|dctx| {
+            dctx.borrow_mut()
+                .decompress_using_ddict(&mut out, frame, &DECOMPRESSION_DICTIONARY)
+        })
+        .map_err(zstd_error)?;
+    Ok(out)
+}
+
 /// A zstd frame decompressed, with this thread's context.
 pub fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(frame);
@@ -96,8 +140,9 @@ pub fn encode_manifest(
     manifest: &Manifest,
     contents_json: Option<&[u8]>,
 ) -> Result<Vec<u8>, IndexError> {
-    let compressed = contents_json.map(compress).transpose()?;
+    let compressed = contents_json.map(compress_contents).transpose()?;
     let (flags, compact) = compact_manifest(manifest)?;
+    let flags = flags | if compressed.is_some() { DICTIONARY } else { 0 };
     assemble(flags, &compact, compressed.as_deref())
 }
 
@@ -240,7 +285,7 @@ pub fn without_contents(key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>, Ind
     let (flags, manifest, contents) = split(key, value)?;
     match contents {
         None => Ok(None),
-        Some(_) => assemble(flags & !CONTENTS, manifest, None).map(Some),
+        Some(_) => assemble(flags & !(CONTENTS | DICTIONARY), manifest, None).map(Some),
     }
 }
 
@@ -256,8 +301,12 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<(Manifest, Option<Contents>), 
     let contents = match compressed {
         None => None,
         Some(c) => {
-            let json = decompress(c)
-                .map_err(|e| corrupt(key, format!("cannot decompress the contents: {e}")))?;
+            let json = if flags & DICTIONARY != 0 {
+                decompress_contents(c)
+            } else {
+                decompress(c)
+            }
+            .map_err(|e| corrupt(key, format!("cannot decompress the contents: {e}")))?;
             Some(
                 serde_json::from_slice(&json)
                     .map_err(|e| corrupt(key, format!("cannot decode the contents: {e}")))?,
@@ -338,6 +387,46 @@ mod tests {
         )
         .unwrap();
         assert_eq!(koi.len(), 5 + 1 + 20 + 32, "a koi-net manifest in 58 bytes");
+    }
+
+    #[test]
+    fn contents_are_compressed_with_the_dictionary_and_read_back() {
+        let key = b"orn:github.event:a/b:1";
+        let m = manifest_with(
+            "2026-11-24T12:00:00Z",
+            &"ab".repeat(32),
+            serde_json::json!({}),
+        );
+        let webhook = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/webhooks/push.json"
+        ))
+        .unwrap();
+        let doc: serde_json::Value = serde_json::from_slice(&webhook).unwrap();
+        let contents = serde_json::to_vec(&doc["contents"]).unwrap();
+        let with = encode_manifest(&m, Some(&contents)).unwrap();
+        assert_ne!(with[0] & DICTIONARY, 0);
+        let plain = encode(&serde_json::to_vec(&m).unwrap(), Some(&contents)).unwrap();
+        assert_eq!(plain[0] & DICTIONARY, 0);
+        assert_eq!(decode(key, &with).unwrap(), decode(key, &plain).unwrap());
+        let (_, _, with_c) = split(key, &with).unwrap();
+        let (_, _, plain_c) = split(key, &plain).unwrap();
+        assert!(
+            with_c.unwrap().len() < plain_c.unwrap().len(),
+            "the dictionary makes a webhook smaller: {} against {}",
+            with_c.unwrap().len(),
+            plain_c.unwrap().len()
+        );
+        // A tombstone drops the contents and the flag with them.
+        let tomb = without_contents(key, &with).unwrap().unwrap();
+        assert_eq!(tomb[0] & (CONTENTS | DICTIONARY), 0);
+        assert_eq!(decode(key, &tomb).unwrap().1, None);
+        // Contents that claim the dictionary but are not a frame of it are an error, not a panic.
+        let mut bad = with.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        bad.truncate(bad.len() - 3);
+        assert!(decode(key, &bad).is_err());
     }
 
     #[test]
