@@ -245,9 +245,8 @@ impl<'a> Prepared<'a> {
                 Err(e) => return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string()))),
             };
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
+            // Checked here, so that writing cannot fail on it: it is all `Entries::of` can fail on.
             let at = row_micros(&row)?;
-            // Checked here so that writing cannot fail on it.
-            Entries::of(&row, 0, 0)?;
             (
                 repo_details_from_event(&event.full_name(), &bundle.contents),
                 at,
