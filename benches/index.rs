@@ -280,7 +280,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         },
     )
     .expect("open index");
-    let inbox = Inbox::open(&db).expect("open inbox");
+    let inbox = Inbox::open(&store.inbox_dir(), &db).expect("open inbox");
     let source = Rid::parse(
         "orn:koi-net.node:bench_sensor+0000000000000000000000000000000000000000000000000000000000000000",
     )
@@ -313,7 +313,6 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         std::thread::scope(|scope| {
             let inbox_w = inbox.clone();
             let source = &source;
-            let db_w = db.clone();
             scope.spawn(move || {
                 for batch in batches {
                     let events: Vec<Event> = batch
@@ -324,7 +323,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
                         })
                         .collect();
                     inbox_w.push(source, events, true).expect("inbox push");
-                    db_w.flush().expect("flush inbox");
+                    inbox_w.flush().expect("flush inbox");
                     // A wake-up, never a wait: the writer may be done reading already.
                     let _ = pushed_tx.try_send(());
                 }

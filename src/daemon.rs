@@ -14,6 +14,7 @@ use crate::api::NodeStatus;
 use crate::config::{ActionConfig, Config};
 use crate::index::{DeadLetters, Index, IndexOptions};
 use crate::node::identity::Identity;
+use crate::node::inbox::Inbox;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
 use crate::protocol::Timestamp;
 use crate::storage::{self, StoreOptions};
@@ -87,10 +88,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         poll_log: poll_log.clone(),
     };
+    let inbox = Inbox::open(&store.inbox_dir(), &db)
+        .with_context(|| format!("cannot open the inbox in {}", store.inbox_dir().display()))?;
     let node = Node::new(
         settings,
         identity.clone(),
         db.clone(),
+        inbox,
         index.clone(),
         dead_letters.clone(),
         node_telemetry,

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 /// Name of our lock file inside the database directory.
 const LOCK_FILE: &str = "koi-github-indexer.lock";
+/// The inbox's directory inside the store ([`Store::inbox_dir`]).
+const INBOX_DIR: &str = "inbox";
 /// How long a closing handle of this same process is waited for.
 const SAME_PROCESS_WAIT: Duration = Duration::from_secs(1);
 /// sled's page cache when nothing is configured (sled's own default is 1 GiB).
@@ -52,7 +54,17 @@ pub enum StorageError {
 pub struct Store {
     /// The database. Clone it freely; the lock lives as long as this `Store`.
     pub db: sled::Db,
+    /// The store's directory.
+    pub path: PathBuf,
     _lock: File,
+}
+
+impl Store {
+    /// Where the node's inbox keeps its segment files: inside the store's directory, so the store's lock covers
+    /// it and a backup or move of the directory takes the events in flight along.
+    pub fn inbox_dir(&self) -> PathBuf {
+        self.path.join(INBOX_DIR)
+    }
 }
 
 /// How to open the store.
@@ -104,7 +116,13 @@ pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
             .use_compression(options.compression)
             .open()
         {
-            Ok(db) => return Ok(Store { db, _lock: lock }),
+            Ok(db) => {
+                return Ok(Store {
+                    db,
+                    path: path.to_owned(),
+                    _lock: lock,
+                })
+            }
             Err(sled::Error::Io(_)) if started.elapsed() < SAME_PROCESS_WAIT => {
                 std::thread::sleep(Duration::from_millis(20));
             }

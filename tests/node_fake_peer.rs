@@ -265,10 +265,12 @@ impl Harness {
             poll_log: poll_log.clone(),
         };
         let dead_letters = DeadLetters::open(&db, 1000).unwrap();
+        let inbox = koi_github_indexer::node::inbox::Inbox::open(&store.inbox_dir(), &db).unwrap();
         let node = Node::new(
             settings,
             identity,
             db,
+            inbox,
             index.clone(),
             dead_letters.clone(),
             telemetry,

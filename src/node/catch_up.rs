@@ -200,10 +200,6 @@ impl Node {
                     return Err(CatchUp::Failed);
                 }
             }
-            if let Err(e) = self.db.flush_async().await {
-                tracing::error!(error = %e, "flush during catch-up failed; will retry");
-                return Err(CatchUp::Failed);
-            }
             self.wake_writer.notify();
         }
         Ok(queued)

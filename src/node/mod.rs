@@ -35,6 +35,7 @@ pub mod membership;
 pub mod pipeline;
 pub mod poller;
 pub mod scheduler;
+pub mod segment_log;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -187,6 +188,7 @@ impl Node {
         settings: NodeSettings,
         identity: Identity,
         db: sled::Db,
+        inbox: Inbox,
         index: Index,
         dead_letters: DeadLetters,
         telemetry: NodeTelemetry,
@@ -194,7 +196,7 @@ impl Node {
         Ok(Arc::new(Node {
             client: KoiClient::new(identity.clone(), settings.max_response),
             graph: Graph::open(&db)?,
-            inbox: Inbox::open(&db)?,
+            inbox,
             settings,
             identity,
             db,
@@ -291,6 +293,10 @@ impl Node {
             .map_err(|e| NodeError::Writer(e.to_string()))?;
         joined.map_err(|_| NodeError::Writer("the writer thread panicked".into()))?;
         self.db.flush_async().await?;
+        let inbox = self.inbox.clone();
+        tokio::task::spawn_blocking(move || inbox.flush())
+            .await
+            .map_err(|e| NodeError::Writer(e.to_string()))??;
         let left = self.inbox.len();
         Ok(left)
     }

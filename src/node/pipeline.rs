@@ -120,12 +120,12 @@ impl Node {
         for entry in entries {
             let (key, entry) = match entry {
                 Ok(pair) => pair,
-                Err(InboxError::Corrupt { key, source }) => {
+                Err(InboxError::Corrupt { key, reason }) => {
                     rejections.push(Rejection {
                         rid: String::new(),
                         source: "inbox".into(),
                         reason: RejectReason::Malformed.as_str(),
-                        detail: format!("unreadable inbox entry {key}: {source}"),
+                        detail: format!("unreadable inbox entry {key}: {reason}"),
                         item: String::new(),
                     });
                     done.push(key);

@@ -42,13 +42,7 @@ impl Node {
                 })
                 .await;
                 let stored = match stored {
-                    Ok(Ok(n)) => self
-                        .db
-                        .flush_async()
-                        .await
-                        .map(|_| n)
-                        .map_err(InboxError::from),
-                    Ok(Err(e)) => Err(e),
+                    Ok(result) => result,
                     Err(e) => {
                         tracing::error!(neighbour = %peer.rid, error = %e, "storing polled events failed");
                         return;
@@ -92,7 +86,7 @@ impl Node {
 
     /// Reads each polled item on its own: bad ones are rejected one by one; events with contents are checked
     /// against their manifest's hash here (off the runtime, beside the writer's work) and bad ones rejected; the
-    /// rest are appended to the inbox (not yet flushed). Blocking.
+    /// rest are appended to the inbox and synced. Blocking.
     pub(super) fn screen_and_store(
         &self,
         source: &Rid,
@@ -116,7 +110,9 @@ impl Node {
             }
         }
         self.reject(rejections);
-        self.inbox.push(source, good, true)
+        let stored = self.inbox.push(source, good, true)?;
+        self.inbox.flush()?;
+        Ok(stored)
     }
 
     /// A verified answer: the neighbour is healthy again, and if it had been failing it may have lost what it

@@ -1,0 +1,906 @@
+//! A durable queue of byte records in append-only segment files: what the inbox is stored in.
+//!
+//! Why not a sled tree: an inbox entry is written once, read once and removed. In sled that is an insert and a
+//! removal of a value of about 1.5 KB, each copying a leaf of the tree, and both stay in sled's log as garbage
+//! until sled cleans the segment they are in. Here an entry is part of one `write`, a removal is a few bytes, and
+//! a segment file is deleted whole once every entry in it is done.
+//!
+//! # Layout
+//! Files `<segment number, 20 digits>.seg` in one directory, oldest first. Each holds records:
+//!
+//! `[kind: u8][seq: u64 LE][payload length: u32 LE][CRC-32 of the 13 bytes before it and the payload: u32 LE][payload]`
+//!
+//! * kind [`ENTRY`]: the payload is an entry, `seq` its number (increasing in arrival order);
+//! * kind [`REMOVED`]: the payload is the numbers of entries that are done, as `u64 LE` each (`seq` is 0).
+//!
+//! # Recovery
+//! [`SegmentLog::open`] reads every segment in order: an entry is waiting until a later removal names it. A record
+//! cut short or failing its check at the end of the newest segment is a write torn by a crash, and the file is cut
+//! back to before it. Anywhere else it is damage: the rest of that segment cannot be delimited, so it is skipped,
+//! and [`Recovery::damaged`] says where.
+//!
+//! # Why deleting segments is safe
+//! Segments are deleted oldest first, once none of their entries waits. A removal is always written to the newest
+//! segment, so it names entries of its own segment or older ones: deleting in order never deletes a removal whose
+//! entry is still on disk, and a deletion lost in a crash brings back only entries whose removals survive. An
+//! entry that waits long (for a neighbour) would keep every newer segment on disk; so when more than
+//! [`Limits::max_segments`] segments exist, the oldest one's waiting entries are copied to the newest, synced, and it goes.
+//! A crash between the copy and the deletion leaves two copies with one number, which recovery reads as one.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Record kind: an entry.
+const ENTRY: u8 = 1;
+/// Record kind: entries that are done.
+const REMOVED: u8 = 2;
+/// `kind`, `seq`, `length`, `crc`.
+const HEADER: usize = 1 + 8 + 4 + 4;
+/// A record longer than this is damage, not data (an inbox entry is a few KB; a poll response is capped far
+/// below this by `poll.max_response`).
+const MAX_PAYLOAD: u32 = 256 * 1024 * 1024;
+
+/// When segments are started and deleted.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A segment takes appends until it is this long.
+    pub segment_bytes: u64,
+    /// More segments than this: the oldest one's waiting entries are moved to the newest (see the module docs).
+    pub max_segments: usize,
+    /// The newest segment is deleted as soon as nothing waits in it once it is this long; smaller, it is kept
+    /// for the next appends, so a quiet node does not create and delete a file on every poll.
+    pub drained_bytes: u64,
+}
+
+impl Default for Limits {
+    /// 8 MiB segments (about 5,000 prepared GitHub events), at most 8 of them behind one long-waiting entry.
+    fn default() -> Self {
+        Limits {
+            segment_bytes: 8 * 1024 * 1024,
+            max_segments: 8,
+            drained_bytes: 1024 * 1024,
+        }
+    }
+}
+/// Segment file extension.
+const EXTENSION: &str = "seg";
+
+/// A segment log problem.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// A file operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("cannot write to", …).
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The system's error.
+        source: io::Error,
+    },
+}
+
+/// Why a record could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Reading the file failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The bytes on disk are not what was written.
+    #[error("record {seq} in {} fails its check (the file was changed or damaged)", path.display())]
+    Damaged {
+        /// The record's number.
+        seq: u64,
+        /// Its segment file.
+        path: PathBuf,
+    },
+}
+
+/// What [`SegmentLog::open`] found.
+#[derive(Debug, Default)]
+pub struct Recovery {
+    /// Entries waiting.
+    pub waiting: usize,
+    /// Bytes of a torn last write that were cut off the newest segment.
+    pub torn_bytes: u64,
+    /// Segments with damage before their end: the file, the offset of the damage, the bytes skipped after it.
+    pub damaged: Vec<(PathBuf, u64, u64)>,
+}
+
+/// Where a waiting entry is.
+#[derive(Debug, Clone, Copy)]
+struct Location {
+    segment: u64,
+    offset: u64,
+    len: u32,
+}
+
+#[derive(Debug)]
+struct Segment {
+    path: PathBuf,
+    file: Arc<File>,
+    /// Bytes written (the next append's offset).
+    len: u64,
+    /// Entries in it still waiting.
+    waiting: usize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// By number, oldest first; the last is the one appended to.
+    segments: BTreeMap<u64, Segment>,
+    /// Waiting entries by number: arrival order.
+    waiting: BTreeMap<u64, Location>,
+    next_seq: u64,
+    next_segment: u64,
+}
+
+/// The log. Appends, removals and reads may come from any thread; reads do not block appends while they read.
+#[derive(Debug)]
+pub struct SegmentLog {
+    dir: PathBuf,
+    limits: Limits,
+    state: Mutex<State>,
+}
+
+impl SegmentLog {
+    /// Opens the log in `dir` (created if missing) and recovers what it holds.
+    pub fn open(dir: &Path) -> Result<(SegmentLog, Recovery), LogError> {
+        SegmentLog::open_with(dir, Limits::default())
+    }
+
+    /// [`SegmentLog::open`] with other limits.
+    pub fn open_with(dir: &Path, limits: Limits) -> Result<(SegmentLog, Recovery), LogError> {
+        let io_error = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| LogError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
+        let mut numbers = Vec::new();
+        for item in std::fs::read_dir(dir).map_err(io_error("cannot list", dir))? {
+            let item = item.map_err(io_error("cannot list", dir))?;
+            let path = item.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+                continue;
+            }
+            if let Some(n) = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                numbers.push(n);
+            }
+        }
+        numbers.sort_unstable();
+        let mut state = State::default();
+        let mut recovery = Recovery::default();
+        let newest = numbers.last().copied();
+        for number in numbers {
+            let path = segment_path(dir, number);
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(io_error("cannot open", &path))?;
+            let file_len = file
+                .metadata()
+                .map_err(io_error("cannot read", &path))?
+                .len();
+            // Streamed, not read whole: recovery costs a buffer, whatever the segments hold.
+            let mut reader = io::BufReader::with_capacity(64 * 1024, &file);
+            let mut payload = Vec::new();
+            let mut offset = 0u64;
+            while offset < file_len {
+                let Some((kind, seq)) = next_record(&mut reader, &mut payload)
+                    .map_err(io_error("cannot read", &path))?
+                else {
+                    break;
+                };
+                match kind {
+                    ENTRY => {
+                        let location = Location {
+                            segment: number,
+                            offset,
+                            len: payload.len() as u32,
+                        };
+                        if let Some(moved) = state.waiting.insert(seq, location) {
+                            // A copy made before a crash (module docs): the newer one stands.
+                            if let Some(segment) = state.segments.get_mut(&moved.segment) {
+                                segment.waiting = segment.waiting.saturating_sub(1);
+                            }
+                        }
+                        state.next_seq = state.next_seq.max(seq + 1);
+                    }
+                    _ => {
+                        for done in payload.chunks_exact(8) {
+                            let done = u64::from_le_bytes(done.try_into().unwrap_or_default());
+                            let Some(location) = state.waiting.remove(&done) else {
+                                continue;
+                            };
+                            // This segment's own count is taken when it has been read.
+                            if let Some(segment) = state.segments.get_mut(&location.segment) {
+                                segment.waiting = segment.waiting.saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+                offset += (HEADER + payload.len()) as u64;
+            }
+            let mut len = file_len;
+            if offset < file_len {
+                let rest = file_len - offset;
+                if Some(number) == newest {
+                    file.set_len(offset)
+                        .and_then(|()| file.sync_data())
+                        .map_err(io_error("cannot cut a torn write off", &path))?;
+                    recovery.torn_bytes = rest;
+                    len = offset;
+                } else {
+                    recovery.damaged.push((path.clone(), offset, rest));
+                }
+            }
+            let waiting = state
+                .waiting
+                .values()
+                .filter(|l| l.segment == number)
+                .count();
+            state.segments.insert(
+                number,
+                Segment {
+                    path,
+                    file: Arc::new(file),
+                    len,
+                    waiting,
+                },
+            );
+            state.next_segment = number + 1;
+        }
+        state.next_seq = state.next_seq.max(1);
+        recovery.waiting = state.waiting.len();
+        let log = SegmentLog {
+            dir: dir.to_owned(),
+            limits,
+            state: Mutex::new(state),
+        };
+        // Segments left with nothing waiting (a deletion lost in a crash) go now.
+        log.delete_drained(&mut log.lock())?;
+        Ok((log, recovery))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves the state as consistent as any write it was making: the
+        // maps are updated only after the file write succeeded.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Appends entries, in order, in one write; returns their numbers. Not synced: call [`SegmentLog::sync`]
+    /// before telling anyone they are stored.
+    pub fn append(&self, payloads: &[Vec<u8>]) -> Result<Vec<u64>, LogError> {
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut state = self.lock();
+        let first = state.next_seq;
+        let mut buffer =
+            Vec::with_capacity(payloads.iter().map(|p| HEADER + p.len()).sum::<usize>());
+        for (i, payload) in payloads.iter().enumerate() {
+            encode_record(&mut buffer, ENTRY, first + i as u64, payload);
+        }
+        let (segment, offset) = self.write(&mut state, &buffer)?;
+        let mut at = offset;
+        let mut numbers = Vec::with_capacity(payloads.len());
+        for (i, payload) in payloads.iter().enumerate() {
+            let seq = first + i as u64;
+            state.waiting.insert(
+                seq,
+                Location {
+                    segment,
+                    offset: at,
+                    len: payload.len() as u32,
+                },
+            );
+            at += (HEADER + payload.len()) as u64;
+            numbers.push(seq);
+        }
+        state.next_seq = first + payloads.len() as u64;
+        if let Some(s) = state.segments.get_mut(&segment) {
+            s.waiting += payloads.len();
+        }
+        Ok(numbers)
+    }
+
+    /// Appends `payload` as a new entry and removes entry `old`, in one write; returns the new entry's number.
+    pub fn replace(&self, old: u64, payload: &[u8]) -> Result<u64, LogError> {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        let mut buffer = Vec::with_capacity(2 * HEADER + payload.len() + 8);
+        encode_record(&mut buffer, ENTRY, seq, payload);
+        encode_record(&mut buffer, REMOVED, 0, &old.to_le_bytes());
+        let (segment, offset) = self.write(&mut state, &buffer)?;
+        state.next_seq = seq + 1;
+        state.waiting.insert(
+            seq,
+            Location {
+                segment,
+                offset,
+                len: payload.len() as u32,
+            },
+        );
+        if let Some(s) = state.segments.get_mut(&segment) {
+            s.waiting += 1;
+        }
+        Self::forget(&mut state, &[old]);
+        self.delete_drained(&mut state)?;
+        Ok(seq)
+    }
+
+    /// Marks entries done. Not synced: a removal lost in a crash makes its entries wait again, which the caller
+    /// must be able to bear (the inbox is: indexing is idempotent).
+    pub fn remove(&self, numbers: &[u64]) -> Result<(), LogError> {
+        if numbers.is_empty() {
+            return Ok(());
+        }
+        let mut state = self.lock();
+        let mut payload = Vec::with_capacity(numbers.len() * 8);
+        for n in numbers {
+            payload.extend_from_slice(&n.to_le_bytes());
+        }
+        let mut buffer = Vec::with_capacity(HEADER + payload.len());
+        encode_record(&mut buffer, REMOVED, 0, &payload);
+        self.write(&mut state, &buffer)?;
+        Self::forget(&mut state, numbers);
+        self.delete_drained(&mut state)
+    }
+
+    /// Up to `max` waiting entries, oldest first, leaving out those `skip` says to. The files are read without
+    /// holding the lock.
+    pub fn read(
+        &self,
+        max: usize,
+        skip: impl Fn(u64) -> bool,
+    ) -> Vec<(u64, Result<Vec<u8>, ReadError>)> {
+        let wanted: Vec<(u64, Location, Arc<File>, PathBuf)> = {
+            let state = self.lock();
+            state
+                .waiting
+                .iter()
+                .filter(|(seq, _)| !skip(**seq))
+                .take(max)
+                .filter_map(|(seq, location)| {
+                    let segment = state.segments.get(&location.segment)?;
+                    Some((
+                        *seq,
+                        *location,
+                        Arc::clone(&segment.file),
+                        segment.path.clone(),
+                    ))
+                })
+                .collect()
+        };
+        wanted
+            .into_iter()
+            .map(|(seq, location, file, path)| (seq, read_entry(&file, &path, seq, location)))
+            .collect()
+    }
+
+    /// Makes every append so far durable.
+    pub fn sync(&self) -> Result<(), LogError> {
+        let newest = {
+            let state = self.lock();
+            state
+                .segments
+                .values()
+                .next_back()
+                .map(|s| (Arc::clone(&s.file), s.path.clone()))
+        };
+        match newest {
+            Some((file, path)) => file.sync_data().map_err(|source| LogError::Io {
+                action: "cannot sync",
+                path,
+                source,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Entries waiting.
+    pub fn len(&self) -> usize {
+        self.lock().waiting.len()
+    }
+
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Segment files on disk (tests and tools).
+    pub fn segments(&self) -> usize {
+        self.lock().segments.len()
+    }
+
+    /// Writes `bytes` at the end of the newest segment (a new one when it is full); returns the segment and the
+    /// offset written at. On failure the segment is cut back, so a failed write leaves nothing behind.
+    fn write(&self, state: &mut State, bytes: &[u8]) -> Result<(u64, u64), LogError> {
+        let full = match state.segments.values().next_back() {
+            Some(newest) => newest.len >= self.limits.segment_bytes,
+            None => true,
+        };
+        if full {
+            self.start_segment(state)?;
+        }
+        let Some((&number, segment)) = state.segments.iter_mut().next_back() else {
+            unreachable!("a segment was just started");
+        };
+        let offset = segment.len;
+        if let Err(source) = segment.file.write_all_at(bytes, offset) {
+            let _ = segment.file.set_len(offset);
+            return Err(LogError::Io {
+                action: "cannot write to",
+                path: segment.path.clone(),
+                source,
+            });
+        }
+        segment.len += bytes.len() as u64;
+        Ok((number, offset))
+    }
+
+    /// Starts a new newest segment: the previous one is synced first (a sync then only has to cover the newest),
+    /// and when there are too many, the oldest one's waiting entries move into the new one.
+    fn start_segment(&self, state: &mut State) -> Result<(), LogError> {
+        if let Some(previous) = state.segments.values().next_back() {
+            previous.file.sync_data().map_err(|source| LogError::Io {
+                action: "cannot sync",
+                path: previous.path.clone(),
+                source,
+            })?;
+        }
+        let number = state.next_segment;
+        let path = segment_path(&self.dir, number);
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|source| LogError::Io {
+                action: "cannot create",
+                path: path.clone(),
+                source,
+            })?;
+        sync_dir(&self.dir)?;
+        state.next_segment = number + 1;
+        state.segments.insert(
+            number,
+            Segment {
+                path,
+                file: Arc::new(file),
+                len: 0,
+                waiting: 0,
+            },
+        );
+        if state.segments.len() > self.limits.max_segments {
+            self.move_oldest(state)?;
+        }
+        Ok(())
+    }
+
+    /// Copies the oldest segment's waiting entries into the newest, syncs, and deletes the oldest.
+    fn move_oldest(&self, state: &mut State) -> Result<(), LogError> {
+        let Some((&oldest, segment)) = state.segments.iter().next() else {
+            return Ok(());
+        };
+        let (file, path) = (Arc::clone(&segment.file), segment.path.clone());
+        let moving: Vec<(u64, Location)> = state
+            .waiting
+            .iter()
+            .filter(|(_, l)| l.segment == oldest)
+            .map(|(seq, l)| (*seq, *l))
+            .collect();
+        let mut buffer = Vec::new();
+        let mut payloads = Vec::with_capacity(moving.len());
+        for (_, location) in &moving {
+            // An entry that cannot be read back is moved as it is: whoever reads it is told.
+            let mut payload = vec![0; HEADER + location.len as usize];
+            file.read_exact_at(&mut payload, location.offset)
+                .map_err(|source| LogError::Io {
+                    action: "cannot read",
+                    path: path.clone(),
+                    source,
+                })?;
+            payloads.push(payload.len() - HEADER);
+            buffer.extend_from_slice(&payload);
+        }
+        let Some((&newest, target)) = state.segments.iter_mut().next_back() else {
+            return Ok(());
+        };
+        let start = target.len;
+        target
+            .file
+            .write_all_at(&buffer, start)
+            .and_then(|()| target.file.sync_data())
+            .map_err(|source| LogError::Io {
+                action: "cannot write to",
+                path: target.path.clone(),
+                source,
+            })?;
+        target.len += buffer.len() as u64;
+        target.waiting += moving.len();
+        let mut at = start;
+        for ((seq, _), len) in moving.iter().zip(payloads) {
+            state.waiting.insert(
+                *seq,
+                Location {
+                    segment: newest,
+                    offset: at,
+                    len: len as u32,
+                },
+            );
+            at += (HEADER + len) as u64;
+        }
+        if let Some(s) = state.segments.get_mut(&oldest) {
+            s.waiting = 0;
+        }
+        tracing::debug!(segment = %path.display(), entries = moving.len(), "inbox: moved long-waiting entries forward");
+        self.delete_drained(state)
+    }
+
+    /// Forgets entries that are done.
+    fn forget(state: &mut State, numbers: &[u64]) {
+        for n in numbers {
+            if let Some(location) = state.waiting.remove(n) {
+                if let Some(segment) = state.segments.get_mut(&location.segment) {
+                    segment.waiting = segment.waiting.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Deletes the oldest segments while nothing waits in them; the newest only once it is long enough (see
+    /// [`Limits::drained_bytes`]).
+    fn delete_drained(&self, state: &mut State) -> Result<(), LogError> {
+        while let Some((&number, segment)) = state.segments.iter().next() {
+            let newest = state.segments.len() == 1;
+            if segment.waiting > 0 || (newest && segment.len < self.limits.drained_bytes) {
+                break;
+            }
+            std::fs::remove_file(&segment.path).map_err(|source| LogError::Io {
+                action: "cannot delete",
+                path: segment.path.clone(),
+                source,
+            })?;
+            state.segments.remove(&number);
+        }
+        Ok(())
+    }
+}
+
+fn segment_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{number:020}.{EXTENSION}"))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), LogError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| LogError::Io {
+            action: "cannot sync the directory",
+            path: dir.to_owned(),
+            source,
+        })
+}
+
+fn checksum(header: &[u8], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(header);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+fn encode_record(out: &mut Vec<u8>, kind: u8, seq: u64, payload: &[u8]) {
+    let start = out.len();
+    out.push(kind);
+    out.extend_from_slice(&seq.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = checksum(&out[start..], payload);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(payload);
+}
+
+/// The record at the start of `bytes`: kind, number and payload; `None` if it is cut short or fails its check.
+fn parse_record(bytes: &[u8]) -> Option<(u8, u64, &[u8])> {
+    let (kind, seq, len, crc) = parse_header(bytes.get(..HEADER)?)?;
+    let payload = bytes.get(HEADER..HEADER + len as usize)?;
+    (checksum(&bytes[..13], payload) == crc).then_some((kind, seq, payload))
+}
+
+/// Kind, number, payload length and CRC from a record header; `None` if it cannot be one.
+fn parse_header(header: &[u8]) -> Option<(u8, u64, u32, u32)> {
+    let kind = *header.first()?;
+    let seq = u64::from_le_bytes(header.get(1..9)?.try_into().ok()?);
+    let len = u32::from_le_bytes(header.get(9..13)?.try_into().ok()?);
+    let crc = u32::from_le_bytes(header.get(13..17)?.try_into().ok()?);
+    ((kind == ENTRY || kind == REMOVED) && len <= MAX_PAYLOAD).then_some((kind, seq, len, crc))
+}
+
+/// The next record from `reader`: its kind and number, its payload in `payload`. `None` if it is cut short or
+/// fails its check; only other I/O failures are errors.
+fn next_record(reader: &mut impl io::Read, payload: &mut Vec<u8>) -> io::Result<Option<(u8, u64)>> {
+    let cut_short = |e: io::Error| match e.kind() {
+        io::ErrorKind::UnexpectedEof => Ok(None),
+        _ => Err(e),
+    };
+    let mut header = [0u8; HEADER];
+    if let Err(e) = reader.read_exact(&mut header) {
+        return cut_short(e);
+    }
+    let Some((kind, seq, len, crc)) = parse_header(&header) else {
+        return Ok(None);
+    };
+    payload.clear();
+    payload.resize(len as usize, 0);
+    if let Err(e) = reader.read_exact(payload) {
+        return cut_short(e);
+    }
+    Ok((checksum(&header[..13], payload) == crc).then_some((kind, seq)))
+}
+
+fn read_entry(
+    file: &File,
+    path: &Path,
+    seq: u64,
+    location: Location,
+) -> Result<Vec<u8>, ReadError> {
+    let mut record = vec![0; HEADER + location.len as usize];
+    file.read_exact_at(&mut record, location.offset)
+        .map_err(|source| LogError::Io {
+            action: "cannot read",
+            path: path.to_owned(),
+            source,
+        })?;
+    match parse_record(&record) {
+        Some((ENTRY, found, _)) if found == seq => {
+            record.drain(..HEADER);
+            Ok(record)
+        }
+        _ => Err(ReadError::Damaged {
+            seq,
+            path: path.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(i: u64) -> Vec<u8> {
+        format!("entry {i} ")
+            .repeat(1 + i as usize % 7)
+            .into_bytes()
+    }
+
+    fn waiting(log: &SegmentLog) -> Vec<(u64, Vec<u8>)> {
+        log.read(usize::MAX, |_| false)
+            .into_iter()
+            .map(|(seq, bytes)| (seq, bytes.unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn entries_wait_in_order_until_removed_and_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, recovery) = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.waiting, 0);
+        let numbers = log.append(&[payload(1), payload(2), payload(3)]).unwrap();
+        assert_eq!(numbers, vec![1, 2, 3]);
+        log.remove(&[2]).unwrap();
+        let replaced = log.replace(1, &payload(4)).unwrap();
+        assert_eq!(replaced, 4);
+        log.sync().unwrap();
+        let expected = vec![(3, payload(3)), (4, payload(4))];
+        assert_eq!(waiting(&log), expected);
+        assert_eq!(log.read(1, |seq| seq == 3)[0].0, 4);
+        drop(log);
+
+        let (log, recovery) = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.waiting, 2);
+        assert_eq!(waiting(&log), expected);
+        // Numbers go on from where they were.
+        assert_eq!(log.append(&[payload(5)]).unwrap(), vec![5]);
+    }
+
+    #[test]
+    fn a_torn_last_write_is_cut_off_and_nothing_before_it_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = SegmentLog::open(dir.path()).unwrap();
+        log.append(&[payload(1), payload(2)]).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let path = segment_path(dir.path(), 0);
+        let whole = std::fs::metadata(&path).unwrap().len();
+        // Half a record at the end, as a crash in the middle of a write leaves it.
+        let mut torn = Vec::new();
+        encode_record(&mut torn, ENTRY, 3, &payload(3));
+        let file = File::options().append(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &file, &torn[..torn.len() / 2]).unwrap();
+
+        let (log, recovery) = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.torn_bytes, (torn.len() / 2) as u64);
+        assert!(recovery.damaged.is_empty());
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole);
+        assert_eq!(waiting(&log), vec![(1, payload(1)), (2, payload(2))]);
+    }
+
+    #[test]
+    fn a_damaged_record_is_an_error_for_that_entry_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = SegmentLog::open(dir.path()).unwrap();
+        log.append(&[payload(1), payload(2)]).unwrap();
+        // Flip a byte of the first entry's payload behind the log's back.
+        let path = segment_path(dir.path(), 0);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 1] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let read = log.read(usize::MAX, |_| false);
+        assert!(matches!(read[0].1, Err(ReadError::Damaged { seq: 1, .. })));
+        assert_eq!(read[1].1.as_ref().unwrap(), &payload(2));
+    }
+
+    #[test]
+    fn drained_segments_are_deleted_and_a_long_waiting_entry_does_not_keep_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = SegmentLog::open(dir.path()).unwrap();
+        let big = vec![7u8; 512 * 1024];
+        // One entry that waits throughout, then many that come and go.
+        let stuck = log.append(&[b"waiting for a neighbour".to_vec()]).unwrap()[0];
+        let mut peak = 0;
+        for _ in 0..200 {
+            let numbers = log.append(std::slice::from_ref(&big)).unwrap();
+            log.remove(&numbers).unwrap();
+            peak = peak.max(log.segments());
+        }
+        let max = Limits::default().max_segments;
+        assert!(peak <= max + 1, "{peak} segments");
+        let files = std::fs::read_dir(dir.path()).unwrap().count();
+        assert!(files <= max + 1, "{files} files");
+        assert!(
+            !segment_path(dir.path(), 0).exists(),
+            "the entry moved on and its first segment went"
+        );
+        assert_eq!(
+            waiting(&log),
+            vec![(stuck, b"waiting for a neighbour".to_vec())]
+        );
+        drop(log);
+        let (log, recovery) = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.waiting, 1);
+        log.remove(&[stuck]).unwrap();
+        // Nothing waits: only a short newest segment may stay.
+        assert!(log.segments() <= 1);
+        drop(log);
+        let (log, _) = SegmentLog::open(dir.path()).unwrap();
+        assert!(log.is_empty());
+    }
+
+    #[test]
+    fn a_copy_left_by_a_crash_during_a_move_is_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, _) = SegmentLog::open(dir.path()).unwrap();
+        log.append(&[payload(1)]).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        // The same entry in a newer segment, as a move that crashed before deleting the old segment leaves it.
+        let mut copy = Vec::new();
+        encode_record(&mut copy, ENTRY, 1, &payload(1));
+        std::fs::write(segment_path(dir.path(), 1), &copy).unwrap();
+        let (log, recovery) = SegmentLog::open(dir.path()).unwrap();
+        assert_eq!(recovery.waiting, 1);
+        log.remove(&[1]).unwrap();
+        assert!(log.is_empty());
+        // The old segment held nothing waiting any more: it is gone.
+        assert!(!segment_path(dir.path(), 0).exists());
+    }
+
+    #[test]
+    fn damage_inside_an_older_segment_is_reported_and_the_rest_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Limits {
+            segment_bytes: 1,
+            max_segments: 100,
+            drained_bytes: 0,
+        };
+        let (log, _) = SegmentLog::open_with(dir.path(), tiny).unwrap();
+        // One entry per segment.
+        for i in 1..=3 {
+            log.append(&[payload(i)]).unwrap();
+        }
+        log.sync().unwrap();
+        drop(log);
+        let path = segment_path(dir.path(), 1);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[3] ^= 0xff; // inside the header's number: the record fails its check
+        std::fs::write(&path, &bytes).unwrap();
+        let (log, recovery) = SegmentLog::open_with(dir.path(), tiny).unwrap();
+        assert_eq!(recovery.damaged.len(), 1);
+        assert_eq!(recovery.damaged[0].0, path);
+        assert_eq!(recovery.damaged[0].2, bytes.len() as u64);
+        assert_eq!(waiting(&log), vec![(1, payload(1)), (3, payload(3))]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Append(Vec<u8>),
+        /// Removes the waiting entries whose index (in order) is a multiple of `n`.
+        Remove(usize),
+        /// Replaces the oldest waiting entry.
+        Replace(u8),
+        Reopen,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (1usize..6).prop_map(|n| Op::Append(vec![n as u8; n * 40])),
+            3 => (1usize..4).prop_map(Op::Remove),
+            1 => any::<u8>().prop_map(Op::Replace),
+            1 => Just(Op::Reopen),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the appends, removals, replacements and restarts, with segments small enough that they are
+        /// started, moved and deleted all the time: the log holds exactly what a plain ordered map would, and
+        /// never more than `max_segments + 1` files.
+        #[test]
+        fn the_log_is_an_ordered_map_that_survives_reopening(ops in proptest::collection::vec(op(), 1..80)) {
+            let dir = tempfile::tempdir().unwrap();
+            let limits = Limits { segment_bytes: 300, max_segments: 3, drained_bytes: 100 };
+            let (mut log, _) = SegmentLog::open_with(dir.path(), limits).unwrap();
+            let mut model: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Append(bytes) => {
+                        let numbers = log.append(&[bytes.clone(), bytes.clone()]).unwrap();
+                        for n in numbers {
+                            proptest::prop_assert!(model.keys().all(|k| *k < n), "numbers increase");
+                            model.insert(n, bytes.clone());
+                        }
+                    }
+                    Op::Remove(every) => {
+                        let gone: Vec<u64> = model.keys().copied().step_by(every).collect();
+                        log.remove(&gone).unwrap();
+                        for n in gone {
+                            model.remove(&n);
+                        }
+                    }
+                    Op::Replace(byte) => {
+                        if let Some(&old) = model.keys().next() {
+                            let new = log.replace(old, &[byte; 30]).unwrap();
+                            model.remove(&old);
+                            model.insert(new, vec![byte; 30]);
+                        }
+                    }
+                    Op::Reopen => {
+                        log.sync().unwrap();
+                        drop(log);
+                        let (reopened, recovery) = SegmentLog::open_with(dir.path(), limits).unwrap();
+                        proptest::prop_assert_eq!(recovery.torn_bytes, 0);
+                        proptest::prop_assert!(recovery.damaged.is_empty());
+                        log = reopened;
+                    }
+                }
+                let expected: Vec<(u64, Vec<u8>)> = model.clone().into_iter().collect();
+                proptest::prop_assert_eq!(waiting(&log), expected);
+                proptest::prop_assert_eq!(log.len(), model.len());
+                let files = std::fs::read_dir(dir.path()).unwrap().count();
+                proptest::prop_assert!(files <= limits.max_segments + 1, "{} files", files);
+            }
+        }
+    }
+}
