@@ -180,11 +180,14 @@ fn catch_up(
         .and_then(|at| at.duration_since(spawned_at).ok());
     let db = daemon.config.parent().unwrap().join("data").join("db");
     let disk = du(&db);
+    // The inbox's segment files (inside the store's directory): what was still in flight, or a drained newest
+    // segment under 1 MiB that is kept for the next events.
+    let inbox = du(&db.join("inbox"));
     let sensor_cache = du(&sensor.dir().join(".rid_cache"));
     println!(
         "catch-up N={n:>6} (mean contents {mean_size} B), poll.interval {interval}: wall {:>6.2} s (join {} + transfer \
          {}) | daemon CPU {:>6.2} s = {:>5.0} µs/event | sensor CPU {:>6.2} s = {:>5.0} µs/event | daemon peak RSS \
-         {:>5.1} MB | store {:>7.1} MB = {:>6.0} B/event (sensor cache {:.0} B/event)",
+         {:>5.1} MB | store {:>7.1} MB = {:>6.0} B/event, inbox files {:.1} MB of it (sensor cache {:.0} B/event)",
         wall.as_secs_f64(),
         join.map_or("?".into(), |j| format!("{:.2} s", j.as_secs_f64())),
         join.map_or("?".into(), |j| format!("{:.2} s", (wall.saturating_sub(j)).as_secs_f64())),
@@ -195,6 +198,7 @@ fn catch_up(
         peak as f64 / 1e6,
         disk as f64 / 1e6,
         disk as f64 / n as f64,
+        inbox as f64 / 1e6,
         sensor_cache as f64 / n as f64,
     );
     if std::env::var_os("CATCHUP_BENCH_TRACE").is_some() {

@@ -14,6 +14,9 @@
 //! each. Generating bundles is not timed. Then 2,000 first-page queries (limit 50) of the big repository, plain and
 //! filtered by `event_type=push`, and their p50/p99. Last, the cold start: the store closed and opened again, timed
 //! until the first page is served.
+//!
+//! Other switches: `INDEX_BENCH_MIX=synthetic|webhooks`, `INDEX_BENCH_KEEP_CONTENTS=0`, `INDEX_BENCH_ACTIONS=N`,
+//! `INDEX_BENCH_SLED_COMPRESSION=0|1` (`[storage] compression`; default as the daemon's), `INDEX_BENCH_DIR`.
 
 #[path = "../tests/support/disk.rs"]
 mod disk;
@@ -257,9 +260,23 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     }
     .expect("temporary directory");
     let db_path = dir.path().join("db");
-    let store =
-        koi_github_indexer::storage::open(&db_path, StoreOptions::default()).expect("open sled");
+    // INDEX_BENCH_SLED_COMPRESSION=0|1: `[storage] compression` (sled compresses every page it writes; the
+    // default, as for the daemon, is `storage::DEFAULT_COMPRESSION`).
+    let options = StoreOptions {
+        compression: match std::env::var("INDEX_BENCH_SLED_COMPRESSION").as_deref() {
+            Ok("0") => false,
+            Ok("1") => true,
+            _ => koi_github_indexer::storage::DEFAULT_COMPRESSION,
+        },
+        ..StoreOptions::default()
+    };
+    let store = koi_github_indexer::storage::open(&db_path, options).expect("open sled");
     let db = store.db.clone();
+    let pages = if store.compressed {
+        "compressed"
+    } else {
+        "plain"
+    };
     // INDEX_BENCH_ACTIONS=N: N actions that take every event (each new event queues N deliveries in its
     // transaction; nothing sends them here).
     let actions = std::env::var("INDEX_BENCH_ACTIONS")
@@ -389,7 +406,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         .map(|(name, b)| format!("{name} {:.0}", *b as f64 / n as f64))
         .collect();
     println!(
-        "{:<9} {n:>9} events ({:.1} KB/bundle, contents {}, {batch_size} per transaction): ingest {:>7.0} events/s \
+        "{:<9} {n:>9} events ({:.1} KB/bundle, contents {}, sled pages {pages}, {batch_size} per transaction): ingest {:>7.0} events/s \
          ({:.1} s, inbox write and read included); first page p50 {:>4.0} µs p99 {:>5.0} µs; with event_type p50 \
          {:>4.0} µs p99 {:>5.0} µs; store {:.1} MB = {:.0} B/event (live data {:.0} B/event: {}); peak RSS {:.0} MB",
         match mix {
