@@ -4,6 +4,8 @@
 //! cargo bench --bench sled_floor                          # 100,000 events
 //! SLED_FLOOR_EVENTS=1000000 cargo bench --bench sled_floor
 //! SLED_FLOOR_KEYS=long cargo bench --bench sled_floor      # index keys as schema 4 wrote them
+//! SLED_FLOOR_CONTENTS=log cargo bench --bench sled_floor   # contents in an append-only file, not in sled
+//! SLED_FLOOR_CACHE_MIB=16 cargo bench --bench sled_floor    # sled's cache_capacity (default: the daemon's)
 //! ```
 //!
 //! Each event inserts what the index inserts for a new webhook event, with the same sizes: a 1.1 KB held value and
@@ -11,10 +13,15 @@
 //! schema 5 writes them, or with `SLED_FLOOR_KEYS=long` the 90-byte `repo_rid ␀ time event_rid` of schema 4) and
 //! two hot counters, over ten trees, 256 events per transaction and a flush after each, as the writer does. What it
 //! measures is the rate the index can never beat on sled with this many keys per event (issue 10's notes).
+//!
+//! `SLED_FLOOR_CONTENTS=log` measures the storage proposal (README, Benchmarks): the held value in sled keeps only
+//! the manifest and a 20-byte location (78 B), and the compressed contents (the other 1,022 B) are appended to a
+//! file, one write and one `fdatasync` per transaction, before it commits.
 
 #[path = "../tests/support/disk.rs"]
 mod disk;
 
+use std::io::Write;
 use std::time::Instant;
 
 use sled::transaction::ConflictableTransactionError;
@@ -33,19 +40,35 @@ fn main() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let db = sled::Config::new()
         .path(dir.path())
-        .cache_capacity(koi_github_indexer::storage::DEFAULT_CACHE_BYTES)
+        .cache_capacity(
+            std::env::var("SLED_FLOOR_CACHE_MIB")
+                .ok()
+                .and_then(|m| m.parse::<u64>().ok())
+                .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| m << 20),
+        )
         .open()
         .expect("open sled");
     let trees: Vec<sled::Tree> = (0..10)
         .map(|i| db.open_tree(format!("t{i}")).expect("tree"))
         .collect();
     let long_keys = std::env::var("SLED_FLOOR_KEYS").as_deref() == Ok("long");
-    let held = vec![7u8; 1100];
+    let contents_log = std::env::var("SLED_FLOOR_CONTENTS").as_deref() == Ok("log");
+    let mut log = std::fs::File::create(dir.path().join("contents.log")).expect("contents log");
+    let held = vec![7u8; if contents_log { 78 } else { 1100 }];
+    let contents = vec![7u8; 1100 - 78];
     let row = vec![7u8; 220];
     let start = Instant::now();
     let mut first = 0;
     while first < events {
         let end = (first + PER_TRANSACTION).min(events);
+        if contents_log {
+            let mut batch = Vec::with_capacity(contents.len() * PER_TRANSACTION as usize);
+            for _ in first..end {
+                batch.extend_from_slice(&contents);
+            }
+            log.write_all(&batch).expect("append contents");
+            log.sync_data().expect("sync contents");
+        }
         (
             &trees[0], &trees[1], &trees[2], &trees[3], &trees[4], &trees[5], &trees[6], &trees[7],
             &trees[8], &trees[9],
@@ -86,12 +109,28 @@ fn main() {
         .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
         .sum();
     println!(
-        "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, {PER_TRANSACTION} per transaction: \
-         {:.1} µs/event = {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live",
+        "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, contents {}, {PER_TRANSACTION} per \
+         transaction: {:.1} µs/event = {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live in sled; \
+         peak RSS {:.1} MB",
         if long_keys { "long" } else { "20-byte" },
+        if contents_log { "in a file" } else { "in sled" },
         elapsed.as_secs_f64() * 1e6 / events as f64,
         events as f64 / elapsed.as_secs_f64(),
         disk::dir_size(dir.path()) as f64 / events as f64,
         live as f64 / events as f64,
+        peak_rss() as f64 / 1e6,
     );
+}
+
+/// This process's peak resident set (`VmHWM`), in bytes.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
 }
