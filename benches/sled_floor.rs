@@ -44,7 +44,9 @@ fn main() {
             std::env::var("SLED_FLOOR_CACHE_MIB")
                 .ok()
                 .and_then(|m| m.parse::<u64>().ok())
-                .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| m << 20),
+                .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| {
+                    m << 20
+                }),
         )
         .open()
         .expect("open sled");

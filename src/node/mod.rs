@@ -22,7 +22,7 @@
 //! the inbox for the next start, and no network call is made after it fires.
 //!
 //! Other submodules: [`identity`] (our key, RID, profile), [`client`] (signed requests, verified responses),
-//! [`edges`] (negotiation decisions), [`backoff`].
+//! [`edges`] (negotiation decisions), [`backoff`], [`segment_log`] (the append-only files the inbox is kept in).
 
 pub mod backoff;
 pub mod catch_up;

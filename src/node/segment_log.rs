@@ -437,7 +437,11 @@ impl SegmentLog {
             self.start_segment(state)?;
         }
         let Some((&number, segment)) = state.segments.iter_mut().next_back() else {
-            unreachable!("a segment was just started");
+            return Err(LogError::Io {
+                action: "cannot write to",
+                path: self.dir.clone(),
+                source: io::Error::other("no segment to write to"),
+            });
         };
         let offset = segment.len;
         if let Err(source) = segment.file.write_all_at(bytes, offset) {
@@ -506,16 +510,9 @@ impl SegmentLog {
         let mut buffer = Vec::new();
         let mut payloads = Vec::with_capacity(moving.len());
         for (_, location) in &moving {
-            // An entry that cannot be read back is moved as it is: whoever reads it is told.
-            let mut payload = vec![0; HEADER + location.len as usize];
-            file.read_exact_at(&mut payload, location.offset)
-                .map_err(|source| LogError::Io {
-                    action: "cannot read",
-                    path: path.clone(),
-                    source,
-                })?;
-            payloads.push(payload.len() - HEADER);
-            buffer.extend_from_slice(&payload);
+            // An entry that fails its check is moved as it is: whoever reads it is told.
+            buffer.extend_from_slice(&read_record(&file, &path, *location)?);
+            payloads.push(location.len as usize);
         }
         let Some((&newest, target)) = state.segments.iter_mut().next_back() else {
             return Ok(());
@@ -567,7 +564,10 @@ impl SegmentLog {
     fn delete_drained(&self, state: &mut State) -> Result<(), LogError> {
         while let Some((&number, segment)) = state.segments.iter().next() {
             let newest = state.segments.len() == 1;
-            if segment.waiting > 0 || (newest && segment.len < self.limits.drained_bytes) {
+            // An empty newest segment stays: it is the one the next write goes to.
+            if segment.waiting > 0
+                || (newest && (segment.len == 0 || segment.len < self.limits.drained_bytes))
+            {
                 break;
             }
             std::fs::remove_file(&segment.path).map_err(|source| LogError::Io {
@@ -650,12 +650,8 @@ fn next_record(reader: &mut impl io::Read, payload: &mut Vec<u8>) -> io::Result<
     Ok((checksum(&header[..13], payload) == crc).then_some((kind, seq)))
 }
 
-fn read_entry(
-    file: &File,
-    path: &Path,
-    seq: u64,
-    location: Location,
-) -> Result<Vec<u8>, ReadError> {
+/// The whole record (header and payload) at `location`, unchecked.
+fn read_record(file: &File, path: &Path, location: Location) -> Result<Vec<u8>, LogError> {
     let mut record = vec![0; HEADER + location.len as usize];
     file.read_exact_at(&mut record, location.offset)
         .map_err(|source| LogError::Io {
@@ -663,6 +659,16 @@ fn read_entry(
             path: path.to_owned(),
             source,
         })?;
+    Ok(record)
+}
+
+fn read_entry(
+    file: &File,
+    path: &Path,
+    seq: u64,
+    location: Location,
+) -> Result<Vec<u8>, ReadError> {
+    let mut record = read_record(file, path, location)?;
     match parse_record(&record) {
         Some((ENTRY, found, _)) if found == seq => {
             record.drain(..HEADER);
