@@ -6,6 +6,7 @@
 //! SLED_FLOOR_KEYS=long cargo bench --bench sled_floor      # index keys as schema 4 wrote them
 //! SLED_FLOOR_CONTENTS=log cargo bench --bench sled_floor   # contents in an append-only file, not in sled
 //! SLED_FLOOR_CACHE_MIB=16 cargo bench --bench sled_floor    # sled's cache_capacity (default: the daemon's)
+//! SLED_FLOOR_BATCH=64 cargo bench --bench sled_floor         # events per transaction (default 256)
 //! ```
 //!
 //! Each event inserts what the index inserts for a new webhook event, with the same sizes: a 1.1 KB held value and
@@ -27,6 +28,7 @@ use std::time::Instant;
 use sled::transaction::ConflictableTransactionError;
 use sled::Transactional;
 
+/// Events per transaction (a flush after each), as the writer's chunks; `SLED_FLOOR_BATCH` sets another.
 const PER_TRANSACTION: u64 = 256;
 
 fn main() {
@@ -54,6 +56,11 @@ fn main() {
         .map(|i| db.open_tree(format!("t{i}")).expect("tree"))
         .collect();
     let long_keys = std::env::var("SLED_FLOOR_KEYS").as_deref() == Ok("long");
+    let per_transaction: u64 = std::env::var("SLED_FLOOR_BATCH")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .filter(|b| *b > 0)
+        .unwrap_or(PER_TRANSACTION);
     let contents_log = std::env::var("SLED_FLOOR_CONTENTS").as_deref() == Ok("log");
     let mut log = std::fs::File::create(dir.path().join("contents.log")).expect("contents log");
     let held = vec![7u8; if contents_log { 78 } else { 1100 }];
@@ -62,9 +69,9 @@ fn main() {
     let start = Instant::now();
     let mut first = 0;
     while first < events {
-        let end = (first + PER_TRANSACTION).min(events);
+        let end = (first + per_transaction).min(events);
         if contents_log {
-            let mut batch = Vec::with_capacity(contents.len() * PER_TRANSACTION as usize);
+            let mut batch = Vec::with_capacity(contents.len() * per_transaction as usize);
             for _ in first..end {
                 batch.extend_from_slice(&contents);
             }
@@ -111,7 +118,7 @@ fn main() {
         .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
         .sum();
     println!(
-        "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, contents {}, {PER_TRANSACTION} per \
+        "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, contents {}, {per_transaction} per \
          transaction: {:.1} µs/event = {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live in sled; \
          peak RSS {:.1} MB",
         if long_keys { "long" } else { "20-byte" },
