@@ -30,16 +30,29 @@ pub(super) struct RowMeta {
     pub v: u32,
 }
 
-/// The parts of a row that are stored (its RIDs are its key's).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The parts of a row that are stored (its RIDs are its key's). Its serde form reads the JSON rows written before
+/// this codec: the short field names, and the full [`EventRow`] names that schema 1 and 2 wrote (aliases).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub(super) struct StoredRow {
+    #[serde(rename = "t", alias = "event_type")]
     pub event_type: String,
+    #[serde(rename = "ts", alias = "timestamp")]
     pub timestamp: String,
+    #[serde(rename = "src", alias = "time_source", default = "event_time")]
     pub time_source: TimeSource,
+    #[serde(rename = "sha", alias = "commit_sha", default)]
     pub commit_sha: Option<String>,
+    #[serde(rename = "s", alias = "summary")]
     pub summary: String,
+    #[serde(rename = "a", alias = "action", default)]
     pub action: Option<String>,
+    #[serde(rename = "u", alias = "actor", default)]
     pub actor: Option<String>,
+}
+
+/// Rows written before the time source was recorded took the event's own time.
+fn event_time() -> TimeSource {
+    TimeSource::Event
 }
 
 fn source_code(source: TimeSource) -> u8 {

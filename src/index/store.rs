@@ -571,29 +571,6 @@ fn is_event_time(source: &super::TimeSource) -> bool {
     *source == super::TimeSource::Event
 }
 
-/// A row as read: the short form, or the full [`EventRow`] JSON that schema 1 and 2 wrote (aliases).
-#[derive(Deserialize)]
-struct StoredRowIn {
-    #[serde(rename = "t", alias = "event_type")]
-    event_type: String,
-    #[serde(rename = "ts", alias = "timestamp")]
-    timestamp: String,
-    #[serde(rename = "src", alias = "time_source", default = "event_time")]
-    time_source: super::TimeSource,
-    #[serde(rename = "sha", alias = "commit_sha", default)]
-    commit_sha: Option<String>,
-    #[serde(rename = "s", alias = "summary")]
-    summary: String,
-    #[serde(rename = "a", alias = "action", default)]
-    action: Option<String>,
-    #[serde(rename = "u", alias = "actor", default)]
-    actor: Option<String>,
-}
-
-fn event_time() -> super::TimeSource {
-    super::TimeSource::Event
-}
-
 /// A row as stored: the compact form ([`row_codec`]), or JSON for a row with a text too long for it.
 fn encode_row(row: &EventRow, meta: StoredMeta) -> Result<Vec<u8>, IndexError> {
     let compact = row_codec::encode(
@@ -692,19 +669,11 @@ pub(super) fn decode_row(key: &[u8], bytes: &[u8]) -> Result<EventRow, IndexErro
         problem,
     };
     let stored = if bytes.first() == Some(&row_codec::MARK) {
-        let (row, _) = row_codec::decode(bytes)
-            .ok_or_else(|| corrupt("the row is cut short or malformed".into()))?;
-        StoredRowIn {
-            event_type: row.event_type,
-            timestamp: row.timestamp,
-            time_source: row.time_source,
-            commit_sha: row.commit_sha,
-            summary: row.summary,
-            action: row.action,
-            actor: row.actor,
-        }
+        row_codec::decode(bytes)
+            .ok_or_else(|| corrupt("the row is cut short or malformed".into()))?
+            .0
     } else {
-        decode::<StoredRowIn>(trees::EVENTS, key, bytes)?
+        decode::<row_codec::StoredRow>(trees::EVENTS, key, bytes)?
     };
     let rid = std::str::from_utf8(key).map_err(|e| corrupt(format!("key is not UTF-8: {e}")))?;
     let event = Rid::parse(rid)
