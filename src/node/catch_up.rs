@@ -160,6 +160,10 @@ impl Node {
 
     /// Fetches the bundles of `rids` from `peer` in batches of `poll.fetch_batch` into the inbox, waiting for room
     /// before each. Returns how many were queued, or how the catch-up ends.
+    ///
+    /// One batch is stored (hash-checked, prepared, synced: off the runtime) while the next is fetched, in order:
+    /// the provider's work and ours overlap, and the writer finds more in the inbox at a time, so it writes fuller
+    /// transactions. At most two batches are in memory.
     async fn fetch_bundles_into_inbox(
         self: &Arc<Self>,
         provider: &Rid,
@@ -167,6 +171,7 @@ impl Node {
         rids: Vec<Rid>,
     ) -> Result<usize, CatchUp> {
         let mut queued = 0;
+        let mut storing: Option<tokio::task::JoinHandle<Result<usize, InboxError>>> = None;
         for batch in rids.chunks(self.settings.fetch_batch) {
             // Backpressure: a catch-up of a million events waits for the writer instead of filling memory.
             if !self.wait_for_room().await {
@@ -178,31 +183,54 @@ impl Node {
             };
             let bundles = match fetched {
                 Ok(bundles) => bundles,
-                Err(e) => return Err(self.request_failed(provider, peer, "bundles", &e).await),
+                Err(e) => {
+                    // What was fetched before is stored all the same (a failure to store it is logged there).
+                    if let Some(previous) = storing.take() {
+                        let _ = self.stored(provider, previous).await;
+                    }
+                    return Err(self.request_failed(provider, peer, "bundles", &e).await);
+                }
             };
             BundlesFetched {
                 neighbour: provider.as_str(),
                 count: bundles.iter().filter(|b| b.is_ok()).count(),
             }
             .emit(&self.telemetry.metrics);
+            if let Some(previous) = storing.take() {
+                queued += self.stored(provider, previous).await?;
+            }
             let node = Arc::clone(self);
             let source = provider.clone();
-            let stored =
-                tokio::task::spawn_blocking(move || node.store_bundles(&source, bundles)).await;
-            match stored {
-                Ok(Ok(n)) => queued += n,
-                Ok(Err(e)) => {
-                    tracing::error!(provider = %provider, error = %e, "catch-up: cannot store fetched bundles; will retry");
-                    return Err(CatchUp::Failed);
-                }
-                Err(e) => {
-                    tracing::error!(provider = %provider, error = %e, "catch-up task failed; will retry");
-                    return Err(CatchUp::Failed);
-                }
-            }
-            self.wake_writer.notify();
+            storing = Some(tokio::task::spawn_blocking(move || {
+                node.store_bundles(&source, bundles)
+            }));
+        }
+        if let Some(last) = storing {
+            queued += self.stored(provider, last).await?;
         }
         Ok(queued)
+    }
+
+    /// Waits for a batch being stored; wakes the writer once it is in the inbox.
+    async fn stored(
+        &self,
+        provider: &Rid,
+        storing: tokio::task::JoinHandle<Result<usize, InboxError>>,
+    ) -> Result<usize, CatchUp> {
+        match storing.await {
+            Ok(Ok(n)) => {
+                self.wake_writer.notify();
+                Ok(n)
+            }
+            Ok(Err(e)) => {
+                tracing::error!(provider = %provider, error = %e, "catch-up: cannot store fetched bundles; will retry");
+                Err(CatchUp::Failed)
+            }
+            Err(e) => {
+                tracing::error!(provider = %provider, error = %e, "catch-up task failed; will retry");
+                Err(CatchUp::Failed)
+            }
+        }
     }
 
     /// Splits a provider's RID list: node profiles (other than ours) and GitHub objects the index does not hold
