@@ -222,6 +222,8 @@ impl SegmentLog {
                     _ => {
                         for done in payload.chunks_exact(8) {
                             let done = u64::from_le_bytes(done.try_into().unwrap_or_default());
+                            // Numbers never go back, even when only a removal is left to name them.
+                            state.next_seq = state.next_seq.max(done.saturating_add(1));
                             let Some(location) = state.waiting.remove(&done) else {
                                 continue;
                             };
