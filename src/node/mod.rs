@@ -293,10 +293,16 @@ impl Node {
             .map_err(|e| NodeError::Writer(e.to_string()))?;
         joined.map_err(|_| NodeError::Writer("the writer thread panicked".into()))?;
         self.db.flush_async().await?;
+        // Entries were synced when pushed; this makes the last removals durable, so the next start does not replay
+        // what was indexed (a replay would be harmless, so a failure here is only reported).
         let inbox = self.inbox.clone();
-        tokio::task::spawn_blocking(move || inbox.flush())
-            .await
-            .map_err(|e| NodeError::Writer(e.to_string()))??;
+        let synced = match tokio::task::spawn_blocking(move || inbox.flush()).await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = synced {
+            tracing::warn!(error = %e, "syncing the inbox at shutdown failed; its last entries may be replayed at the next start");
+        }
         let left = self.inbox.len();
         Ok(left)
     }

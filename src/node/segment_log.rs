@@ -369,7 +369,7 @@ impl SegmentLog {
         max: usize,
         skip: impl Fn(u64) -> bool,
     ) -> Vec<(u64, Result<Vec<u8>, ReadError>)> {
-        let wanted: Vec<(u64, Location, Arc<File>, PathBuf)> = {
+        let wanted: Vec<(u64, Location, Arc<File>)> = {
             let state = self.lock();
             state
                 .waiting
@@ -378,18 +378,13 @@ impl SegmentLog {
                 .take(max)
                 .filter_map(|(seq, location)| {
                     let segment = state.segments.get(&location.segment)?;
-                    Some((
-                        *seq,
-                        *location,
-                        Arc::clone(&segment.file),
-                        segment.path.clone(),
-                    ))
+                    Some((*seq, *location, Arc::clone(&segment.file)))
                 })
                 .collect()
         };
         wanted
             .into_iter()
-            .map(|(seq, location, file, path)| (seq, read_entry(&file, &path, seq, location)))
+            .map(|(seq, location, file)| (seq, read_entry(&file, &self.dir, seq, location)))
             .collect()
     }
 
@@ -513,7 +508,12 @@ impl SegmentLog {
         let mut payloads = Vec::with_capacity(moving.len());
         for (_, location) in &moving {
             // An entry that fails its check is moved as it is: whoever reads it is told.
-            buffer.extend_from_slice(&read_record(&file, &path, *location)?);
+            let record = read_record(&file, *location).map_err(|source| LogError::Io {
+                action: "cannot read",
+                path: path.clone(),
+                source,
+            })?;
+            buffer.extend_from_slice(&record);
             payloads.push(location.len as usize);
         }
         let Some((&newest, target)) = state.segments.iter_mut().next_back() else {
@@ -653,33 +653,26 @@ fn next_record(reader: &mut impl io::Read, payload: &mut Vec<u8>) -> io::Result<
 }
 
 /// The whole record (header and payload) at `location`, unchecked.
-fn read_record(file: &File, path: &Path, location: Location) -> Result<Vec<u8>, LogError> {
+fn read_record(file: &File, location: Location) -> io::Result<Vec<u8>> {
     let mut record = vec![0; HEADER + location.len as usize];
-    file.read_exact_at(&mut record, location.offset)
-        .map_err(|source| LogError::Io {
-            action: "cannot read",
-            path: path.to_owned(),
-            source,
-        })?;
+    file.read_exact_at(&mut record, location.offset)?;
     Ok(record)
 }
 
-fn read_entry(
-    file: &File,
-    path: &Path,
-    seq: u64,
-    location: Location,
-) -> Result<Vec<u8>, ReadError> {
-    let mut record = read_record(file, path, location)?;
+/// The payload of entry `seq` at `location`, checked. `dir` names the file only in an error.
+fn read_entry(file: &File, dir: &Path, seq: u64, location: Location) -> Result<Vec<u8>, ReadError> {
+    let path = || segment_path(dir, location.segment);
+    let mut record = read_record(file, location).map_err(|source| LogError::Io {
+        action: "cannot read",
+        path: path(),
+        source,
+    })?;
     match parse_record(&record) {
         Some((ENTRY, found, _)) if found == seq => {
             record.drain(..HEADER);
             Ok(record)
         }
-        _ => Err(ReadError::Damaged {
-            seq,
-            path: path.to_owned(),
-        }),
+        _ => Err(ReadError::Damaged { seq, path: path() }),
     }
 }
 
