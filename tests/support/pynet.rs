@@ -109,9 +109,15 @@ fn accepts(port: u16) -> bool {
 
 /// The last `n` lines of a text file, without terminal colour codes (koi-net's console log is coloured).
 pub fn tail_file(path: &Path, n: usize) -> String {
+    tail_file_where(path, n, |_| true)
+}
+
+/// The last `n` lines of a file that `keep` keeps (e.g. a daemon log without its DEBUG lines, so that a failure
+/// shows what the node did, not only its last seconds of polls).
+pub fn tail_file_where(path: &Path, n: usize, keep: impl Fn(&str) -> bool) -> String {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()));
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.lines().filter(|l| keep(&strip_ansi(l))).collect();
     strip_ansi(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
 
@@ -645,7 +651,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(200));
         }
         panic!(
-            "timed out waiting until {what}; last status: {last}\n--- daemon log ---\n{}",
+            "timed out waiting until {what}; last status: {last}\n--- daemon log, info and above (last 40 \
+             lines) ---\n{}\n--- daemon log ---\n{}",
+            tail_file_where(&self.log, 40, |line| !line.contains(" DEBUG ")
+                && !line.contains(" TRACE ")),
             tail_file(&self.log, 40)
         );
     }
