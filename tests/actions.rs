@@ -300,6 +300,13 @@ fn matching_new_events_are_delivered_signed_in_order_through_failures_and_a_kill
         Duration::from_secs(60),
         |_| delivered(&receiver, "/hello").is_superset(&later_rids),
     );
+    // The receiver records a request before it answers, and the daemon records the delivery once it has the
+    // answer: wait for the daemon's side too.
+    daemon.wait_until(
+        "the daemon has recorded the deliveries the receiver got",
+        Duration::from_secs(30),
+        |_| action(&daemon, "hello")["queued"] == 0,
+    );
     let hello_now = action(&daemon, "hello");
     assert_eq!(hello_now["queued"], 0, "{hello_now}");
     assert_eq!(
