@@ -6,8 +6,8 @@
 //! is a no-op), so a replay never indexes anything twice.
 //!
 //! The entries live in a [`SegmentLog`] in the store's directory (`inbox/`), not in sled: written once, read once
-//! and removed, they would cost sled two copy-on-write updates each and leave garbage in its log. Releases before
-//! schema 5's segment inbox kept them in the sled tree `node.inbox`; [`Inbox::open`] moves what it holds.
+//! and removed, they would cost sled two copy-on-write updates each and leave garbage in its log. Earlier
+//! releases kept them in the sled tree `node.inbox`; [`Inbox::open`] moves what it holds.
 
 use std::path::Path;
 use std::sync::Arc;
