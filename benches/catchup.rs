@@ -130,6 +130,12 @@ fn run(n: usize, plan: &Plan) {
         if i == 0 && plan.live > 0 {
             live_latency(plan.live, interval, &daemon, &sensor);
         }
+        // A clean stop (SIGTERM), so a profiler wrapping the daemon (`KOI_DAEMON_WRAPPER`, e.g. callgrind) writes
+        // what it gathered.
+        let mut daemon = daemon;
+        if daemon.terminate(Duration::from_secs(120)).is_none() {
+            eprintln!("the daemon did not stop within 120 s of SIGTERM (killed)");
+        }
     }
     if let Some(seconds) = plan.reference_interval_s {
         reference_partial_node(n, seconds, root.path(), &coordinator);

@@ -16,7 +16,8 @@
 //! until the first page is served.
 //!
 //! Other switches: `INDEX_BENCH_MIX=synthetic|webhooks`, `INDEX_BENCH_KEEP_CONTENTS=0`, `INDEX_BENCH_ACTIONS=N`,
-//! `INDEX_BENCH_SLED_COMPRESSION=0|1` (`[storage] compression`; default as the daemon's), `INDEX_BENCH_DIR`.
+//! `INDEX_BENCH_SLED_COMPRESSION=0|1` (`[storage] compression`; default as the daemon's), `INDEX_BENCH_DIR`,
+//! `INDEX_BENCH_CHECKPOINT=N` (every N events: the first page's p50/p99 and the store so far, for long runs).
 
 #[path = "../tests/support/disk.rs"]
 mod disk;
@@ -304,6 +305,10 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
     .expect("valid RID");
     let fixtures = webhooks::fixture_contents();
 
+    let checkpoint = std::env::var("INDEX_BENCH_CHECKPOINT")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|&n| n > 0);
     let mut ingest = Duration::ZERO;
     let mut bytes = 0usize;
     let mut done = 0;
@@ -374,6 +379,19 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         });
         ingest += start.elapsed();
         done += total;
+        // INDEX_BENCH_CHECKPOINT=N: every N events, the first page's latency and the store so far (a long run
+        // tells something even if it is stopped).
+        if checkpoint.is_some_and(|every| done % every == 0 && done < n) {
+            let (p50, p99) = first_page_latency(&index, &EventQuery::default());
+            println!(
+                "  checkpoint {done:>9} events: ingest {:>6.0} events/s so far; first page p50 {:>4.0} µs p99 {:>5.0} µs; \
+                 store {:.0} B/event",
+                done as f64 / ingest.as_secs_f64(),
+                p50.as_secs_f64() * 1e6,
+                p99.as_secs_f64() * 1e6,
+                disk::dir_size(&db_path) as f64 / done as f64,
+            );
+        }
     }
     assert_eq!(index.counts().expect("counts").events, n as u64);
 

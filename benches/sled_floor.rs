@@ -7,6 +7,7 @@
 //! SLED_FLOOR_CONTENTS=log cargo bench --bench sled_floor   # contents in an append-only file, not in sled
 //! SLED_FLOOR_CACHE_MIB=16 cargo bench --bench sled_floor    # sled's cache_capacity (default: the daemon's)
 //! SLED_FLOOR_BATCH=64 cargo bench --bench sled_floor         # events per transaction (default 256)
+//! SLED_FLOOR_SEGMENT_KIB=128 cargo bench --bench sled_floor  # sled's segment_size (default 512 KiB, sled's own)
 //! ```
 //!
 //! Each event inserts what the index inserts for a new webhook event, with the same sizes: a 1.1 KB held value and
@@ -49,6 +50,12 @@ fn main() {
                 .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| {
                     m << 20
                 }),
+        )
+        .segment_size(
+            std::env::var("SLED_FLOOR_SEGMENT_KIB")
+                .ok()
+                .and_then(|k| k.parse::<usize>().ok())
+                .map_or(512 << 10, |k| k << 10),
         )
         .open()
         .expect("open sled");
