@@ -195,11 +195,18 @@ fn twenty_kill9_at_random_moments_lose_nothing_and_double_nothing() {
     }
     sensor.wait_emitted(Duration::from_secs(30));
     let total = (held + rounds * per_round) as u64;
-    daemon.wait_until(
-        &format!("all {total} events are indexed (seed {seed})"),
-        Duration::from_secs(120),
-        |d| events(d) >= total,
-    );
+    // On a time-out, the sensor's side too: what it queued and served (this test once timed out, not reproduced).
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        daemon.wait_until(
+            &format!("all {total} events are indexed (seed {seed})"),
+            Duration::from_secs(120),
+            |d| events(d) >= total,
+        )
+    }));
+    if let Err(panic) = waited {
+        eprintln!("{}", sensor.log_tail());
+        std::panic::resume_unwind(panic);
+    }
     std::thread::sleep(Duration::from_secs(2));
     let details = daemon.status().unwrap();
     assert_eq!(events(&details), total, "nothing doubled (seed {seed})");
