@@ -235,17 +235,6 @@ fn first_page_latency(index: &Index, query: &EventQuery) -> (Duration, Duration)
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-/// Peak resident memory of this process so far (VmHWM), in bytes.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mix {
     /// The synthetic 4.3 KB bundles of [`event`].
@@ -443,7 +432,7 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
         on_disk as f64 / n as f64,
         live as f64 / n as f64,
         top.join(", "),
-        peak_rss() as f64 / 1e6,
+        disk::peak_rss() as f64 / 1e6,
     );
 
     // Cold start: the store closed, then opened again as the daemon opens it, until the first page is served

@@ -41,24 +41,27 @@ fn main() {
         Err(_) => 2_000,
     };
     let dir = tempfile::tempdir().expect("temporary directory");
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(
-            std::env::var("SLED_FLOOR_CACHE_MIB")
-                .ok()
-                .and_then(|m| m.parse::<u64>().ok())
-                .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| {
-                    m << 20
-                }),
-        )
-        .segment_size(
-            std::env::var("SLED_FLOOR_SEGMENT_KIB")
-                .ok()
-                .and_then(|k| k.parse::<usize>().ok())
-                .map_or(512 << 10, |k| k << 10),
-        )
-        .open()
-        .expect("open sled");
+    let open = || {
+        sled::Config::new()
+            .path(dir.path())
+            .cache_capacity(
+                std::env::var("SLED_FLOOR_CACHE_MIB")
+                    .ok()
+                    .and_then(|m| m.parse::<u64>().ok())
+                    .map_or(koi_github_indexer::storage::DEFAULT_CACHE_BYTES, |m| {
+                        m << 20
+                    }),
+            )
+            .segment_size(
+                std::env::var("SLED_FLOOR_SEGMENT_KIB")
+                    .ok()
+                    .and_then(|k| k.parse::<usize>().ok())
+                    .map_or(512 << 10, |k| k << 10),
+            )
+            .open()
+            .expect("open sled")
+    };
+    let db = open();
     let trees: Vec<sled::Tree> = (0..10)
         .map(|i| db.open_tree(format!("t{i}")).expect("tree"))
         .collect();
@@ -73,6 +76,7 @@ fn main() {
     let held = vec![7u8; if contents_log { 78 } else { 1100 }];
     let contents = vec![7u8; 1100 - 78];
     let row = vec![7u8; 220];
+    let cpu_before = disk::cpu_seconds();
     let start = Instant::now();
     let mut first = 0;
     while first < events {
@@ -119,34 +123,42 @@ fn main() {
         first = end;
     }
     let elapsed = start.elapsed();
+    let cpu = disk::cpu_seconds() - cpu_before;
     let live: u64 = trees
         .iter()
         .flat_map(|t| t.iter())
         .map(|kv| kv.map(|(k, v)| (k.len() + v.len()) as u64).unwrap_or(0))
         .sum();
+    let on_disk = disk::dir_size(dir.path());
+    drop(trees);
+    drop(db);
+    // sled replays its log since the last open on the first open after a run (README, Benchmarks).
+    let reopened = Instant::now();
+    let db = open();
+    let last = format!(
+        "orn:github.event:bench-org/repo-{:02}:delivery-{}",
+        (events - 1) % 20,
+        events - 1
+    );
+    let found = db
+        .open_tree("t0")
+        .and_then(|t| t.get(last.as_bytes()))
+        .expect("read")
+        .is_some();
+    let reopen = reopened.elapsed();
+    assert!(found, "the last event is there after reopening");
     println!(
         "sled floor: {events} events × (10 inserts + 2 counters), {} index keys, contents {}, {per_transaction} per \
-         transaction: {:.1} µs/event = {:.0} events/s; store {:.0} B/event on disk for {:.0} B/event live in sled; \
-         peak RSS {:.1} MB",
+         transaction: {:.1} µs/event = {:.0} events/s, {:.1} µs/event CPU; store {:.0} B/event on disk for {:.0} \
+         B/event live in sled; peak RSS {:.1} MB; reopen and first read {:.0} ms",
         if long_keys { "long" } else { "20-byte" },
         if contents_log { "in a file" } else { "in sled" },
         elapsed.as_secs_f64() * 1e6 / events as f64,
         events as f64 / elapsed.as_secs_f64(),
-        disk::dir_size(dir.path()) as f64 / events as f64,
+        cpu * 1e6 / events as f64,
+        on_disk as f64 / events as f64,
         live as f64 / events as f64,
-        peak_rss() as f64 / 1e6,
+        disk::peak_rss() as f64 / 1e6,
+        reopen.as_secs_f64() * 1e3,
     );
-}
-
-/// This process's peak resident set (`VmHWM`), in bytes.
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
 }

@@ -1,4 +1,4 @@
-//! Bytes a directory takes on disk, for the benchmarks that report a store's size.
+//! Bytes a directory takes on disk, and this process's peak memory and CPU time, for the benchmarks.
 
 /// The total size of the files below `path` (0 for what cannot be read).
 pub fn dir_size(path: &std::path::Path) -> u64 {
@@ -13,5 +13,40 @@ pub fn dir_size(path: &std::path::Path) -> u64 {
                 })
                 .sum()
         })
+        .unwrap_or(0)
+}
+
+/// This process's peak resident set (`VmHWM`), in bytes.
+#[allow(dead_code)] // not every bench that includes this file reports memory
+pub fn peak_rss() -> u64 {
+    proc_status_kib("VmHWM:") * 1024
+}
+
+/// This process's CPU time so far (user and system, all threads), in seconds, from `/proc/self/stat`.
+#[allow(dead_code)]
+pub fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (in parentheses, which may hold spaces): utime and stime are the 12th and
+    // 13th, in clock ticks (100 a second on Linux).
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn proc_status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
         .unwrap_or(0)
 }
