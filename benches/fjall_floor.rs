@@ -8,6 +8,7 @@
 //! FJALL_FLOOR_CACHE_MIB=16 FJALL_FLOOR_WRITE_BUFFER_MIB=16 cargo bench --bench fjall_floor   # the defaults
 //! FJALL_FLOOR_BATCH=64 cargo bench --bench fjall_floor           # events per batch (default 256)
 //! FJALL_FLOOR_JOURNAL_MIB=512 cargo bench --bench fjall_floor    # the journals' total (default 32; fjall's, 512)
+//! FJALL_FLOOR_MEMTABLE_MIB=4 cargo bench --bench fjall_floor     # each partition's memtable (default fjall's, 16)
 //! ```
 //!
 //! Per event, as the sled floor: a 1,100-byte held value and a 220-byte row under the event's RID, a stream entry
@@ -57,6 +58,9 @@ fn main() {
     // Journals are kept until the memtables they hold are flushed: their total bounds the disk taken by what is
     // not in the trees yet (and the replay on the next open). fjall refuses less than 24 MiB.
     let journal_mib = env_number("FJALL_FLOOR_JOURNAL_MIB").unwrap_or(32).max(24);
+    let memtable_mib = env_number("FJALL_FLOOR_MEMTABLE_MIB")
+        .unwrap_or(16)
+        .clamp(1, 1024) as u32;
     let dir = tempfile::tempdir().expect("temporary directory");
     let open = || {
         let keyspace = Config::new(dir.path())
@@ -70,7 +74,9 @@ fn main() {
                 keyspace
                     .open_partition(
                         &format!("t{i}"),
-                        PartitionCreateOptions::default().compression(CompressionType::None),
+                        PartitionCreateOptions::default()
+                            .compression(CompressionType::None)
+                            .max_memtable_size(memtable_mib << 20),
                     )
                     .expect("partition")
             })
@@ -123,7 +129,7 @@ fn main() {
     assert!(found, "the last event is there after reopening");
     println!(
         "fjall floor: {events} events × (10 inserts + 2 counters), 20-byte index keys, {per_batch} per batch, cache \
-         {cache_mib} MiB, write buffer {write_buffer_mib} MiB, journals {journal_mib} MiB: {:.1} µs/event wall = {:.0} events/s, {:.1} µs/event \
+         {cache_mib} MiB, write buffer {write_buffer_mib} MiB, memtables {memtable_mib} MiB, journals {journal_mib} MiB: {:.1} µs/event wall = {:.0} events/s, {:.1} µs/event \
          CPU; store {:.0} B/event on disk; peak RSS {:.1} MB; reopen and first read {:.0} ms",
         elapsed.as_secs_f64() * 1e6 / events as f64,
         events as f64 / elapsed.as_secs_f64(),
