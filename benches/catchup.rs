@@ -23,6 +23,8 @@
 //! spread over 50 repositories, each made unique by its delivery number. `cargo test` builds this bench but does not
 //! run it (it is not a test); run it by hand, as above.
 
+#[path = "../tests/support/disk.rs"]
+mod disk;
 #[path = "../tests/support/pynet.rs"]
 #[allow(dead_code)]
 mod pynet;
@@ -58,44 +60,8 @@ fn items(n: usize) -> (Vec<Value>, usize) {
 
 /// (user + system CPU seconds, peak RSS in bytes) of a running process, from /proc.
 fn cpu_and_peak(pid: u32) -> (f64, u64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
-    let cpu = (ticks(11) + ticks(12)) / 100.0;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let peak = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024;
-    (cpu, peak)
-}
-
-fn du(path: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            let meta = match e.metadata() {
-                Ok(m) => m,
-                Err(_) => continue,
-            };
-            total += if meta.is_dir() {
-                du(&e.path())
-            } else {
-                meta.len()
-            };
-        }
-    }
-    total
+    let pid = pid.to_string();
+    (disk::cpu_seconds_of(&pid), disk::peak_rss_of(&pid))
 }
 
 /// What the bench was asked to do besides the catch-up at the default interval.
@@ -185,11 +151,11 @@ fn catch_up(
     let join = log_time(&daemon.log(), "catching up", sensor.rid())
         .and_then(|at| at.duration_since(spawned_at).ok());
     let db = daemon.config.parent().unwrap().join("data").join("db");
-    let disk = du(&db);
+    let disk = disk::dir_size(&db);
     // The inbox's segment files (inside the store's directory): what was still in flight, or a drained newest
     // segment under 1 MiB that is kept for the next events.
-    let inbox = du(&db.join("inbox"));
-    let sensor_cache = du(&sensor.dir().join(".rid_cache"));
+    let inbox = disk::dir_size(&db.join("inbox"));
+    let sensor_cache = disk::dir_size(&sensor.dir().join(".rid_cache"));
     println!(
         "catch-up N={n:>6} (mean contents {mean_size} B), poll.interval {interval}: wall {:>6.2} s (join {} + transfer \
          {}) | daemon CPU {:>6.2} s = {:>5.0} µs/event | sensor CPU {:>6.2} s = {:>5.0} µs/event | daemon peak RSS \

@@ -19,13 +19,30 @@ pub fn dir_size(path: &std::path::Path) -> u64 {
 /// This process's peak resident set (`VmHWM`), in bytes.
 #[allow(dead_code)] // not every bench that includes this file reports memory
 pub fn peak_rss() -> u64 {
-    proc_status_kib("VmHWM:") * 1024
+    peak_rss_of("self")
 }
 
-/// This process's CPU time so far (user and system, all threads), in seconds, from `/proc/self/stat`.
+/// This process's CPU time so far (user and system, all threads), in seconds.
 #[allow(dead_code)]
 pub fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds_of("self")
+}
+
+/// The peak resident set of process `pid` (a number, or `self`), in bytes; 0 if it cannot be read.
+pub fn peak_rss_of(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// The CPU time of process `pid` (a number, or `self`) so far, user and system, all threads, in seconds, from
+/// `/proc/<pid>/stat`; 0 if it cannot be read.
+pub fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // The fields after the command name (in parentheses, which may hold spaces): utime and stime are the 12th and
     // 13th, in clock ticks (100 a second on Linux).
     let fields: Vec<&str> = stat
@@ -40,13 +57,4 @@ pub fn cpu_seconds() -> f64 {
             .unwrap_or(0.0)
     };
     (ticks(11) + ticks(12)) / 100.0
-}
-
-fn proc_status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .unwrap_or(0)
 }
