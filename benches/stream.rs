@@ -66,6 +66,7 @@ async fn serve_fresh_store() -> Served {
         stream_keep_alive: Duration::from_secs(15),
         actions: Arc::new(Vec::new()),
         node_rid: "orn:koi-net.node:test_indexer+0".into(),
+        access: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
         .await
@@ -119,7 +120,9 @@ async fn stalled_client(addr: std::net::SocketAddr) -> tokio::net::TcpStream {
     socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
     let mut stream = socket.connect(addr).await.expect("connect");
     stream
-        .write_all(b"GET /api/processor/github/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .write_all(
+            format!("GET /api/processor/github/stream HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes(),
+        )
         .await
         .expect("request");
     let mut head = [0u8; 512];

@@ -70,15 +70,50 @@ pub fn signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// `url` as `GET /actions` shows it: a password in it is replaced by `***` (the API has no authentication).
+/// `url` as `/actions`, delivery errors, logs and metrics show it: `scheme://host[:port]`, then `/…` when it has
+/// anything more. User-info, the query and the path are never shown: receivers put secrets in all three (a
+/// `?token=`, a Slack-style `/services/T000/B000/XXXX` path).
 pub fn shown_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return "(not a valid URL)".to_owned();
+    };
+    let mut shown = format!("{}://{}", parsed.scheme(), parsed.host_str().unwrap_or(""));
+    if let Some(port) = parsed.port() {
+        shown.push_str(&format!(":{port}"));
     }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        shown.push_str("/…");
+    }
+    shown
+}
+
+/// `text` (an error about a delivery to `url`) with every secret part of `url` taken out: the whole URL becomes
+/// its [`shown_url`], and the user-info, path and query, wherever else they appear (a receiver may echo them),
+/// become `…`.
+pub fn redact_url(text: &str, url: &str) -> String {
+    let mut text = text.replace(url, &shown_url(url));
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return text;
+    };
+    let path = parsed.path();
+    let secrets = [
+        parsed.as_str().to_owned(),
+        Some(parsed.username())
+            .filter(|u| !u.is_empty())
+            .map(str::to_owned)
+            .unwrap_or_default(),
+        parsed.password().unwrap_or_default().to_owned(),
+        parsed.query().unwrap_or_default().to_owned(),
+        if path.len() > 1 {
+            path.to_owned()
+        } else {
+            String::new()
+        },
+    ];
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        text = text.replace(secret.as_str(), "…");
+    }
+    text
 }
 
 /// The delay before retry number `attempts` (1 for the first): `min` doubling per attempt, capped at `max`, then
@@ -282,8 +317,10 @@ impl ActionSender {
         let response = match request.body(body).send().await {
             Ok(response) => response,
             // The request could not even be built: retrying cannot help.
-            Err(e) if e.is_builder() => return Sent::Refused(None, error_chain(&e)),
+            Err(e) if e.is_builder() => return Sent::Refused(None, error_chain(&e.without_url())),
             Err(e) => {
+                // reqwest puts the whole URL in its errors' text; the URL may hold secrets.
+                let e = e.without_url();
                 let what = if e.is_timeout() {
                     format!(
                         "no answer within the timeout ({})",
@@ -332,6 +369,14 @@ impl ActionSender {
         (started, took, sent): (chrono::DateTime<Utc>, Duration, Sent),
     ) -> Result<(), IndexError> {
         let config = &self.action.config;
+        // Errors quote the URL (a connection error names it, a receiver may echo it): never with its secrets.
+        let sent = match sent {
+            Sent::Refused(code, error) => Sent::Refused(code, redact_url(&error, &config.url)),
+            Sent::Failed(code, error, retry_after) => {
+                Sent::Failed(code, redact_url(&error, &config.url), retry_after)
+            }
+            delivered => delivered,
+        };
         let (status, error, outcome, label) = match sent {
             Sent::Delivered(code) => (Some(code), None, AttemptOutcome::Delivered, "delivered"),
             Sent::Refused(code, error) => (code, Some(error), AttemptOutcome::GiveUp, "failed"),
@@ -404,15 +449,31 @@ mod tests {
     }
 
     #[test]
-    fn a_password_in_an_action_url_is_not_shown() {
+    fn an_action_url_is_shown_without_its_secrets() {
         assert_eq!(
-            shown_url("https://bot:s3cret@hooks.example.com/koi?x=1"),
-            "https://bot:***@hooks.example.com/koi?x=1"
+            shown_url("https://bot:s3cret@hooks.example.com/koi?token=t0k3n"),
+            "https://hooks.example.com/…"
         );
         assert_eq!(
-            shown_url("http://127.0.0.1:9/hook"),
-            "http://127.0.0.1:9/hook"
+            shown_url("https://hooks.slack.com/services/T000/B000/XXXXSECRET"),
+            "https://hooks.slack.com/…"
         );
+        assert_eq!(shown_url("http://127.0.0.1:9/hook"), "http://127.0.0.1:9/…");
+        assert_eq!(shown_url("http://[::1]:9"), "http://[::1]:9");
+        assert_eq!(
+            shown_url("https://example.com/?a=b"),
+            "https://example.com/…"
+        );
+        assert_eq!(shown_url("not a url"), "(not a valid URL)");
+        let url = "http://bot:pa55word@127.0.0.1:9/secret-path?token=t0k3n";
+        let text = format!(
+            "error sending request for url ({url}): HTTP 404: no route /secret-path?token=t0k3n for user bot:pa55word"
+        );
+        let redacted = redact_url(&text, url);
+        for secret in ["pa55word", "secret-path", "t0k3n", "bot:"] {
+            assert!(!redacted.contains(secret), "{secret} in {redacted}");
+        }
+        assert!(redacted.contains("http://127.0.0.1:9/…"), "{redacted}");
     }
 
     #[test]

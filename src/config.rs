@@ -58,6 +58,19 @@ pub enum ConfigError {
         /// The variable's name.
         var: String,
     },
+    /// `api.token_env` is set, but neither its variable nor its credential file holds a token.
+    #[error(
+        "the API token variable `{var}` (set by `api.token_env`) is not set or empty: export it, put `{var}=…` in \
+         the service's EnvironmentFile, or pass it with LoadCredential={var}:FILE; or remove `api.token_env` to run \
+         without a token"
+    )]
+    MissingToken {
+        /// The variable's name.
+        var: String,
+    },
+    /// A secret's variable or credential file could not be read.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// The data directory cannot be created or written.
     #[error("data directory {path} (`node.data_dir`) is not usable: {source}. Create it, or fix its owner and permissions")]
     DataDir {
@@ -193,9 +206,18 @@ pub struct StorageConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Address the query API listens on. Keep it on loopback: the API has no authentication.
+    /// Address the query API listens on. Keep it on loopback (see README, Security).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// `Host` names accepted besides `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT` and the listen address, e.g.
+    /// a reverse proxy's name: `name` (any port) or `name:port`. Every other `Host` gets a 403, which is what
+    /// stops DNS rebinding.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Environment variable holding a bearer token that every route but `/health`, `/` and `/assets` then
+    /// requires (`Authorization: Bearer …`). Unset: no token.
+    #[serde(default)]
+    pub token_env: Option<String>,
     /// Longest a client may take to send a request's head (humantime); slower clients are disconnected.
     #[serde(default = "default_header_timeout", deserialize_with = "de_duration")]
     pub header_timeout: Duration,
@@ -279,16 +301,39 @@ impl ActionConfig {
         }
     }
 
-    /// The HMAC secret, from the variable `secret_env` names.
-    pub fn secret(&self) -> Result<String, ConfigError> {
-        std::env::var(&self.secret_env)
-            .ok()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ConfigError::MissingSecret {
-                action: self.name.clone(),
-                var: self.secret_env.clone(),
-            })
+    /// The HMAC secret, from the variable `secret_env` names (or its credential file).
+    fn secret(&self) -> Result<String, ConfigError> {
+        read_secret(&self.secret_env)?.ok_or_else(|| ConfigError::MissingSecret {
+            action: self.name.clone(),
+            var: self.secret_env.clone(),
+        })
     }
+}
+
+/// The secrets the config names, as read at start-up.
+#[derive(Clone)]
+pub struct Secrets {
+    /// Decrypts the node key (`node.key_password_env`).
+    pub key_password: String,
+    /// Each action's HMAC secret, in `actions` order.
+    pub action_secrets: Vec<String>,
+    /// The API's bearer token (`api.token_env`), if one is configured.
+    pub api_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    // Never the values: a Debug print of the config's secrets must not be the leak.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("action_secrets", &self.action_secrets.len())
+            .field("api_token", &self.api_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A secret from its variable or credential file.
+fn read_secret(var: &str) -> Result<Option<String>, ConfigError> {
+    Ok(crate::secrets::read(var)?.map(|(value, _source)| value))
 }
 
 /// `[log]`
@@ -440,6 +485,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             listen: default_listen(),
+            allowed_hosts: Vec::new(),
+            token_env: None,
             header_timeout: default_header_timeout(),
             idle_timeout: default_idle_timeout(),
             max_connections: default_max_connections(),
@@ -603,6 +650,19 @@ impl Config {
         if self.api.max_connections == 0 {
             return Err(self.invalid("api.max_connections", "must be at least 1"));
         }
+        for host in &self.api.allowed_hosts {
+            if let Err(problem) = crate::api::guard::check_allowed_host(host) {
+                return Err(self.invalid("api.allowed_hosts", problem));
+            }
+        }
+        if let Some(var) = &self.api.token_env {
+            if var.is_empty() || var.contains('=') || var.contains('\0') {
+                return Err(self.invalid(
+                    "api.token_env",
+                    "must name an environment variable, e.g. \"KOI_API_TOKEN\"",
+                ));
+            }
+        }
         if self.storage.cache < 1024 * 1024 {
             return Err(self.invalid(
                 "storage.cache",
@@ -655,26 +715,68 @@ impl Config {
         Ok(())
     }
 
-    /// Every action's HMAC secret, in `actions` order; the first missing one is the error.
-    pub fn action_secrets(&self) -> Result<Vec<String>, ConfigError> {
-        self.actions.iter().map(ActionConfig::secret).collect()
+    /// Every secret the daemon needs, read from the environment (or `$CREDENTIALS_DIRECTORY`) and then removed
+    /// from it, so that `/proc/PID/environ` does not keep them for the life of the process. Call it before any
+    /// thread starts (`main` does, before the runtime); the first missing secret is the error.
+    pub fn take_secrets(&self) -> Result<Secrets, ConfigError> {
+        self.secrets(true)
     }
 
-    /// Reads the key password from the environment variable the config names.
-    pub fn key_password(&self) -> Result<String, ConfigError> {
-        std::env::var(&self.node.key_password_env).map_err(|_| ConfigError::MissingPassword {
-            var: self.node.key_password_env.clone(),
+    /// [`Config::take_secrets`] without touching the environment (`check-config`).
+    pub fn read_secrets(&self) -> Result<Secrets, ConfigError> {
+        self.secrets(false)
+    }
+
+    fn secrets(&self, take: bool) -> Result<Secrets, ConfigError> {
+        let secrets = self.read_all_secrets()?;
+        if take {
+            // Only once every secret is read: two actions may share one variable.
+            let names = std::iter::once(&self.node.key_password_env)
+                .chain(self.actions.iter().map(|a| &a.secret_env))
+                .chain(self.api.token_env.iter());
+            for name in names {
+                crate::secrets::scrub(name);
+            }
+        }
+        Ok(secrets)
+    }
+
+    fn read_all_secrets(&self) -> Result<Secrets, ConfigError> {
+        let var = &self.node.key_password_env;
+        // An empty password is a password (a key may be encrypted with one): only an unset variable is missing.
+        let set_empty = std::env::var_os(var).is_some_and(|v| v.is_empty());
+        let key_password = match read_secret(var)? {
+            Some(password) => password,
+            None if set_empty => String::new(),
+            None => return Err(ConfigError::MissingPassword { var: var.clone() }),
+        };
+        let action_secrets = self
+            .actions
+            .iter()
+            .map(ActionConfig::secret)
+            .collect::<Result<_, _>>()?;
+        let api_token = match &self.api.token_env {
+            None => None,
+            Some(var) => Some(
+                read_secret(var)?.ok_or_else(|| ConfigError::MissingToken { var: var.clone() })?,
+            ),
+        };
+        Ok(Secrets {
+            key_password,
+            action_secrets,
+            api_token,
         })
     }
 
-    /// Creates the data directory if needed and checks it is writable.
+    /// Creates the data directory if needed (mode 0700, whatever the umask: it holds the key and the index) and
+    /// checks it is writable. An existing directory keeps its mode; [`data_dir_exposure`] says when that is open.
     pub fn prepare_data_dir(&self) -> Result<PathBuf, ConfigError> {
         let dir = &self.node.data_dir;
         let err = |source| ConfigError::DataDir {
             path: dir.clone(),
             source,
         };
-        std::fs::create_dir_all(dir).map_err(err)?;
+        crate::storage::create_private_dir(dir).map_err(err)?;
         let probe = dir.join(".write-test");
         std::fs::write(&probe, b"ok").map_err(err)?;
         let _ = std::fs::remove_file(&probe);
@@ -707,6 +809,21 @@ impl Config {
         }
         out
     }
+}
+
+/// A warning when the data directory can be read or entered by other users (group or others have any access):
+/// the index, the inbox and the encrypted key are inside.
+pub fn data_dir_exposure(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "data directory {} (`node.data_dir`) is open to other users (mode {mode:04o}): they can read the index. \
+             Run `chmod 700 {}`",
+            dir.display(),
+            dir.display()
+        )
+    })
 }
 
 /// What is wrong with an `[[action]]` block, phrased with the fix.
@@ -931,7 +1048,10 @@ event_types = ["push"]
         assert_eq!((a.keep_delivered, a.keep_failed), (1000, 1000));
         assert_eq!(a.filter().repos, ["octo-org/hello-world", "rust-lang/*"]);
         assert_eq!(c.index.history, 10);
-        let err = c.action_secrets().unwrap_err().to_string();
+        // PATH is always set: the password is found, and the action's secret is the one missing.
+        let mut c = c;
+        c.node.key_password_env = "PATH".into();
+        let err = c.read_secrets().unwrap_err().to_string();
         assert!(
             err.contains("deploy-bot") && err.contains("KOI_TEST_ACTION_SECRET_SURELY_UNSET"),
             "{err}"
@@ -979,8 +1099,15 @@ event_types = ["push"]
     fn missing_password_variable_names_the_variable() {
         let mut c = parse(MINIMAL).unwrap();
         c.node.key_password_env = "KOI_TEST_SURELY_UNSET_VAR".into();
-        let err = c.key_password().unwrap_err().to_string();
+        let err = c.read_secrets().unwrap_err().to_string();
         assert!(err.contains("KOI_TEST_SURELY_UNSET_VAR"), "{err}");
+        c.node.key_password_env = "PATH".into();
+        c.api.token_env = Some("KOI_TEST_SURELY_UNSET_TOKEN".into());
+        let err = c.read_secrets().unwrap_err().to_string();
+        assert!(
+            err.contains("KOI_TEST_SURELY_UNSET_TOKEN") && err.contains("api.token_env"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, Action};
 use crate::api::NodeStatus;
-use crate::config::{ActionConfig, Config};
+use crate::config::{ActionConfig, Config, Secrets};
 use crate::index::{DeadLetters, Index, IndexOptions};
 use crate::node::identity::Identity;
 use crate::node::inbox::Inbox;
@@ -23,15 +23,21 @@ use crate::telemetry::{self, Metrics, NodeStarted, PollLog};
 /// File name of the sled database inside the data directory.
 pub const DB_DIR: &str = "db";
 
-/// Runs the daemon until a shutdown signal.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Runs the daemon until a shutdown signal, with the secrets `main` took from the environment before any thread
+/// started ([`Config::take_secrets`]).
+pub async fn run(config: Config, secrets: Secrets) -> anyhow::Result<()> {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    let password = config.key_password()?;
-    // An action without its secret would sign nothing: refuse to start, naming the variable.
-    let secrets = config.action_secrets()?;
+    let Secrets {
+        key_password: password,
+        action_secrets: secrets,
+        api_token,
+    } = secrets;
     let data_dir = config.prepare_data_dir()?;
+    if let Some(warning) = crate::config::data_dir_exposure(&data_dir) {
+        tracing::warn!("{warning}");
+    }
     // The key's PBKDF2 decryption, opening sled and any schema migration are slow and blocking: off the runtime.
     let (identity, store, index) = {
         let data_dir = data_dir.clone();
@@ -135,6 +141,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .collect(),
         ),
         node_rid: identity.rid.to_string(),
+        access: crate::api::Access {
+            allowed_hosts: config.api.allowed_hosts.clone(),
+            token: api_token,
+        },
     };
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

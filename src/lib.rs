@@ -14,6 +14,8 @@
 //! * [`api`] — the local HTTP API (warp) over the index, in the Python processor's paths and JSON shapes.
 //! * [`cli`] — the query commands (`list-repos`, `show-events`, …): through the running daemon's API, or straight
 //!   from the store when the daemon is stopped.
+//! * [`secrets`] — the key password, action secrets and API token: read from the environment or systemd's
+//!   credentials, then wiped from the environment.
 //! * [`storage`] — opening the sled database one way for the daemon, the CLI and the tests, with a lock that
 //!   tells "held by another process" apart by type.
 //! * [`telemetry`] — what an operator sees: one struct per observable event that logs and counts at once,
@@ -27,5 +29,6 @@ pub mod daemon;
 pub mod index;
 pub mod node;
 pub mod protocol;
+pub mod secrets;
 pub mod storage;
 pub mod telemetry;

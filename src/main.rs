@@ -87,6 +87,8 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Everything this process creates (the store, the inbox, the key, exports) is private to its user.
+    koi_github_indexer::storage::private_umask();
     let cli = Cli::parse();
     let explicit = cli.config.as_deref();
     let result = match &cli.command {
@@ -102,15 +104,18 @@ fn main() -> ExitCode {
 
 fn run(config: &Path) -> anyhow::Result<()> {
     let config = Config::load(config)?;
+    // Read the secrets and wipe them from the environment while this is the only thread: the runtime below starts
+    // the others, and /proc/PID/environ would show the secrets for the life of the process.
+    let secrets = config.take_secrets()?;
     koi_github_indexer::telemetry::init_logging(&config.log.level, config.log.format)?;
-    tokio::runtime::Runtime::new()?.block_on(koi_github_indexer::daemon::run(config))
+    tokio::runtime::Runtime::new()?.block_on(koi_github_indexer::daemon::run(config, secrets))
 }
 
 /// A query command: where the store and the API are come from the flags, else from the config file.
 fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()> {
     let opts = query.options();
-    let (data_dir, api) = match (&opts.data_dir, &opts.api) {
-        (Some(dir), Some(api)) => (dir.clone(), api.clone()),
+    let (data_dir, api, token_env) = match (&opts.data_dir, &opts.api) {
+        (Some(dir), Some(api)) => (dir.clone(), api.clone(), None),
         (dir, api) => {
             let config = Config::load(&config_path(explicit)?).context(
                 "query commands read `node.data_dir` and `api.listen` from the config: pass --config, or both \
@@ -120,9 +125,15 @@ fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()
                 dir.clone().unwrap_or(config.node.data_dir),
                 api.clone()
                     .unwrap_or_else(|| format!("http://{}", config.api.listen)),
+                config.api.token_env,
             )
         }
     };
+    // The token the daemon requires, from the variable its config names (or the usual one).
+    let api = cli::Endpoint::from_env(
+        &api,
+        token_env.as_deref().unwrap_or(cli::http::DEFAULT_TOKEN_ENV),
+    )?;
     let output = Output {
         json: opts.json,
         verbose: opts.verbose,
@@ -135,19 +146,28 @@ fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()
 
 fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
-    let password = config.key_password()?;
-    // Each action's HMAC secret must be set, as `run` requires.
-    config.action_secrets()?;
+    // Every secret `run` needs (key password, each action's HMAC secret, the API token) must be there.
+    let secrets = config.read_secrets()?;
     // The key is decrypted as `run` would: a wrong or empty password fails here with the same message, not later.
     let key = config
         .node
         .data_dir
         .join(koi_github_indexer::node::identity::KEY_FILE);
     if key.exists() {
-        koi_github_indexer::protocol::NodeKey::load(&key, &password)?;
+        koi_github_indexer::protocol::NodeKey::load(&key, &secrets.key_password)?;
     }
     for warning in config.warnings() {
         eprintln!("warning: {warning}");
+    }
+    if let Some(warning) = koi_github_indexer::config::data_dir_exposure(&config.node.data_dir) {
+        eprintln!("warning: {warning}");
+    }
+    match &config.api.token_env {
+        Some(var) => println!("API token: required (from `{var}`, set by api.token_env)"),
+        None => println!(
+            "API token: none (any local process may read the API; set api.token_env on a host with other users or \
+             behind a reverse proxy: README, Security)"
+        ),
     }
     println!("{}: OK", path.display());
     Ok(())
@@ -167,6 +187,7 @@ fn fail(error: &anyhow::Error) -> ExitCode {
         }
         text.push_str(&part);
     }
-    eprintln!("error: {text}");
+    // An error can quote the API's answer or a peer's text: shown, never obeyed, by the terminal.
+    eprintln!("error: {}", cli::terminal::visible(&text));
     ExitCode::FAILURE
 }

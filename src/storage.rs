@@ -19,6 +19,26 @@ const SAME_PROCESS_WAIT: Duration = Duration::from_secs(1);
 /// sled's page cache when nothing is configured (sled's own default is 1 GiB).
 pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Makes every file and directory this process creates from now on private to its user (mode 0600 / 0700),
+/// whatever umask it was started with. sled and the inbox create their files themselves, so the umask is the one
+/// place that covers them all; `main` calls this first thing, as the systemd unit's `UMask=0077` does.
+pub fn private_umask() {
+    // SAFETY: umask only sets the process's file-creation mask; it cannot fail and touches no memory.
+    unsafe {
+        libc::umask(0o077);
+    }
+}
+
+/// `create_dir_all` with mode 0700 for every directory it creates, whatever the umask. An existing directory is
+/// left as it is.
+pub fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+}
+
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -103,7 +123,7 @@ pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
         path: path.to_owned(),
         source,
     };
-    std::fs::create_dir_all(path).map_err(io)?;
+    create_private_dir(path).map_err(io)?;
     let lock = File::options()
         .create(true)
         .truncate(false)

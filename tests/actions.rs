@@ -61,7 +61,8 @@ fn post(daemon: &Daemon, path: &str) -> (u16, Value) {
     let mut stream = std::net::TcpStream::connect(&daemon.api).unwrap();
     write!(
         stream,
-        "POST {path} HTTP/1.0\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        "POST {path} HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n",
+        daemon.api
     )
     .unwrap();
     let mut response = String::new();

@@ -90,16 +90,18 @@ async fn a_small_chunked_body_is_accepted_and_a_large_one_refused() {
     let api = store.serve();
     let body = r#"{"repo":"new-org/chunked"}"#;
     let request = format!(
-        "POST /api/processor/github/repositories HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        "POST /api/processor/github/repositories HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
          transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        api.addr,
         body.len()
     );
     let answer = raw(api.addr, request.as_bytes()).await;
     assert_eq!(answer.0, 201, "{answer:?}");
     let big = "x".repeat(8192);
     let request = format!(
-        "POST /api/processor/github/repositories HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+        "POST /api/processor/github/repositories HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\n\
          transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        api.addr,
         big.len()
     );
     assert_json_error(&raw(api.addr, request.as_bytes()).await, 413, "4096 bytes");
@@ -167,7 +169,13 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let api = store.serve_with(quick_limits());
     let mut client = TcpStream::connect(api.addr).await.unwrap();
     client
-        .write_all(b"GET /api/processor/github/health HTTP/1.1\r\nhost: x\r\n\r\n")
+        .write_all(
+            format!(
+                "GET /api/processor/github/health HTTP/1.1\r\nhost: {}\r\n\r\n",
+                api.addr
+            )
+            .as_bytes(),
+        )
         .await
         .unwrap();
     let mut first = [0u8; 512];

@@ -288,7 +288,8 @@ impl RawStreamClient {
         socket.set_recv_buffer_size(4096).unwrap();
         let mut socket = socket.connect(api.addr).await.unwrap();
         let request = format!(
-            "GET /api/processor/github/stream{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n"
+            "GET /api/processor/github/stream{query} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\n\r\n",
+            api.addr
         );
         socket.write_all(request.as_bytes()).await.unwrap();
         let mut raw = Vec::new();

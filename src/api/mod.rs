@@ -40,6 +40,7 @@ use warp::{Filter, Rejection, Reply};
 mod actions;
 pub mod dashboard;
 mod feeds;
+pub mod guard;
 pub mod server;
 pub mod status;
 
@@ -49,6 +50,9 @@ pub use status::{NodeStatus, StatusBody, StatusDetails};
 use crate::index::{parse_repo_ref, DeadLetters, EventQuery, Index, IndexError, RepoRemoval};
 use crate::protocol::{GithubEventRid, Rid, Timestamp};
 use crate::telemetry::{ApiRequest, Metrics, PollLog, METRICS_CONTENT_TYPE};
+
+/// Where the API's routes live.
+pub const API_PREFIX: &str = "/api/processor/github";
 
 /// Largest page a client may ask for.
 pub const MAX_LIMIT: usize = 100;
@@ -79,6 +83,26 @@ pub struct ApiContext {
     pub actions: Arc<Vec<ActionInfo>>,
     /// This node's RID, for the export's header.
     pub node_rid: String,
+    /// Who may call: the `Host` names besides loopback, and the token ([`guard`]).
+    pub access: Access,
+}
+
+/// The `[api]` settings the [`guard::Guard`] is built from, with the address the API is bound to.
+#[derive(Clone, Default)]
+pub struct Access {
+    /// `api.allowed_hosts`.
+    pub allowed_hosts: Vec<String>,
+    /// The token `api.token_env` names, if set.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("token", &self.token.is_some())
+            .finish()
+    }
 }
 
 /// A failed request: status and the message for `{"error": …}`.
@@ -234,19 +258,16 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .and(warp::path("repositories"))
         .and(warp::path::end())
         .and(warp::post())
-        .and(warp::header::optional::<String>("content-type"))
         .and(warp::header::optional::<u64>("content-length"))
         .and(warp::body::stream())
         .and(ctx.clone())
-        .then(
-            |content_type: Option<String>, length: Option<u64>, body, ctx: ApiContext| async move {
-                let body = match read_body(length, body).await {
-                    Ok(body) => body,
-                    Err(e) => return finish(Err(e)),
-                };
-                finish(add_repository(content_type, body, ctx).await)
-            },
-        );
+        .then(|length: Option<u64>, body, ctx: ApiContext| async move {
+            let body = match read_body(length, body).await {
+                Ok(body) => body,
+                Err(e) => return finish(Err(e)),
+            };
+            finish(add_repository(body, ctx).await)
+        });
     let remove_repo = base
         .and(warp::path("repositories"))
         .and(warp::path::tail())
@@ -674,23 +695,13 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     ok(&page)
 }
 
-async fn add_repository(content_type: Option<String>, body: Vec<u8>, ctx: ApiContext) -> Answer {
+async fn add_repository(body: Vec<u8>, ctx: ApiContext) -> Answer {
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Body {
         repo: String,
     }
-    let is_json = content_type.as_deref().is_some_and(|t| {
-        t.split(';')
-            .next()
-            .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
-    });
-    if !is_json {
-        return Err(ApiError::bad_request(format!(
-            "send the body as JSON with `Content-Type: application/json` (got {})",
-            content_type.map_or("no content type".to_owned(), |t| format!("`{t}`"))
-        )));
-    }
+    // `Content-Type: application/json` was checked before routing (`guard`), as for every write.
     let shape = || "the body must be a JSON object like {\"repo\": \"owner/name\"}".to_owned();
     // An object, not an array: serde would read `["owner/name"]` as the struct's fields in order.
     let value: serde_json::Value = serde_json::from_slice(&body)

@@ -32,8 +32,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use warp::hyper;
 
-use super::{routes, ApiContext};
-use crate::telemetry::{ApiConnectionClosed, ApiConnections, ConnectionClose, Metrics};
+use super::guard::{Guard, Refusal};
+use super::{route_template, routes, ApiContext};
+use crate::telemetry::{
+    ApiConnectionClosed, ApiConnections, ApiRequestRefused, ConnectionClose, Metrics,
+};
 
 /// The largest request head (request line and headers) read: beyond it (give or take one 16 KiB read) the client
 /// gets a 431.
@@ -75,6 +78,18 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) {
     let metrics = ctx.metrics.clone();
+    // The guard needs the address actually bound (port 0 picks one), which only the listener knows.
+    let guard = match listener.local_addr() {
+        Ok(addr) => Arc::new(Guard::new(
+            addr,
+            &ctx.access.allowed_hosts,
+            ctx.access.token.as_deref(),
+        )),
+        Err(e) => {
+            tracing::error!(target: "koi_github_indexer::api", error = %e, "cannot read the API's own address");
+            return;
+        }
+    };
     let service = warp::service(routes(ctx));
     let mut http = hyper::server::conn::Http::new();
     http.http1_only(true).max_buf_size(MAX_REQUEST_HEAD);
@@ -102,6 +117,7 @@ pub async fn serve(
         };
         let connection = ConnectionTask {
             admitted,
+            guard: Arc::clone(&guard),
             tracker: Arc::clone(&tracker),
             limits,
             metrics: metrics.clone(),
@@ -116,6 +132,8 @@ pub async fn serve(
 /// One admitted connection and what it needs to run and to end.
 struct ConnectionTask {
     admitted: Admitted,
+    /// Checked on every request before it reaches the routes.
+    guard: Arc<Guard>,
     tracker: Arc<Tracker>,
     limits: ConnectionLimits,
     metrics: Metrics,
@@ -147,11 +165,22 @@ impl ConnectionTask {
         let requests = {
             let activity = Arc::clone(&activity);
             let tracker = Arc::clone(&self.tracker);
-            hyper::service::service_fn(move |request| {
+            let guard = Arc::clone(&self.guard);
+            let metrics = self.metrics.clone();
+            hyper::service::service_fn(move |request: hyper::Request<hyper::Body>| {
                 let mut service = service.clone();
                 let open = activity.request_started(&tracker, id);
+                let refused = guard
+                    .check(request.method(), request.uri().path(), request.headers())
+                    .err();
+                let metrics = metrics.clone();
                 async move {
-                    let response = service.call(request).await;
+                    let response = match refused {
+                        Some(refusal) => {
+                            Ok(refusal_response(&refusal, request.uri().path(), &metrics))
+                        }
+                        None => service.call(request).await,
+                    };
                     drop(open);
                     response
                 }
@@ -179,6 +208,36 @@ impl ConnectionTask {
         }
         self.tracker.release(id, &self.metrics);
     }
+}
+
+/// The JSON answer to a request the guard refused, counted.
+fn refusal_response(
+    refusal: &Refusal,
+    path: &str,
+    metrics: &Metrics,
+) -> hyper::Response<hyper::Body> {
+    let status = refusal.status();
+    ApiRequestRefused {
+        route: route_template(path),
+        reason: refusal.reason(),
+        status: status.as_u16(),
+    }
+    .emit(metrics);
+    let body = serde_json::json!({ "error": refusal.message() }).to_string();
+    let mut response = hyper::Response::new(hyper::Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    if matches!(refusal, Refusal::Token) {
+        headers.insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer realm=\"koi-github-indexer\""),
+        );
+    }
+    response
 }
 
 /// Sleeps until the connection has outstayed a limit, and says which.

@@ -28,12 +28,15 @@ use crate::index::{
 use crate::protocol::{GithubEventRid, Rid};
 
 mod actions;
+pub mod http;
 mod snapshot;
+pub mod terminal;
+
+pub use http::Endpoint;
+use terminal::visible;
 
 /// Path of the API under its base URL.
-const API_PREFIX: &str = "/api/processor/github";
-/// How long to wait for the daemon to accept a connection before deciding it is not running.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const API_PREFIX: &str = crate::api::API_PREFIX;
 /// How long a query to a running daemon may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tables are at most this wide, so they fit an 80-column terminal.
@@ -246,12 +249,12 @@ enum Source {
     },
 }
 
-/// Runs a query command against the daemon at `api_base` (e.g. `http://127.0.0.1:8004`), or, if nothing answers
+/// Runs a query command against the daemon at `api` (e.g. `http://127.0.0.1:8004`), or, if nothing answers
 /// there, against the store in `data_dir`.
 pub async fn run_query(
     cmd: &QueryCommand,
     data_dir: &Path,
-    api_base: &str,
+    api: &Endpoint,
     output: Output,
 ) -> anyhow::Result<()> {
     if let QueryCommand::Tail {
@@ -267,18 +270,18 @@ pub async fn run_query(
             event_types: event_type.clone(),
             actor: actor.clone(),
         };
-        return tail(api_base, &filter, *after, output).await;
+        return tail(api, &filter, *after, output).await;
     }
     match cmd {
         QueryCommand::Export { out, .. } => {
-            return snapshot::export(cmd, data_dir, api_base, out, output.verbose).await
+            return snapshot::export(cmd, data_dir, api, out, output.verbose).await
         }
         QueryCommand::Import { input, .. } => {
-            return snapshot::import(cmd, data_dir, api_base, input, output.verbose).await
+            return snapshot::import(cmd, data_dir, api, input, output.verbose).await
         }
         _ => {}
     }
-    let source = Source::connect(data_dir, api_base, cmd, output.verbose).await?;
+    let source = Source::connect(data_dir, api, cmd, output.verbose).await?;
     let text = match cmd {
         QueryCommand::ListRepos { .. } => {
             let repos = source.repositories().await?;
@@ -309,13 +312,17 @@ pub async fn run_query(
             let (row, created) = source.add_repository(repo).await?;
             render(output, &row, |row| {
                 let verb = if created { "Added" } else { "Already tracked:" };
-                format!("{verb} {} ({})\n", row.full_name, row.repo_rid)
+                format!(
+                    "{verb} {} ({})\n",
+                    visible(&row.full_name),
+                    visible(&row.repo_rid)
+                )
             })?
         }
         QueryCommand::RemoveRepo { repo, .. } => {
             let removed = source.remove_repository(repo).await?;
             render(output, &serde_json::json!({"removed": removed}), |_| {
-                format!("Removed {removed}\n")
+                format!("Removed {}\n", visible(&removed))
             })?
         }
         QueryCommand::Summary { .. } => {
@@ -350,7 +357,9 @@ pub async fn run_query(
             render(output, &delivery, |d| {
                 format!(
                     "Queued delivery {} (sends {} again) for {}\n",
-                    d.id, id, d.event_rid
+                    visible(&d.id),
+                    visible(id),
+                    visible(&d.event_rid)
                 )
             })?
         }
@@ -406,16 +415,12 @@ struct StatsTops {
 impl Source {
     async fn connect(
         data_dir: &Path,
-        api_base: &str,
+        api: &Endpoint,
         cmd: &QueryCommand,
         verbose: bool,
     ) -> anyhow::Result<Source> {
-        let base = api_base.trim_end_matches('/').to_owned();
-        let client = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .context("building the HTTP client")?;
+        let base = api.base.clone();
+        let client = api.client(Some(REQUEST_TIMEOUT))?;
         let health = format!("{base}{API_PREFIX}/health");
         let not_answering = match client.get(&health).send().await {
             Ok(response) if response.status().is_success() => {
@@ -491,7 +496,10 @@ impl Source {
         let request = match method {
             Method::Get => client.get(&url),
             Method::Post(body) => client.post(&url).json(&body),
-            Method::Delete => client.delete(&url),
+            // The API takes writes as JSON only; a DELETE has no body, but says so all the same.
+            Method::Delete => client
+                .delete(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json"),
         };
         let response = request
             .send()
@@ -684,14 +692,15 @@ fn char_width(c: char) -> usize {
     UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
-/// `text` on one line in exactly `width` columns: cut with `…`, or padded.
+/// `text` on one line in exactly `width` columns: control characters shown as escapes ([`visible`]), then cut
+/// with `…`, or padded.
 fn fit(text: &str, width: usize) -> String {
-    let text = text.lines().next().unwrap_or("");
+    let text = visible(text);
     let total: usize = text.chars().map(char_width).sum();
     let mut out = String::with_capacity(width + 4);
     let mut used = 0;
     if total <= width {
-        out.push_str(text);
+        out.push_str(&text);
         used = total;
     } else {
         for c in text.chars() {
@@ -828,12 +837,14 @@ fn event_details(details: &EventDetails) -> String {
         ),
     ] {
         if let Some(value) = value {
-            let _ = writeln!(out, "{name:<12} {value}");
+            let _ = writeln!(out, "{name:<12} {}", visible(value));
         }
     }
     match &details.bundle.contents {
         Some(contents) => {
-            let contents = serde_json::to_string_pretty(contents).unwrap_or_default();
+            let contents = serde_json::to_value(contents)
+                .map(|value| terminal::visible_json(&value))
+                .unwrap_or_default();
             let _ = writeln!(out, "contents:\n{contents}");
         }
         None => {
@@ -857,16 +868,12 @@ struct TailFilter {
 /// daemon restarted, or this terminal fell behind) it reconnects after the last event seen, so nothing is
 /// skipped or printed twice.
 async fn tail(
-    api_base: &str,
+    api: &Endpoint,
     filter: &TailFilter,
     mut after: Option<u64>,
     output: Output,
 ) -> anyhow::Result<()> {
-    let base = api_base.trim_end_matches('/');
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
+    let client = api.client(None)?;
     let mut query: Vec<(&str, String)> = Vec::new();
     for repo in &filter.repos {
         query.push(("repo", repo.clone()));
@@ -877,7 +884,7 @@ async fn tail(
     if let Some(actor) = &filter.actor {
         query.push(("actor", actor.clone()));
     }
-    let url = format!("{base}{API_PREFIX}/stream");
+    let url = api.url("/stream");
     let mut connected_once = false;
     loop {
         let mut request = client.get(&url).query(&query);
@@ -892,7 +899,8 @@ async fn tail(
             }
             Err(e) => {
                 return Err(anyhow!(
-                    "cannot follow the live stream at {url}: {}. `tail` needs the running daemon (check --api or                      `api.listen`)",
+                    "cannot follow the live stream at {url}: {}. `tail` needs the running daemon (check --api or \
+                     `api.listen`)",
                     error_chain(&e)
                 ))
             }
@@ -968,7 +976,7 @@ fn tail_line(row: &Value) -> String {
         fit(text("repo"), 24),
         fit(text("event_type"), 13),
         fit(text("actor"), 14),
-        text("summary")
+        visible(text("summary"))
     )
 }
 

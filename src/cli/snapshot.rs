@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 
-use super::{error_chain, QueryCommand, Source, API_PREFIX, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use super::{error_chain, Endpoint, QueryCommand, Source, REQUEST_TIMEOUT};
 use crate::index::export::{self, Cursor, Header, Line};
 use crate::index::{ApplyOutcome, Index};
 
@@ -40,8 +40,21 @@ impl Sink {
             .file_name()
             .ok_or_else(|| anyhow!("--out {out} is not a file name"))?;
         let tmp = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
-        let file = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        // 0600 whatever the umask: an export is the whole index. A stale partial file keeps its old mode when
+        // reopened, so the mode is set again explicitly.
+        let file = {
+            use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .with_context(|| format!("cannot create {}", tmp.display()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("cannot make {} private (mode 0600)", tmp.display()))?;
+            file
+        };
         Ok(Sink::File {
             file: std::io::BufWriter::new(file),
             tmp,
@@ -86,14 +99,14 @@ impl Sink {
 pub(super) async fn export(
     cmd: &QueryCommand,
     data_dir: &Path,
-    api_base: &str,
+    api: &Endpoint,
     out: &str,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    let source = Source::connect(data_dir, api_base, cmd, verbose).await?;
+    let source = Source::connect(data_dir, api, cmd, verbose).await?;
     let mut sink = Sink::open(out)?;
     let written = match &source {
-        Source::Api { base, .. } => export_from_api(base, &mut sink).await,
+        Source::Api { .. } => export_from_api(api, &mut sink).await,
         Source::Store { index, .. } => export_from_store(index, &mut sink),
     };
     match written {
@@ -138,14 +151,11 @@ fn parse_header(line: &[u8]) -> anyhow::Result<Header> {
 }
 
 /// Streams `GET /export` into `sink`; returns the header and the number of lines.
-async fn export_from_api(base: &str, sink: &mut Sink) -> anyhow::Result<(Header, u64)> {
+async fn export_from_api(api: &Endpoint, sink: &mut Sink) -> anyhow::Result<(Header, u64)> {
     // No overall timeout: a large export takes as long as it takes. A stalled daemon is caught by its own
     // idle timeout.
-    let client = reqwest::Client::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .context("building the HTTP client")?;
-    let url = format!("{base}{API_PREFIX}/export");
+    let client = api.client(None)?;
+    let url = api.url("/export");
     let mut response = client
         .get(&url)
         .send()
@@ -348,11 +358,11 @@ fn progress_bar(done: u64, total: u64) -> String {
 pub(super) async fn import(
     cmd: &QueryCommand,
     data_dir: &Path,
-    api_base: &str,
+    api: &Endpoint,
     input: &str,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    let source = Source::connect(data_dir, api_base, cmd, verbose).await?;
+    let source = Source::connect(data_dir, api, cmd, verbose).await?;
     let index = match &source {
         Source::Store { index, .. } => index,
         Source::Api { base, .. } => bail!(

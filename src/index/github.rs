@@ -151,9 +151,17 @@ fn real_sha(sha: Option<&str>) -> Option<&str> {
     sha.filter(|s| s.bytes().all(|b| b.is_ascii_hexdigit()) && !s.bytes().all(|b| b == b'0'))
 }
 
-/// Normalises a time found in the contents to RFC 3339 UTC, if it parses.
-/// At most [`SUMMARY_MAX_CHARS`] characters, with `…` when cut.
-fn capped(mut summary: String) -> String {
+/// The summary as stored: one line (each line break, `\r\n`, `\r`, `\n` or a Unicode line or paragraph
+/// separator, becomes a space: a commit message's first line is not always its only one), and at most
+/// [`SUMMARY_MAX_CHARS`] characters, with `…` when cut.
+fn capped(summary: String) -> String {
+    let mut summary = if summary.contains(['\r', '\n', '\u{2028}', '\u{2029}']) {
+        summary
+            .replace("\r\n", " ")
+            .replace(['\r', '\n', '\u{2028}', '\u{2029}'], " ")
+    } else {
+        summary
+    };
     if let Some((cut, _)) = summary.char_indices().nth(SUMMARY_MAX_CHARS) {
         summary.truncate(cut);
         summary.push('…');
@@ -804,6 +812,27 @@ mod tests {
         );
         assert_eq!(row.commit_sha, None);
         assert_eq!(row.summary, "Branch topic deleted in a/b");
+    }
+
+    #[test]
+    fn a_summary_is_one_line_whatever_the_commit_message_holds() {
+        let rid = GithubEventRid::from_rid(&Rid::parse("orn:github.event:a/b:m").unwrap()).unwrap();
+        let t = Timestamp::parse("2026-11-24T12:00:00Z").unwrap();
+        let row = parse_event(
+            &rid,
+            &t,
+            &obj(
+                serde_json::json!({"webhook_event_type": "push", "payload": {
+                "ref": "refs/heads/main", "after": "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12",
+                "head_commit": {"id": "ab12ab12ab12ab12ab12ab12ab12ab12ab12ab12",
+                    "message": "fix\r\n\u{1b}[2Jwiped\rsecond\nthird\u{2028}fourth"}}}),
+            ),
+        );
+        assert!(
+            !row.summary.contains(['\r', '\n', '\u{2028}']),
+            "{:?}",
+            row.summary
+        );
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -163,7 +164,7 @@ impl SegmentLog {
                 source,
             }
         };
-        std::fs::create_dir_all(dir).map_err(io_error("cannot create", dir))?;
+        crate::storage::create_private_dir(dir).map_err(io_error("cannot create", dir))?;
         let mut numbers = Vec::new();
         for item in std::fs::read_dir(dir).map_err(io_error("cannot list", dir))? {
             let item = item.map_err(io_error("cannot list", dir))?;
@@ -469,6 +470,8 @@ impl SegmentLog {
             .read(true)
             .write(true)
             .create_new(true)
+            // Events from the network, in flight: private to the daemon's user whatever the umask.
+            .mode(0o600)
             .open(&path)
             .map_err(|source| LogError::Io {
                 action: "cannot create",

@@ -14,6 +14,7 @@
 //! | [`InboxDepth`] | trace | `inbox_depth` |
 //! | [`IndexSizes`] | trace | `index_events`, `index_repositories` |
 //! | [`ApiRequest`] | debug | `api_requests_total{route,status}`, `api_request_duration_seconds{route}` |
+//! | [`ApiRequestRefused`] | debug | `api_requests_refused_total{reason}`, `api_requests_total{route,status}` |
 //! | [`NodeStarted`] | info | `node_info` |
 //! | [`HandshakeCompleted`] | info | `handshakes_total` |
 //! | [`EdgeProposed`] | info | `edges_proposed_total` |
@@ -28,7 +29,8 @@ use chrono::Utc;
 pub use super::labels::{ConnectionClose, DedupReason, PollOutcome, RejectReason};
 use super::metrics::{
     ActionLabels, ActionOutcomeLabels, CloseLabels, DedupLabels, EdgeLabels, Metrics,
-    NeighbourLabels, NodeInfoLabels, PollLabels, RejectLabels, RouteLabels, RouteStatusLabels,
+    NeighbourLabels, NodeInfoLabels, PollLabels, RefusalLabels, RejectLabels, RouteLabels,
+    RouteStatusLabels,
 };
 use super::poll_log::PollAttempt;
 
@@ -425,6 +427,40 @@ impl ApiRequest<'_> {
                 route: self.route.to_owned(),
             })
             .observe(self.duration.as_secs_f64());
+    }
+}
+
+/// A request the API's guard refused before routing it (see `api::guard`).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequestRefused<'a> {
+    /// The route template of the path asked for.
+    pub route: &'a str,
+    /// Why: `host`, `origin`, `cross_site`, `token` or `content_type`.
+    pub reason: &'static str,
+    /// HTTP status sent (403, 401 or 415).
+    pub status: u16,
+}
+
+impl ApiRequestRefused<'_> {
+    /// Logs at debug (a page in a browser can send these in a loop: a warning each would flood the log), and counts
+    /// it by reason and as an API request.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(
+            target: "koi_github_indexer::api",
+            route = %self.route, reason = self.reason, status = self.status, "api request refused"
+        );
+        let m = metrics.families();
+        m.api_refused
+            .get_or_create(&RefusalLabels {
+                reason: self.reason,
+            })
+            .inc();
+        m.api_requests
+            .get_or_create(&RouteStatusLabels {
+                route: self.route.to_owned(),
+                status: self.status,
+            })
+            .inc();
     }
 }
 

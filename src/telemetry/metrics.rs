@@ -73,6 +73,9 @@ pub(super) struct Families {
     pub(super) index_repositories: Gauge,
     /// Query API requests by route template and HTTP status.
     pub(super) api_requests: Family<RouteStatusLabels, Counter>,
+    /// Query API requests refused before routing (foreign Host or Origin, cross-site write, no token, not JSON), by
+    /// reason: a browser page trying the API, or a client or proxy that needs `api.allowed_hosts` or the token.
+    pub(super) api_refused: Family<RefusalLabels, Counter>,
     /// Query API latency by route template.
     pub(super) api_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// Open connections to the query API.
@@ -145,6 +148,12 @@ pub(super) struct RouteStatusLabels {
     pub(super) status: u16,
 }
 
+/// Labels of `api_requests_refused_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RefusalLabels {
+    pub(super) reason: &'static str,
+}
+
 /// Labels of `api_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct RouteLabels {
@@ -214,6 +223,7 @@ impl Metrics {
             index_events: Gauge::default(),
             index_repositories: Gauge::default(),
             api_requests: Family::default(),
+            api_refused: Family::default(),
             api_latency: Family::new_with_constructor(api_latency_histogram),
             api_connections: Gauge::default(),
             api_connections_closed: Family::default(),
@@ -299,6 +309,11 @@ impl Metrics {
             "api_requests",
             "Query API requests by route template and HTTP status",
             families.api_requests.clone(),
+        );
+        registry.register(
+            "api_requests_refused",
+            "Query API requests refused before routing, by reason (host, origin, cross_site, token, content_type)",
+            families.api_refused.clone(),
         );
         registry.register_with_unit(
             "api_request_duration",
@@ -401,6 +416,7 @@ mod tests {
             "koi_indexer_index_events",
             "koi_indexer_index_repositories",
             "koi_indexer_api_requests",
+            "koi_indexer_api_requests_refused",
             "koi_indexer_api_request_duration_seconds",
             "koi_indexer_api_connections",
             "koi_indexer_api_connections_closed",

@@ -149,6 +149,7 @@ impl Store {
             stream_keep_alive: (limits.idle_timeout / 2).min(std::time::Duration::from_secs(15)),
             actions: Arc::new(Vec::new()),
             node_rid: "orn:koi-net.node:test_indexer+0".into(),
+            access: Default::default(),
         };
         let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
         listener.set_nonblocking(true).unwrap();

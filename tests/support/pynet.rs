@@ -496,9 +496,25 @@ pub struct Daemon {
     pub api: String,
     log: PathBuf,
     rust_log: String,
+    /// Variables set for the daemon besides the key password and RUST_LOG (an API token, a secret).
+    env: Vec<(String, String)>,
+    /// The API token the daemon requires (`KOI_API_TOKEN` in `env`), sent by [`Daemon::get`] and friends.
+    pub token: Option<String>,
 }
 
 impl Daemon {
+    /// [`Daemon::start_with`], with `api_keys` (TOML lines) added to the `[api]` section and these variables in
+    /// the daemon's environment.
+    pub fn start_with_env(
+        root: &Path,
+        coordinator: &PyNode,
+        api_keys: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::launch_with_env(root, coordinator, "", api_keys, extra, "debug", env)
+    }
+
     /// Writes a config joined to `coordinator` and starts the daemon.
     pub fn start(root: &Path, coordinator: &PyNode) -> Daemon {
         Daemon::start_with(root, coordinator, "")
@@ -531,6 +547,18 @@ impl Daemon {
         extra: &str,
         level: &str,
     ) -> Daemon {
+        Daemon::launch_with_env(root, coordinator, poll_keys, "", extra, level, &[])
+    }
+
+    fn launch_with_env(
+        root: &Path,
+        coordinator: &PyNode,
+        poll_keys: &str,
+        api_keys: &str,
+        extra: &str,
+        level: &str,
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = root.join("indexer");
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -553,7 +581,7 @@ impl Daemon {
             &config,
             format!(
                 "[node]\nname = \"indexer\"\ndata_dir = \"data\"\n\n[first_contact]\nurl = \"{}\"\nrid = \"{}\"\n\n\
-                 [poll]\n{poll_defaults}{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n\n\
+                 [poll]\n{poll_defaults}{poll_keys}\n\n[api]\nlisten = \"127.0.0.1:{port}\"\n{api_keys}\n\
                  [log]\nlevel = \"{level}\"\n\n{extra}",
                 coordinator.base_url(),
                 coordinator.rid()
@@ -566,6 +594,14 @@ impl Daemon {
             api: format!("127.0.0.1:{port}"),
             log: dir.join("daemon.log"),
             rust_log: format!("koi_github_indexer={level}"),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            token: env
+                .iter()
+                .find(|(k, _)| *k == "KOI_API_TOKEN")
+                .map(|(_, v)| (*v).to_owned()),
         };
         daemon.spawn();
         daemon
@@ -590,6 +626,7 @@ impl Daemon {
             .arg(&self.config)
             .env("KOI_KEY_PASSWORD", PASSWORD)
             .env("RUST_LOG", &self.rust_log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -606,7 +643,17 @@ impl Daemon {
     pub fn get_text(&self, path: &str) -> Option<String> {
         let mut stream = TcpStream::connect(&self.api).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.api).ok()?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            stream,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\n{auth}\r\n",
+            self.api
+        )
+        .ok()?;
         let mut response = String::new();
         stream.read_to_string(&mut response).ok()?;
         Some(response.split_once("\r\n\r\n")?.1.to_owned())

@@ -18,8 +18,61 @@
     banner.textContent = [...problems.values()].join(" · ");
   }
 
+  // ---- The token (api.token_env): asked for once, kept in this tab's sessionStorage ----
+  // A link may carry it in the fragment (`/#token=…`), which browsers never send to a server: it is stored and
+  // taken out of the address bar at once.
+
+  const TOKEN_KEY = "koi-api-token";
+  const waitingForToken = [];
+
+  function takeTokenFromFragment() {
+    const match = /^#token=(.+)$/.exec(window.location.hash);
+    if (!match) return;
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+
+  function authHeaders(extra) {
+    const headers = new Headers(extra || {});
+    const token = sessionStorage.getItem(TOKEN_KEY);
+    if (token) headers.set("Authorization", `Bearer ${token}`);
+    return headers;
+  }
+
+  // Shows the token form; resolves once a token has been entered.
+  function askForToken() {
+    const form = $("#token-form");
+    if (form.hidden) {
+      form.hidden = false;
+      $("#token-input").focus();
+    }
+    return new Promise((resolve) => waitingForToken.push(resolve));
+  }
+
+  function tokenEntered(event) {
+    event.preventDefault();
+    const value = $("#token-input").value.trim();
+    if (!value) return;
+    sessionStorage.setItem(TOKEN_KEY, value);
+    $("#token-input").value = "";
+    $("#token-form").hidden = true;
+    setProblem("token", null);
+    for (const resolve of waitingForToken.splice(0)) resolve();
+  }
+
+  // fetch() with the token; a 401 asks for it (again) and retries once it is given.
+  async function apiFetch(path, options) {
+    for (;;) {
+      const response = await fetch(path, { ...(options || {}), headers: authHeaders((options || {}).headers) });
+      if (response.status !== 401) return response;
+      sessionStorage.removeItem(TOKEN_KEY);
+      setProblem("token", "The API needs its token: enter it above.");
+      await askForToken();
+    }
+  }
+
   async function getJson(path) {
-    const response = await fetch(path, { headers: { Accept: "application/json" } });
+    const response = await apiFetch(path, { headers: { Accept: "application/json" } });
     if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
     return response.json();
   }
@@ -36,6 +89,21 @@
     const a = document.createElement("a");
     a.href = href;
     a.textContent = text;
+    // With a token, a plain navigation would be refused (it cannot send the header): fetch the JSON with the
+    // token and open it in a new tab instead.
+    a.addEventListener("click", async (event) => {
+      if (!sessionStorage.getItem(TOKEN_KEY)) return;
+      event.preventDefault();
+      const tab = window.open("", "_blank");
+      try {
+        const response = await apiFetch(href, { headers: { Accept: "application/json" } });
+        const blob = new Blob([await response.text()], { type: "application/json" });
+        if (tab) tab.location = URL.createObjectURL(blob);
+      } catch (error) {
+        if (tab) tab.close();
+        setProblem("details", `The details could not be read (${error.message}).`);
+      }
+    });
     return a;
   }
 
@@ -87,7 +155,7 @@
       const [status, polls, metrics] = await Promise.all([
         getJson(`${API}/status`),
         getJson(`${API}/polls?limit=100`),
-        fetch("/metrics").then((r) => (r.ok ? r.text() : "")),
+        apiFetch("/metrics").then((r) => (r.ok ? r.text() : "")),
       ]);
       const details = status.details || {};
       $("#node-name").textContent = details.node_name || "koi-github-indexer";
@@ -142,9 +210,9 @@
     body.replaceChildren(...rows);
   }
 
-  // ---- Live feed: the SSE stream ----
+  // ---- Live feed: the SSE stream, read with fetch (EventSource cannot send the token) ----
 
-  let source = null;
+  let stream = null; // the AbortController of the stream being read
   let lastSeq = null;
 
   function feedQuery(after) {
@@ -167,31 +235,84 @@
       : "The live stream is disconnected; reconnecting, and the feed will resume where it stopped.");
   }
 
-  function connect(after) {
-    if (source) source.close();
-    source = new EventSource(`${API}/stream?${feedQuery(after)}`);
-    source.addEventListener("open", () => setStream("live"));
-    source.addEventListener("github_event", (message) => {
-      lastSeq = Number(message.lastEventId);
+  // One Server-Sent Events message (the lines before a blank line): its event name, id and data.
+  function parseMessage(block) {
+    const message = { event: "message", id: null, data: [] };
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":")) continue; // a keep-alive comment
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      const value = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+      if (field === "event") message.event = value;
+      else if (field === "id") message.id = value;
+      else if (field === "data") message.data.push(value);
+    }
+    return { event: message.event, id: message.id, data: message.data.join("\n") };
+  }
+
+  function handleMessage(message) {
+    if (message.event === "github_event") {
+      lastSeq = Number(message.id);
       try {
         addFeedRow(lastSeq, JSON.parse(message.data));
       } catch (error) {
         setProblem("feed", `An event could not be shown: ${error.message}`);
       }
-    });
-    // Fell behind: pick up from the last event shown.
-    source.addEventListener("lagged", (message) => {
+    } else if (message.event === "lagged") {
+      // Fell behind: pick up from the last event shown.
       let resume = lastSeq;
       try { resume = JSON.parse(message.data).resume_after; } catch (_) { /* keep lastSeq */ }
-      connect(resume);
+      lastSeq = resume;
+      return "reconnect";
+    }
+    return null;
+  }
+
+  async function readStream(after, controller) {
+    const response = await apiFetch(`${API}/stream?${feedQuery(after)}`, {
+      headers: { Accept: "text/event-stream" },
+      signal: controller.signal,
     });
-    // The browser reconnects by itself, sending Last-Event-ID; if it gave up (an HTTP error), reconnect here.
-    source.addEventListener("error", () => {
-      setStream("reconnecting");
-      if (source.readyState === EventSource.CLOSED) {
-        setTimeout(() => connect(lastSeq), 3000);
+    if (!response.ok || !response.body) throw new Error(`HTTP ${response.status}`);
+    setStream("live");
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += value.replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        if (handleMessage(parseMessage(block)) === "reconnect") {
+          controller.abort();
+          return;
+        }
       }
-    });
+    }
+  }
+
+  // Reads the stream from `after`, and again from the last event shown whenever it ends or fails.
+  function connect(after) {
+    if (stream) stream.abort();
+    const controller = new AbortController();
+    stream = controller;
+    (async () => {
+      let from = after;
+      while (stream === controller) {
+        try {
+          await readStream(from, controller);
+        } catch (error) {
+          if (stream !== controller) return; // replaced by a newer connection
+        }
+        if (stream !== controller) return;
+        from = lastSeq;
+        if (controller.signal.aborted) { connect(from); return; }
+        setStream("reconnecting");
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+      }
+    })();
   }
 
   function addFeedRow(seq, event) {
@@ -429,6 +550,8 @@
   // ---- Start ----
 
   function start() {
+    takeTokenFromFragment();
+    $("#token-form").addEventListener("submit", tokenEntered);
     if (typeof uPlot !== "function") {
       setProblem("charts", "The charting library did not load.");
     }
