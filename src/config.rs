@@ -715,6 +715,28 @@ impl Config {
         Ok(())
     }
 
+    /// `node.data_dir` when the config does not set it.
+    pub fn default_data_dir() -> PathBuf {
+        default_data_dir()
+    }
+
+    /// How to open the sled store (`[storage]`): the daemon and the CLI open it the same way.
+    pub fn store_options(&self) -> crate::storage::StoreOptions {
+        crate::storage::StoreOptions {
+            cache_bytes: self.storage.cache,
+            compression: self.storage.compression,
+        }
+    }
+
+    /// How the index keeps what it is given (`[index]`, and the `[[action]]` filters new events are queued for).
+    pub fn index_options(&self) -> crate::index::IndexOptions {
+        crate::index::IndexOptions {
+            keep_contents: self.index.keep_contents,
+            history: self.index.history,
+            actions: self.actions.iter().map(ActionConfig::filter).collect(),
+        }
+    }
+
     /// Every secret the daemon needs, read from the environment (or `$CREDENTIALS_DIRECTORY`) and then removed
     /// from it, so that `/proc/PID/environ` does not keep them for the life of the process. Call it before any
     /// thread starts (`main` does, before the runtime); the first missing secret is the error.
@@ -942,6 +964,7 @@ rid = "orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27
             "# [[action]]",
             "# secret_env = ",
             "# max_age = ",
+            "# token_env = ",
         ] {
             assert!(text.contains(optional), "{optional}");
         }

@@ -11,13 +11,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::{self, Action};
 use crate::api::NodeStatus;
-use crate::config::{ActionConfig, Config, Secrets};
-use crate::index::{DeadLetters, Index, IndexOptions};
+use crate::config::{Config, Secrets};
+use crate::index::{DeadLetters, Index};
 use crate::node::identity::Identity;
 use crate::node::inbox::Inbox;
 use crate::node::{Node, NodeSettings, NodeTelemetry};
 use crate::protocol::Timestamp;
-use crate::storage::{self, StoreOptions};
+use crate::storage;
 use crate::telemetry::{self, Metrics, NodeStarted, PollLog};
 
 /// File name of the sled database inside the data directory.
@@ -42,23 +42,12 @@ pub async fn run(config: Config, secrets: Secrets) -> anyhow::Result<()> {
     let (identity, store, index) = {
         let data_dir = data_dir.clone();
         let name = config.node.name.clone();
-        let cache_bytes = config.storage.cache;
-        let options = IndexOptions {
-            keep_contents: config.index.keep_contents,
-            history: config.index.history,
-            actions: config.actions.iter().map(ActionConfig::filter).collect(),
-        };
-        let compression = config.storage.compression;
+        let store_options = config.store_options();
+        let options = config.index_options();
         tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
             let identity = Identity::load_or_create(&data_dir, &name, &password)?;
             let db_path = data_dir.join(DB_DIR);
-            let store = storage::open(
-                &db_path,
-                StoreOptions {
-                    cache_bytes,
-                    compression,
-                },
-            )?;
+            let store = storage::open(&db_path, store_options)?;
             let index = Index::open_with(&store.db, options)
                 .with_context(|| format!("cannot open the index in {}", db_path.display()))?;
             Ok((identity, store, index))

@@ -114,22 +114,34 @@ fn run(config: &Path) -> anyhow::Result<()> {
 /// A query command: where the store and the API are come from the flags, else from the config file.
 fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()> {
     let opts = query.options();
-    let (data_dir, api, token_env) = match (&opts.data_dir, &opts.api) {
-        (Some(dir), Some(api)) => (dir.clone(), api.clone(), None),
-        (dir, api) => {
-            let config = Config::load(&config_path(explicit)?).context(
-                "query commands read `node.data_dir` and `api.listen` from the config: pass --config, or both \
-                 --data-dir and --api",
-            )?;
-            (
-                dir.clone().unwrap_or(config.node.data_dir),
-                api.clone()
-                    .unwrap_or_else(|| format!("http://{}", config.api.listen)),
-                config.api.token_env,
-            )
-        }
+    let hint = "query commands read `node.data_dir` and `api.listen` from the config: pass --config, or --api \
+                (and --data-dir for a stopped daemon)";
+    // The config, when there is one to read: `--config` always; else the usual places, unless both flags say all
+    // that the config would. With `--api` and no config file anywhere, the defaults stand in for the rest.
+    let config = match (explicit, &opts.data_dir, &opts.api) {
+        (Some(path), _, _) => Some(Config::load(path).context(hint)?),
+        (None, Some(_), Some(_)) => None,
+        (None, _, api) => match config_path(None) {
+            Ok(path) => Some(Config::load(&path).context(hint)?),
+            Err(_) if api.is_some() => None,
+            Err(e) => return Err(e.context(hint)),
+        },
+    };
+    let api = match (&opts.api, &config) {
+        (Some(api), _) => api.clone(),
+        (None, Some(config)) => format!("http://{}", config.api.listen),
+        (None, None) => unreachable!("without --api a config was loaded above"),
+    };
+    let local = match (&opts.data_dir, &config) {
+        (dir, Some(config)) => cli::LocalStore::from_config(
+            dir.clone().unwrap_or_else(|| config.node.data_dir.clone()),
+            config,
+        ),
+        (Some(dir), None) => cli::LocalStore::with_defaults(dir.clone()),
+        (None, None) => cli::LocalStore::with_defaults(Config::default_data_dir()),
     };
     // The token the daemon requires, from the variable its config names (or the usual one).
+    let token_env = config.as_ref().and_then(|c| c.api.token_env.clone());
     let api = cli::Endpoint::from_env(
         &api,
         token_env.as_deref().unwrap_or(cli::http::DEFAULT_TOKEN_ENV),
@@ -141,7 +153,7 @@ fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(cli::run_query(query, &data_dir, &api, output))
+        .block_on(cli::run_query(query, &local, &api, output))
 }
 
 fn check_config(path: &Path) -> anyhow::Result<()> {

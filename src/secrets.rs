@@ -4,7 +4,7 @@
 //! not set, the file `$CREDENTIALS_DIRECTORY/<variable name>` is read instead, which is where systemd puts what
 //! `LoadCredential=` names: the secret then never enters the environment at all.
 //!
-//! A secret read from the environment is removed from it by [`take`] before any thread starts. Removing the
+//! A secret read from the environment is removed from it by [`scrub`] before any thread starts. Removing the
 //! variable (`unsetenv`) is not enough: `/proc/PID/environ` shows the process's *initial* environment block, which
 //! `unsetenv` leaves in place, so the value's bytes are overwritten first. What stays readable in that file is the
 //! variable's name followed by NUL bytes.

@@ -536,6 +536,12 @@ async fn rejected_lists_dead_letters_newest_first_and_rejects_bad_parameters() {
     assert_error(&get(&api.url("/rejected?offset=-1")).await, 400, "offset");
     assert_error(&get(&api.url("/rejected?items=maybe")).await, 400, "items");
     assert_error(&get(&api.url("/rejected?nope=1")).await, 400, "nope");
+    // Like every other route, a parameter given twice is refused, not silently taken twice.
+    assert_error(
+        &get(&api.url("/rejected?limit=1&limit=2")).await,
+        400,
+        "`limit` is given more than once",
+    );
 }
 
 /// One rule for every route: a query parameter the route does not document is a 400 naming it.

@@ -436,3 +436,93 @@ async fn tail_follows_new_events_as_they_are_indexed() {
     assert_eq!(row["event_type"], "push");
     child.kill().await.unwrap();
 }
+
+/// Issue 25, bug 1: with the daemon stopped, the CLI opens the store with the config's settings, not the defaults.
+/// On a store kept with `index.keep_contents = false`, `export` is refused with the API's own message, and leaves
+/// no file behind.
+#[tokio::test]
+async fn a_stopped_store_is_read_with_the_configs_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = koi_github_indexer::storage::open(
+            &dir.path().join("db"),
+            koi_github_indexer::storage::StoreOptions::default(),
+        )
+        .unwrap();
+        let index = koi_github_indexer::index::Index::open_with(
+            &store.db,
+            koi_github_indexer::index::IndexOptions {
+                keep_contents: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for b in index_support::fixture_bundles() {
+            index.apply_bundle(&b).unwrap();
+        }
+        store.db.flush().unwrap();
+    }
+    let nobody = closed_port();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{}\"\n\n[first_contact]\nurl = \"http://127.0.0.1:8080/koi-net\"\n\
+             rid = \"orn:koi-net.node:coordinator+7538f71072bc0505382389554aaff429b269546acf27178a028ef5ee26f4cc50\"\n\n\
+             [api]\nlisten = \"{}\"\n\n[index]\nkeep_contents = false\n",
+            dir.path().display(),
+            nobody.trim_start_matches("http://")
+        ),
+    )
+    .unwrap();
+    let out_file = dir.path().join("backup.ndjson");
+    let out = run(&[
+        "export",
+        "--out",
+        out_file.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ])
+    .await;
+    assert!(
+        !out.status.success(),
+        "export must be refused: {}",
+        stderr(&out)
+    );
+    let expected = koi_github_indexer::index::IndexError::ContentsNotKept.to_string();
+    assert!(stderr(&out).contains(&expected), "{}", stderr(&out));
+    assert!(!out_file.exists(), "no file is left behind");
+    // The rows are all there: the refusal is about the contents only.
+    let listed = stdout(&run(&["list-repos", "--config", config.to_str().unwrap()]).await);
+    assert!(listed.contains("octo-org/hello-world"), "{listed}");
+}
+
+/// `--api` alone is enough to ask a running daemon: no config file is needed (issue 25).
+#[tokio::test]
+async fn api_alone_needs_no_config_file() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let empty = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .args(["list-repos", "--api", &api.base()])
+        .current_dir(empty.path())
+        .env_remove("KOI_GITHUB_INDEXER_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(stdout(&out).contains("octo-org/hello-world"));
+    // Without --api either, the error says what was tried and what to pass.
+    let out = tokio::process::Command::new(BIN)
+        .args(["list-repos"])
+        .current_dir(empty.path())
+        .env_remove("KOI_GITHUB_INDEXER_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no configuration file found") && stderr(&out).contains("--api"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,5 +1,6 @@
 //! Issue 14's proof: the dashboard in a real browser (Debian's headless Chromium), served by the daemon while it
-//! indexes from the real koi-net 2.1.2 coordinator and sensor. Saves the README's screenshots under `docs/`.
+//! indexes from the real koi-net 2.1.2 coordinator and sensor. Takes the README's screenshots (written under `docs/`
+//! only by `scripts/screenshots.sh`).
 
 #[path = "support/chromium.rs"]
 mod chromium;
@@ -220,8 +221,12 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
     let errors = page.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 
-    // Screenshots for the README, at a laptop's width and a phone's.
-    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    // Screenshots at a laptop's width and a phone's: into a temp dir, so that running the tests leaves the work
+    // tree as it was; `scripts/screenshots.sh` sets KOI_SCREENSHOTS_DIR=docs to refresh the README's pictures.
+    let shots = tempfile::tempdir().unwrap();
+    let docs = std::env::var_os("KOI_SCREENSHOTS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| shots.path().to_owned());
     std::fs::write(
         docs.join("dashboard-desktop.png"),
         page.screenshot(1280, false).await,

@@ -664,16 +664,13 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     let mut limit = DEFAULT_LIMIT;
     let mut offset = 0;
     let mut with_items = false;
-    for (key, value) in &params {
-        match key.as_str() {
+    // The one rule every route follows: documented parameters only, each at most once.
+    for (key, value) in feeds::once_each(&params, &["limit", "offset", "items"])? {
+        match key {
             "limit" => limit = parse_limit(value)?,
-            "offset" => {
-                offset = value.parse().map_err(|_| {
-                    ApiError::bad_request(format!("offset must be a whole number, got `{value}`"))
-                })?
-            }
-            "items" => {
-                with_items = match value.as_str() {
+            "offset" => offset = feeds::parse_offset(value)?,
+            _ => {
+                with_items = match value {
                     "true" | "1" => true,
                     "false" | "0" => false,
                     _ => {
@@ -682,11 +679,6 @@ async fn rejected(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
                         )))
                     }
                 }
-            }
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown parameter `{other}`: /rejected takes limit, offset and items"
-                )))
             }
         }
     }

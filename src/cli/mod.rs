@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -23,9 +23,10 @@ use unicode_width::UnicodeWidthChar;
 use crate::api::StatusBody;
 use crate::index::{
     parse_repo_ref, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery, EventRow, Index,
-    RepoRemoval, Repository,
+    IndexOptions, RepoRemoval, Repository,
 };
 use crate::protocol::{GithubEventRid, Rid};
+use crate::storage::StoreOptions;
 
 mod actions;
 pub mod http;
@@ -249,11 +250,46 @@ enum Source {
     },
 }
 
+/// The store a command opens itself when no daemon answers: where it is, and the config's settings for it, so
+/// that the CLI reads and writes it as the daemon would (`index.keep_contents`, `index.history`, `[storage]`).
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    /// `node.data_dir` (or `--data-dir`).
+    pub data_dir: PathBuf,
+    /// `[storage]`.
+    pub store: StoreOptions,
+    /// `[index]`. Never any actions: the CLI does not queue webhooks.
+    pub index: IndexOptions,
+}
+
+impl LocalStore {
+    /// The store in `data_dir` with the default settings (no config file was read).
+    pub fn with_defaults(data_dir: PathBuf) -> LocalStore {
+        LocalStore {
+            data_dir,
+            store: StoreOptions::default(),
+            index: IndexOptions::default(),
+        }
+    }
+
+    /// The store in `data_dir`, opened with `config`'s settings.
+    pub fn from_config(data_dir: PathBuf, config: &crate::config::Config) -> LocalStore {
+        LocalStore {
+            data_dir,
+            store: config.store_options(),
+            index: IndexOptions {
+                actions: Vec::new(),
+                ..config.index_options()
+            },
+        }
+    }
+}
+
 /// Runs a query command against the daemon at `api` (e.g. `http://127.0.0.1:8004`), or, if nothing answers
-/// there, against the store in `data_dir`.
+/// there, against the store in `local`.
 pub async fn run_query(
     cmd: &QueryCommand,
-    data_dir: &Path,
+    local: &LocalStore,
     api: &Endpoint,
     output: Output,
 ) -> anyhow::Result<()> {
@@ -274,14 +310,14 @@ pub async fn run_query(
     }
     match cmd {
         QueryCommand::Export { out, .. } => {
-            return snapshot::export(cmd, data_dir, api, out, output.verbose).await
+            return snapshot::export(cmd, local, api, out, output.verbose).await
         }
         QueryCommand::Import { input, .. } => {
-            return snapshot::import(cmd, data_dir, api, input, output.verbose).await
+            return snapshot::import(cmd, local, api, input, output.verbose).await
         }
         _ => {}
     }
-    let source = Source::connect(data_dir, api, cmd, output.verbose).await?;
+    let source = Source::connect(local, api, cmd, output.verbose).await?;
     let text = match cmd {
         QueryCommand::ListRepos { .. } => {
             let repos = source.repositories().await?;
@@ -414,7 +450,7 @@ struct StatsTops {
 
 impl Source {
     async fn connect(
-        data_dir: &Path,
+        local: &LocalStore,
         api: &Endpoint,
         cmd: &QueryCommand,
         verbose: bool,
@@ -437,7 +473,7 @@ impl Source {
             Err(e) if e.is_connect() || e.is_timeout() => e,
             Err(e) => return Err(e).with_context(|| format!("calling {health}")),
         };
-        let db_path = data_dir.join(crate::daemon::DB_DIR);
+        let db_path = local.data_dir.join(crate::daemon::DB_DIR);
         if matches!(cmd, QueryCommand::Redeliver { .. }) {
             bail!(
                 "no daemon answers at {base} ({}): `redeliver` needs the running daemon, which sends the delivery",
@@ -464,7 +500,7 @@ impl Source {
                 db_path.display()
             );
         }
-        let store = crate::storage::open(&db_path, crate::storage::StoreOptions::default())
+        let store = crate::storage::open(&db_path, local.store)
             .map_err(|e| match e {
                 crate::storage::StorageError::Locked { .. } => anyhow!(
                     "the store at {} is locked by another process (a running koi-github-indexer?), but no daemon \
@@ -476,7 +512,7 @@ impl Source {
                 other => anyhow!(other),
             })?;
         let db = store.db.clone();
-        let index = Index::open(&db)
+        let index = Index::open_with(&db, local.index.clone())
             .with_context(|| format!("opening the index in {}", db_path.display()))?;
         Ok(Source::Store {
             index,
@@ -692,10 +728,10 @@ fn char_width(c: char) -> usize {
     UnicodeWidthChar::width(c).unwrap_or(0)
 }
 
-/// `text` on one line in exactly `width` columns: control characters shown as escapes ([`visible`]), then cut
-/// with `…`, or padded.
+/// The first line of `text` in exactly `width` columns: control characters shown as escapes ([`visible`]), then
+/// cut with `…`, or padded.
 fn fit(text: &str, width: usize) -> String {
-    let text = visible(text);
+    let text = visible(text.lines().next().unwrap_or(""));
     let total: usize = text.chars().map(char_width).sum();
     let mut out = String::with_capacity(width + 4);
     let mut used = 0;
@@ -1042,6 +1078,7 @@ mod tests {
         assert_eq!(fit("☕☕☕☕", 5), "☕☕…");
         assert_eq!(fit("☕☕☕☕", 6), "☕☕… ");
         assert_eq!(fit("line one\nline two", 20).trim_end(), "line one");
+        assert_eq!(fit("a\u{1b}[2J\rb", 20).trim_end(), "a\\u{1b}[2J\\rb");
     }
 
     #[test]

@@ -9,11 +9,11 @@
 //! line as it is loaded.
 
 use std::io::{BufRead, BufReader, IsTerminal as _, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::{error_chain, Endpoint, QueryCommand, Source, REQUEST_TIMEOUT};
+use super::{error_chain, Endpoint, LocalStore, QueryCommand, Source, REQUEST_TIMEOUT};
 use crate::index::export::{self, Cursor, Header, Line};
 use crate::index::{ApplyOutcome, Index};
 
@@ -98,12 +98,12 @@ impl Sink {
 /// `export --out FILE|-`.
 pub(super) async fn export(
     cmd: &QueryCommand,
-    data_dir: &Path,
+    local: &LocalStore,
     api: &Endpoint,
     out: &str,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    let source = Source::connect(data_dir, api, cmd, verbose).await?;
+    let source = Source::connect(local, api, cmd, verbose).await?;
     let mut sink = Sink::open(out)?;
     let written = match &source {
         Source::Api { .. } => export_from_api(api, &mut sink).await,
@@ -357,12 +357,12 @@ fn progress_bar(done: u64, total: u64) -> String {
 /// `import --in FILE|-`.
 pub(super) async fn import(
     cmd: &QueryCommand,
-    data_dir: &Path,
+    local: &LocalStore,
     api: &Endpoint,
     input: &str,
     verbose: bool,
 ) -> anyhow::Result<()> {
-    let source = Source::connect(data_dir, api, cmd, verbose).await?;
+    let source = Source::connect(local, api, cmd, verbose).await?;
     let index = match &source {
         Source::Store { index, .. } => index,
         Source::Api { base, .. } => bail!(

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary that includes this file uses a part of it
 //! Headless Chromium (Debian's package) driven over the DevTools protocol, for the dashboard's browser test.
 //!
 //! [`Browser::launch`] installs Chromium with `apt-get` when `/usr/bin/chromium` is missing, starts it with the
@@ -70,6 +71,11 @@ pub struct Page {
 impl Browser {
     /// Starts headless Chromium and opens a blank page in it.
     pub async fn launch() -> (Browser, Page) {
+        Browser::launch_with(&[]).await
+    }
+
+    /// [`Browser::launch`] with extra command-line flags (e.g. `--host-resolver-rules=…`).
+    pub async fn launch_with(flags: &[&str]) -> (Browser, Page) {
         ensure_chromium();
         let profile = tempfile::tempdir().expect("profile dir");
         let mut child = Command::new(CHROMIUM)
@@ -87,6 +93,7 @@ impl Browser {
                 "--remote-debugging-address=127.0.0.1",
                 "--remote-debugging-port=0",
             ])
+            .args(flags)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdout(Stdio::null())

@@ -30,11 +30,13 @@
     if (!match) return;
     sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
     history.replaceState(null, "", window.location.pathname + window.location.search);
+    $("#token-form").hidden = true;
+    setProblem("token", null);
+    for (const resolve of waitingForToken.splice(0)) resolve();
   }
 
-  function authHeaders(extra) {
+  function authHeaders(extra, token) {
     const headers = new Headers(extra || {});
-    const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.set("Authorization", `Bearer ${token}`);
     return headers;
   }
@@ -63,8 +65,11 @@
   // fetch() with the token; a 401 asks for it (again) and retries once it is given.
   async function apiFetch(path, options) {
     for (;;) {
-      const response = await fetch(path, { ...(options || {}), headers: authHeaders((options || {}).headers) });
+      const sent = sessionStorage.getItem(TOKEN_KEY);
+      const response = await fetch(path, { ...(options || {}), headers: authHeaders((options || {}).headers, sent) });
       if (response.status !== 401) return response;
+      // A token entered while this request was on its way is not the one refused: try again with it.
+      if (sessionStorage.getItem(TOKEN_KEY) !== sent) continue;
       sessionStorage.removeItem(TOKEN_KEY);
       setProblem("token", "The API needs its token: enter it above.");
       await askForToken();
@@ -551,6 +556,8 @@
 
   function start() {
     takeTokenFromFragment();
+    // A token link opened in a tab that already shows the page changes only the fragment.
+    window.addEventListener("hashchange", takeTokenFromFragment);
     $("#token-form").addEventListener("submit", tokenEntered);
     if (typeof uPlot !== "function") {
       setProblem("charts", "The charting library did not load.");
