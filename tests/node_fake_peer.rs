@@ -42,6 +42,11 @@ struct FakeState {
     received: Vec<(String, RequestPayload)>,
     /// Whether the profile was already sent in a poll.
     introduced: bool,
+    /// How long to wait before answering a broadcast (`events/broadcast`).
+    broadcast_delay: Duration,
+    /// Broadcasts received (counted on arrival, before any delay) and answered so far.
+    broadcasts_arrived: usize,
+    broadcasts_answered: usize,
 }
 
 fn json<T: serde::Serialize>(value: &T) -> String {
@@ -98,70 +103,98 @@ impl FakePeer {
             misbehaviour: Misbehaviour::None,
             received: Vec::new(),
             introduced: false,
+            broadcast_delay: Duration::ZERO,
+            broadcasts_arrived: 0,
+            broadcasts_answered: 0,
         }));
         let shared = Arc::clone(&state);
+        let delays = Arc::clone(&state);
+        let respond = move |tail: warp::path::Tail, body: bytes::Bytes| {
+            let mut s = shared.lock().unwrap();
+            let env = ReceivedEnvelope::parse(&body).unwrap();
+            let requester = env.source_node().clone();
+            let request: RequestPayload = env.payload().unwrap();
+            s.received.push((tail.as_str().to_owned(), request.clone()));
+            let payload = match request {
+                RequestPayload::EventsPayload(_) => {
+                    return warp::reply::with_status("null".to_owned(), warp::http::StatusCode::OK)
+                }
+                RequestPayload::PollEvents(_) => {
+                    if let Misbehaviour::UnknownNode(left) = s.misbehaviour {
+                        s.misbehaviour = if left > 1 {
+                            Misbehaviour::UnknownNode(left - 1)
+                        } else {
+                            Misbehaviour::None
+                        };
+                        return warp::reply::with_status(
+                            r#"{"type":"error_response","error":"unknown_node"}"#.to_owned(),
+                            warp::http::StatusCode::BAD_REQUEST,
+                        );
+                    }
+                    let mut events = Vec::new();
+                    if !s.introduced {
+                        s.introduced = true;
+                        events.push(json(&Event::from_bundle(EventType::New, s.profile.clone())));
+                    }
+                    events.append(&mut s.queue);
+                    format!(
+                        r#"{{"type":"events_payload","events":[{}]}}"#,
+                        events.join(",")
+                    )
+                }
+                RequestPayload::FetchRids(_) => format!(
+                    r#"{{"type":"rids_payload","rids":[{}]}}"#,
+                    s.state.keys().map(json).collect::<Vec<_>>().join(",")
+                ),
+                RequestPayload::FetchManifests(_) => format!(
+                    r#"{{"type":"manifests_payload","manifests":[{}],"not_found":[]}}"#,
+                    s.state
+                        .values()
+                        .map(|(m, _)| m.clone())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+                RequestPayload::FetchBundles(f) => format!(
+                    r#"{{"type":"bundles_payload","bundles":[{}],"not_found":[],"deferred":[]}}"#,
+                    f.rids
+                        .iter()
+                        .filter_map(|r| s.state.get(r.as_str()).map(|(_, b)| b.clone()))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            };
+            let is_poll = tail.as_str() == "events/poll";
+            let (key, target) = match (s.misbehaviour, is_poll) {
+                (Misbehaviour::ForgedSignature, true) => (NodeKey::generate(), requester),
+                (Misbehaviour::WrongTarget, true) => (s.key.clone(), s.rid.clone()),
+                _ => (s.key.clone(), requester),
+            };
+            let body = signed_body(&payload, &s.rid, &target, &key);
+            warp::reply::with_status(body, warp::http::StatusCode::OK)
+        };
         let route = warp::post()
             .and(warp::path("koi-net"))
             .and(warp::path::tail())
             .and(warp::body::bytes())
-            .map(move |tail: warp::path::Tail, body: bytes::Bytes| {
-                let mut s = shared.lock().unwrap();
-                let env = ReceivedEnvelope::parse(&body).unwrap();
-                let requester = env.source_node().clone();
-                let request: RequestPayload = env.payload().unwrap();
-                s.received.push((tail.as_str().to_owned(), request.clone()));
-                let payload = match request {
-                    RequestPayload::EventsPayload(_) => {
-                        return warp::reply::with_status(
-                            "null".to_owned(),
-                            warp::http::StatusCode::OK,
-                        )
+            .then(move |tail: warp::path::Tail, body: bytes::Bytes| {
+                let respond = respond.clone();
+                let delays = Arc::clone(&delays);
+                async move {
+                    let broadcast = tail.as_str() == "events/broadcast";
+                    if broadcast {
+                        let delay = {
+                            let mut s = delays.lock().unwrap();
+                            s.broadcasts_arrived += 1;
+                            s.broadcast_delay
+                        };
+                        tokio::time::sleep(delay).await;
                     }
-                    RequestPayload::PollEvents(_) => {
-                        if let Misbehaviour::UnknownNode(left) = s.misbehaviour {
-                            s.misbehaviour = if left > 1 {
-                                Misbehaviour::UnknownNode(left - 1)
-                            } else {
-                                Misbehaviour::None
-                            };
-                            return warp::reply::with_status(
-                                r#"{"type":"error_response","error":"unknown_node"}"#.to_owned(),
-                                warp::http::StatusCode::BAD_REQUEST,
-                            );
-                        }
-                        let mut events = Vec::new();
-                        if !s.introduced {
-                            s.introduced = true;
-                            events.push(json(&Event::from_bundle(EventType::New, s.profile.clone())));
-                        }
-                        events.append(&mut s.queue);
-                        format!(r#"{{"type":"events_payload","events":[{}]}}"#, events.join(","))
+                    let reply = respond(tail, body);
+                    if broadcast {
+                        delays.lock().unwrap().broadcasts_answered += 1;
                     }
-                    RequestPayload::FetchRids(_) => format!(
-                        r#"{{"type":"rids_payload","rids":[{}]}}"#,
-                        s.state.keys().map(json).collect::<Vec<_>>().join(",")
-                    ),
-                    RequestPayload::FetchManifests(_) => format!(
-                        r#"{{"type":"manifests_payload","manifests":[{}],"not_found":[]}}"#,
-                        s.state.values().map(|(m, _)| m.clone()).collect::<Vec<_>>().join(",")
-                    ),
-                    RequestPayload::FetchBundles(f) => format!(
-                        r#"{{"type":"bundles_payload","bundles":[{}],"not_found":[],"deferred":[]}}"#,
-                        f.rids
-                            .iter()
-                            .filter_map(|r| s.state.get(r.as_str()).map(|(_, b)| b.clone()))
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    ),
-                };
-                let is_poll = tail.as_str() == "events/poll";
-                let (key, target) = match (s.misbehaviour, is_poll) {
-                    (Misbehaviour::ForgedSignature, true) => (NodeKey::generate(), requester),
-                    (Misbehaviour::WrongTarget, true) => (s.key.clone(), s.rid.clone()),
-                    _ => (s.key.clone(), requester),
-                };
-                let body = signed_body(&payload, &s.rid, &target, &key);
-                warp::reply::with_status(body, warp::http::StatusCode::OK)
+                    reply
+                }
             });
         tokio::spawn(warp::serve(route).run(addr));
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -191,6 +224,14 @@ impl FakePeer {
             .unwrap()
             .state
             .insert(rid.to_owned(), (manifest, bundle));
+    }
+    fn delay_broadcasts(&self, delay: Duration) {
+        self.state.lock().unwrap().broadcast_delay = delay;
+    }
+    /// (broadcasts received, broadcasts answered).
+    fn broadcasts(&self) -> (usize, usize) {
+        let s = self.state.lock().unwrap();
+        (s.broadcasts_arrived, s.broadcasts_answered)
     }
     fn misbehave(&self, m: Misbehaviour) {
         self.state.lock().unwrap().misbehaviour = m;
@@ -889,5 +930,54 @@ async fn a_failed_poll_gives_its_cause() {
         error.to_lowercase().contains("connection refused") && error.contains(&url),
         "{error}"
     );
+    h.stop().await;
+}
+
+/// Issue 25, bug 2: approving an edge a neighbour proposed is a network call, and it never holds up indexing. The
+/// neighbour takes 8 s to answer the approval; events polled meanwhile are indexed while it is still unanswered,
+/// and the approval is stored once it is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approving_an_edge_never_blocks_the_writer() {
+    let peer = FakePeer::start().await;
+    let h = Harness::start_with(&peer, |s| s.timeout = Duration::from_secs(30)).await;
+    peer.queue(Event::from_bundle(
+        EventType::New,
+        github_bundle("first", 1),
+    ));
+    // Joined: the handshake and our POLL edge proposal are both sent and answered.
+    h.until("the node has joined, proposed its edge and indexes", |h| {
+        let (received, answered) = peer.broadcasts();
+        h.has("first") && received >= 2 && answered == received
+    })
+    .await;
+    let (before, _) = peer.broadcasts();
+    peer.delay_broadcasts(Duration::from_secs(8));
+    // An edge from us to the peer, proposed by it: ours to approve.
+    let proposal = edges::poll_edge_proposal(&peer.rid(), h.node.rid(), Vec::new());
+    peer.queue(Event::from_bundle(EventType::New, proposal.to_bundle()));
+    h.until("the approval is on its way", |_| {
+        peer.broadcasts().0 > before
+    })
+    .await;
+    for n in 0..50 {
+        peer.queue(Event::from_bundle(
+            EventType::New,
+            github_bundle(&format!("meanwhile-{n}"), n),
+        ));
+    }
+    h.until("the events polled meanwhile are indexed", |h| {
+        (0..50).all(|n| h.has(&format!("meanwhile-{n}")))
+    })
+    .await;
+    let (received, answered) = peer.broadcasts();
+    assert!(
+        received > answered,
+        "indexed while the approval was still unanswered ({received} sent, {answered} answered)"
+    );
+    h.until(
+        "the approval is answered and the entry leaves the inbox",
+        |h| peer.broadcasts().1 == peer.broadcasts().0 && h.node.inbox_depth() == 0,
+    )
+    .await;
     h.stop().await;
 }

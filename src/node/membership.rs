@@ -16,6 +16,20 @@ use super::edges::{self, decide_edge, EdgeDecision};
 use super::graph::GraphChange;
 use super::{lock, network_types, Node};
 
+/// What applying an edge profile leaves to do.
+pub(super) enum EdgeApplied {
+    /// Nothing more: its effects are written (or there were none).
+    Done,
+    /// A neighbour proposed an edge from us to it: `approved` must be sent to `peer`. That is a network call, so
+    /// the writer hands it to [`Node::approve_edge`] on the runtime instead of making it itself.
+    Approve {
+        /// The edge, approved.
+        approved: EdgeProfile,
+        /// Who to send it to.
+        peer: Peer,
+    },
+}
+
 /// Why a node or edge event could not be applied now.
 pub(super) enum NotApplied {
     /// Try again later (a neighbour was unreachable, or we are shutting down); the event stays in the inbox.
@@ -252,15 +266,14 @@ impl Node {
         }
     }
 
-    /// Applies an edge profile we received (verified bundle): approves an edge proposed to us, or notes that a
-    /// provider approved ours. Blocking: runs on the writer thread, and makes its one network call (an approval)
-    /// through `runtime`, bounded by `poll.timeout` and by shutdown.
+    /// Applies an edge profile we received (verified bundle): notes that a provider approved ours, or says that an
+    /// edge proposed to us is to be approved ([`EdgeApplied::Approve`]). Blocking (it writes the graph), but it
+    /// makes no network call: it runs on the writer thread, which must never wait on a neighbour.
     pub(super) fn apply_edge_bundle(
         &self,
         bundle: &Bundle,
         source: &Rid,
-        runtime: &tokio::runtime::Handle,
-    ) -> Result<(), NotApplied> {
+    ) -> Result<EdgeApplied, NotApplied> {
         let edge: EdgeProfile = bundle.contents_as().map_err(|e| {
             NotApplied::Reject(RejectReason::Malformed, format!("bad edge profile: {e}"))
         })?;
@@ -272,37 +285,20 @@ impl Node {
         }
         if &edge.source != self.rid() && &edge.target != self.rid() {
             // Edges between other nodes: nothing for a partial node to do.
-            return Ok(());
+            return Ok(EdgeApplied::Done);
         }
         match decide_edge(self.rid(), &edge) {
             EdgeDecision::Approve => {
-                let approved = edges::approved(&edge);
                 let peer = self.peer_for(&edge.target);
                 let peer = if peer.base_url.is_empty() {
                     self.peer_for(source)
                 } else {
                     peer
                 };
-                let events = vec![Event::from_bundle(EventType::Update, approved.to_bundle())];
-                let sent = runtime.block_on(self.unless_cancelled(self.client.broadcast(
-                    &peer,
-                    events,
-                    self.settings.timeout,
-                )));
-                match sent {
-                    None => return Err(NotApplied::Later("shutting down".into())),
-                    Some(Err(e)) => {
-                        return Err(NotApplied::Later(format!(
-                            "approving edge failed: {}",
-                            error_chain(&e)
-                        )))
-                    }
-                    Some(Ok(())) => {}
-                }
-                tracing::info!(edge = %bundle.rid(), target = %edge.target, "approved edge proposed by neighbour");
-                self.graph
-                    .upsert_edge(&approved.to_bundle())
-                    .map_err(|e| NotApplied::Later(e.to_string()))?;
+                return Ok(EdgeApplied::Approve {
+                    approved: edges::approved(&edge),
+                    peer,
+                });
             }
             EdgeDecision::Subscribed { source } => {
                 self.graph
@@ -316,7 +312,56 @@ impl Node {
             }
             EdgeDecision::Ignore => {}
         }
-        Ok(())
+        Ok(EdgeApplied::Done)
+    }
+
+    /// Sends the approval of an edge proposed to us (inbox entry `key`), on the runtime, bounded by `poll.timeout`
+    /// and by shutdown. Once the neighbour has it, the approved edge is stored and the entry removed. If it fails,
+    /// the entry stays: after `poll.interval` the writer hands it back here. On shutdown it stays for the next
+    /// start.
+    pub(super) async fn approve_edge(
+        self: &Arc<Self>,
+        key: u64,
+        approved: EdgeProfile,
+        peer: Peer,
+    ) {
+        let events = vec![Event::from_bundle(EventType::Update, approved.to_bundle())];
+        let sent = self
+            .unless_cancelled(self.client.broadcast(&peer, events, self.settings.timeout))
+            .await;
+        match sent {
+            None => {}
+            Some(Err(e)) => {
+                tracing::warn!(
+                    edge = %approved.rid().rid(), neighbour = %peer.rid, cause = %error_chain(&e),
+                    "approving an edge failed; will retry"
+                );
+                self.unless_cancelled(tokio::time::sleep(self.settings.interval))
+                    .await;
+            }
+            Some(Ok(())) => {
+                tracing::info!(edge = %approved.rid().rid(), target = %approved.target, "approved edge proposed by neighbour");
+                let node = Arc::clone(self);
+                let stored = tokio::task::spawn_blocking(move || -> Result<(), String> {
+                    // Effects first, then forget the entry: a crash in between approves it again, harmlessly.
+                    node.graph
+                        .upsert_edge(&approved.to_bundle())
+                        .map_err(|e| e.to_string())?;
+                    node.db.flush().map_err(|e| e.to_string())?;
+                    node.inbox.remove(&[key]).map_err(|e| e.to_string())?;
+                    node.room.notify_waiters();
+                    Ok(())
+                })
+                .await;
+                match stored {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::error!(error = %e, "cannot store an approved edge; it will be approved again")
+                    }
+                    Err(e) => tracing::error!(error = %e, "storing an approved edge failed"),
+                }
+            }
+        }
     }
 
     /// Whether a catch-up of `provider` has completed this run (tests).

@@ -172,7 +172,8 @@ pub struct Node {
     maintain_again: std::sync::atomic::AtomicBool,
     /// Wakes the scheduler before its next tick: a step that unblocks the next one runs it at once.
     kick: Notify,
-    /// Inbox keys whose bundle a background fetch is getting: the writer leaves them alone meanwhile.
+    /// Inbox keys a background task works on (a bundle fetch, an edge approval): the writer leaves them alone
+    /// meanwhile.
     fetching: Mutex<HashSet<u64>>,
     /// Wakes the writer: something was pushed into the inbox.
     wake_writer: pipeline::Wake,

@@ -17,7 +17,7 @@ use crate::protocol::{Bundle, EventType, Freshness, Rid, RidType};
 use crate::telemetry::{DedupReason, EventDeduplicated, EventIndexed, RejectReason};
 
 use super::inbox::{InboxEntry, InboxError};
-use super::membership::NotApplied;
+use super::membership::{EdgeApplied, NotApplied};
 use super::{lock, rejection_of, Node, NodeError};
 
 /// Entries read per pass, and most GitHub bundles per index transaction.
@@ -65,8 +65,8 @@ enum Handled {
     Index(Ingest),
     /// Refused: dead-letter it and remove it.
     Reject(RejectReason, String),
-    /// A background fetch owns it now.
-    Fetching,
+    /// A background task owns it now (a bundle fetch, an edge approval).
+    Background,
     /// Not now (a neighbour was unreachable, too many fetches, shutdown): it stays for a later pass.
     Later(String),
 }
@@ -160,7 +160,7 @@ impl Node {
                     });
                     done.push(key);
                 }
-                Handled::Fetching => moved += 1,
+                Handled::Background => moved += 1,
                 Handled::Later(why) => {
                     tracing::debug!(neighbour = %source, rid = %rid, reason = %why, "event kept in the inbox for later");
                 }
@@ -303,43 +303,68 @@ impl Node {
             }
         }
         let applied = if is_node {
-            self.apply_node_bundle(&bundle)
+            self.apply_node_bundle(&bundle).map(|()| EdgeApplied::Done)
         } else if is_edge {
-            self.apply_edge_bundle(&bundle, &source, runtime)
+            self.apply_edge_bundle(&bundle, &source)
         } else {
             return Handled::Index(Ingest::Bundle(Box::new(bundle)));
         };
         match applied {
-            Ok(()) => Handled::Done,
+            Ok(EdgeApplied::Done) => Handled::Done,
+            Ok(EdgeApplied::Approve { approved, peer }) => {
+                self.in_background(key, runtime, move |node| async move {
+                    node.approve_edge(key, approved, peer).await
+                })
+            }
             Err(NotApplied::Reject(reason, why)) => Handled::Reject(reason, why),
             Err(NotApplied::Later(why)) => Handled::Later(why),
         }
     }
 
-    /// Hands a manifest-only event to a background fetch (bounded by [`MAX_FETCHES`]).
+    /// Hands a manifest-only event to a background fetch.
     fn start_fetch(
         self: &Arc<Self>,
         key: u64,
         entry: InboxEntry,
         runtime: &tokio::runtime::Handle,
     ) -> Handled {
+        self.in_background(key, runtime, move |node| async move {
+            node.fetch_into_inbox(key, entry).await
+        })
+    }
+
+    /// Runs `work` for inbox entry `key` on the runtime (at most [`MAX_FETCHES`] at once): whatever waits on a
+    /// neighbour runs there, never on the writer thread. The writer leaves the entry alone until `work` ends, then
+    /// looks at the inbox again (the work removed the entry, replaced it, or left it for another try).
+    fn in_background<F, Fut>(
+        self: &Arc<Self>,
+        key: u64,
+        runtime: &tokio::runtime::Handle,
+        work: F,
+    ) -> Handled
+    where
+        F: FnOnce(Arc<Node>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         if self.cancel.is_cancelled() {
             return Handled::Later("shutting down".into());
         }
         {
-            let mut fetching = lock(&self.fetching);
-            if fetching.len() >= MAX_FETCHES {
-                return Handled::Later("too many bundle fetches in flight".into());
+            let mut busy = lock(&self.fetching);
+            if busy.len() >= MAX_FETCHES {
+                return Handled::Later(
+                    "too many background fetches and approvals in flight".into(),
+                );
             }
-            fetching.insert(key);
+            busy.insert(key);
         }
         let node = Arc::clone(self);
         runtime.spawn(async move {
-            node.fetch_into_inbox(key, entry).await;
+            work(Arc::clone(&node)).await;
             lock(&node.fetching).remove(&key);
             node.wake_writer.notify();
         });
-        Handled::Fetching
+        Handled::Background
     }
 
     /// Gets the bundle of a manifest-only event and puts the whole event back in the inbox in its place; after
