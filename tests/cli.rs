@@ -78,6 +78,15 @@ async fn every_command(data_dir: &str, api: &str) -> Vec<(String, String, String
             "orn:github.event:octo-org/hello-world:push-1a2b3c",
             "--json",
         ],
+        vec![
+            "bundle",
+            "orn:github.event:octo-org/hello-world:push-1a2b3c",
+        ],
+        vec![
+            "bundle",
+            "orn:github.event:octo-org/hello-world:push-1a2b3c",
+            "--json",
+        ],
         vec!["summary"],
         vec!["summary", "--json"],
         vec!["rejected"],

@@ -14,6 +14,7 @@
 //! | `GET /rejected?limit&offset&items` | dead letters, newest first: `[{id, rid, source, reason, detail, received_at, item}]` |
 //! | `POST /repositories` `{"repo":"owner/name"}` | adds a repository (201, or 200 if held); JSON only |
 //! | `DELETE /repositories/{repo}` | removes a repository added by hand while it has no events (409 otherwise) |
+//! | `GET /bundles/{rid}` | any bundle the node holds, event or repository: `{rid, manifest, contents, contents_kept, hash_scheme}` |
 //! | `GET /events/{event_rid}/history` | the event's versions, newest first: `[{timestamp, sha256_hash, received_at, contents}]` |
 //! | `GET /actions`, `GET /actions/{name}/deliveries`, `POST /actions/{name}/deliveries/{id}/redeliver` | outbound webhooks ([`actions`]) |
 //! | `GET /export` | the index as NDJSON ([`crate::index::export`]) |
@@ -363,6 +364,20 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
                 finish(event(tail.as_str().to_owned(), ctx).await)
             },
         );
+    let bundle_route = base
+        .and(warp::path("bundles"))
+        .and(warp::path::tail())
+        .and(get_or_head())
+        .and(params)
+        .and(ctx.clone())
+        .then(
+            |tail: warp::path::Tail, params: Vec<(String, String)>, ctx: ApiContext| async move {
+                if let Err(e) = no_parameters("/bundles/{rid}", &params) {
+                    return finish(Err(e));
+                }
+                finish(bundle(tail.as_str().to_owned(), ctx).await)
+            },
+        );
     let polls = base
         .and(warp::path("polls"))
         .and(warp::path::end())
@@ -509,6 +524,8 @@ pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = I
         .unify()
         .or(polls)
         .unify()
+        .or(bundle_route)
+        .unify()
         .or(rejected_route)
         .unify()
         .or(metrics_route)
@@ -553,6 +570,7 @@ pub fn route_template(path: &str) -> &'static str {
         ["events"] => "/api/processor/github/events",
         ["events", .., "history"] => "/api/processor/github/events/{event_rid}/history",
         ["events", _, ..] => "/api/processor/github/events/{event_rid}",
+        ["bundles", _, ..] => "/api/processor/github/bundles/{rid}",
         ["stats"] => "/api/processor/github/stats",
         ["stream"] => "/api/processor/github/stream",
         ["stream", "ws"] => "/api/processor/github/stream/ws",
@@ -810,6 +828,23 @@ async fn event(tail: String, ctx: ApiContext) -> Answer {
     match blocking(&ctx.index, move |index| Ok(index.event(&rid)?)).await? {
         Some(details) => ok(&details),
         None => Err(ApiError::not_found(format!("event {shown} is not indexed"))),
+    }
+}
+
+/// `GET /bundles/{rid}`: any bundle held, event or repository.
+async fn bundle(tail: String, ctx: ApiContext) -> Answer {
+    let text = decode_path(tail.trim_end_matches('/'))?;
+    let rid = Rid::parse(&text).map_err(|e| {
+        ApiError::bad_request(format!(
+            "{e}; expected a RID such as orn:github.event:owner/name:id or orn:github.repo:owner/name, URL-encoded"
+        ))
+    })?;
+    let shown = rid.to_string();
+    match blocking(&ctx.index, move |index| Ok(index.bundle(&rid)?)).await? {
+        Some(details) => ok(&details),
+        None => Err(ApiError::not_found(format!(
+            "no bundle is held for {shown}"
+        ))),
     }
 }
 

@@ -22,8 +22,8 @@ use unicode_width::UnicodeWidthChar;
 
 use crate::api::StatusBody;
 use crate::index::{
-    parse_repo_ref, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery, EventRow, Index,
-    IndexOptions, RepoRemoval, Repository,
+    parse_repo_ref, BundleDetails, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery,
+    EventRow, Index, IndexOptions, RepoRemoval, Repository,
 };
 use crate::protocol::{GithubEventRid, Rid};
 use crate::storage::StoreOptions;
@@ -90,6 +90,14 @@ pub enum QueryCommand {
         #[command(flatten)]
         opts: QueryOptions,
         /// The event RID, `orn:github.event:owner/name:id`.
+        rid: String,
+    },
+    /// Show any bundle the node holds, event or repository: its manifest as received, how its hash was made, and
+    /// its contents.
+    Bundle {
+        #[command(flatten)]
+        opts: QueryOptions,
+        /// The RID, e.g. `orn:github.event:owner/name:id` or `orn:github.repo:owner/name`.
         rid: String,
     },
     /// Track a repository (it is listed with no events until some arrive). Idempotent.
@@ -200,6 +208,7 @@ impl QueryCommand {
             QueryCommand::ListRepos { opts }
             | QueryCommand::ShowEvents { opts, .. }
             | QueryCommand::EventDetails { opts, .. }
+            | QueryCommand::Bundle { opts, .. }
             | QueryCommand::AddRepo { opts, .. }
             | QueryCommand::RemoveRepo { opts, .. }
             | QueryCommand::Summary { opts }
@@ -343,6 +352,10 @@ pub async fn run_query(
         QueryCommand::EventDetails { rid, .. } => {
             let details = source.event(rid).await?;
             render(output, &details, event_details)?
+        }
+        QueryCommand::Bundle { rid, .. } => {
+            let details = source.bundle(rid).await?;
+            render(output, &details, bundle_details)?
         }
         QueryCommand::AddRepo { repo, .. } => {
             let (row, created) = source.add_repository(repo).await?;
@@ -631,6 +644,24 @@ impl Source {
         }
     }
 
+    async fn bundle(&self, rid: &str) -> anyhow::Result<BundleDetails> {
+        let rid = Rid::parse(rid.trim()).map_err(|e| {
+            anyhow!("{e}; expected a RID such as orn:github.event:owner/name:id or orn:github.repo:owner/name")
+        })?;
+        match self {
+            Source::Api { client, base } => {
+                let path = format!(
+                    "/bundles/{}",
+                    utf8_percent_encode(rid.as_str(), NON_ALPHANUMERIC)
+                );
+                Source::get(client, base, &path).await
+            }
+            Source::Store { index, .. } => index
+                .bundle(&rid)?
+                .ok_or_else(|| anyhow!("no bundle is held for {rid}")),
+        }
+    }
+
     async fn add_repository(&self, repo: &str) -> anyhow::Result<(Repository, bool)> {
         match self {
             Source::Api { client, base } => {
@@ -877,6 +908,38 @@ fn event_details(details: &EventDetails) -> String {
         }
     }
     match &details.bundle.contents {
+        Some(contents) => {
+            let contents = serde_json::to_value(contents)
+                .map(|value| terminal::visible_json(&value))
+                .unwrap_or_default();
+            let _ = writeln!(out, "contents:\n{contents}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "contents:    not kept (index.keep_contents = false, or pruned by retention)"
+            );
+        }
+    }
+    out
+}
+
+fn bundle_details(details: &BundleDetails) -> String {
+    let scheme = match details.hash_scheme {
+        Some(crate::protocol::HashScheme::Rfc8785) => "rfc8785",
+        Some(crate::protocol::HashScheme::Legacy) => "legacy (rid-lib before 3.2.7)",
+        None => "unknown (contents not kept)",
+    };
+    let mut out = String::new();
+    for (name, value) in [
+        ("rid", details.rid.as_str()),
+        ("received", &*details.manifest.timestamp.to_string()),
+        ("hash", details.manifest.sha256_hash.as_str()),
+        ("hash scheme", scheme),
+    ] {
+        let _ = writeln!(out, "{name:<12} {}", visible(value));
+    }
+    match &details.contents {
         Some(contents) => {
             let contents = serde_json::to_value(contents)
                 .map(|value| terminal::visible_json(&value))

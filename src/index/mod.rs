@@ -59,9 +59,9 @@ pub use github::{
 };
 pub use live::{stream_json, LiveBatch, LiveEvent};
 pub use store::{
-    check_github_name, parse_repo_ref, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery,
-    HeldBundle, Index, IndexOptions, Ingest, PreparedBundle, RepoRemoval, Repository,
-    DEFAULT_HISTORY, SCHEMA_VERSION,
+    check_github_name, parse_repo_ref, BundleDetails, Counts, EventDetails, EventQuery,
+    EventVersion, GlobalQuery, HeldBundle, Index, IndexOptions, Ingest, PreparedBundle,
+    RepoRemoval, Repository, DEFAULT_HISTORY, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.

@@ -22,7 +22,8 @@ use super::live::{LiveBatch, LiveFeed};
 use super::row_codec;
 use super::ApplyOutcome;
 use crate::protocol::{
-    Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, Manifest, Rid, RidType, Timestamp,
+    Bundle, Contents, Freshness, GithubEventRid, GithubRepoRid, HashScheme, Manifest, Rid, RidType,
+    Timestamp,
 };
 
 /// Version of the keyspace below. Bump it (and add a migration in [`Index::open`]) when it changes.
@@ -361,6 +362,30 @@ pub struct EventDetails {
     pub bundle: HeldBundle,
     /// Whether the contents are kept (`index.keep_contents`, and not pruned).
     pub contents_kept: bool,
+    /// How the manifest's hash was made from the contents: `rfc8785`, or `legacy` for a bundle made by a node
+    /// on rid-lib before 3.2.7; `null` when the contents are not kept (nothing to tell it from).
+    #[serde(default)]
+    pub hash_scheme: Option<HashScheme>,
+}
+
+/// Any bundle the node holds, event or repository, as `GET /bundles/{rid}` gives it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleDetails {
+    /// The bundle's RID.
+    pub rid: String,
+    /// Its manifest, exactly as received.
+    pub manifest: Manifest,
+    /// Its contents; `null` when not kept (`index.keep_contents = false`, or pruned by retention).
+    pub contents: Option<Contents>,
+    /// Whether the contents are kept.
+    pub contents_kept: bool,
+    /// As in [`EventDetails::hash_scheme`].
+    pub hash_scheme: Option<HashScheme>,
+}
+
+/// Which scheme the held manifest's hash follows, when the contents are there to tell.
+fn held_hash_scheme(manifest: &Manifest, contents: Option<&Contents>) -> Option<HashScheme> {
+    crate::protocol::knowledge::hash_scheme(contents?, &manifest.sha256_hash).ok()
 }
 
 /// A held bundle: the manifest always, the contents when kept.
@@ -1924,7 +1949,24 @@ impl Index {
         Ok(Some(EventDetails {
             row,
             contents_kept: contents.is_some(),
+            hash_scheme: held_hash_scheme(&manifest, contents.as_ref()),
             bundle: HeldBundle { manifest, contents },
+        }))
+    }
+
+    /// Any bundle held for `rid` (an event or a repository), with its manifest as received.
+    pub fn bundle(&self, rid: &Rid) -> Result<Option<BundleDetails>, IndexError> {
+        let key = rid.as_str().as_bytes();
+        let Some(value) = self.bundles.get(key)? else {
+            return Ok(None);
+        };
+        let (manifest, contents) = held::decode(key, &value)?;
+        Ok(Some(BundleDetails {
+            rid: rid.to_string(),
+            hash_scheme: held_hash_scheme(&manifest, contents.as_ref()),
+            contents_kept: contents.is_some(),
+            manifest,
+            contents,
         }))
     }
 

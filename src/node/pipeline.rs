@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::index::{ApplyOutcome, Ingest, Rejection};
-use crate::protocol::{Bundle, EventType, Freshness, Rid, RidType};
-use crate::telemetry::{DedupReason, EventDeduplicated, EventIndexed, RejectReason};
+use crate::protocol::{Bundle, EventType, Freshness, HashScheme, Rid, RidType};
+use crate::telemetry::{
+    DedupReason, EventDeduplicated, EventIndexed, LegacyHashAccepted, RejectReason,
+};
 
 use super::inbox::{InboxEntry, InboxError};
 use super::membership::{EdgeApplied, NotApplied};
@@ -298,8 +300,16 @@ impl Node {
             );
         }
         if !hash_verified {
-            if let Err(mismatch) = bundle.verify_hash() {
-                return Handled::Reject(RejectReason::BadHash, mismatch.to_string());
+            match bundle.verify_hash() {
+                Err(mismatch) => {
+                    return Handled::Reject(RejectReason::BadHash, mismatch.to_string())
+                }
+                Ok(HashScheme::Legacy) => LegacyHashAccepted {
+                    neighbour: source.as_str(),
+                    rid: bundle.rid().as_str(),
+                }
+                .emit(&self.telemetry.metrics),
+                Ok(HashScheme::Rfc8785) => {}
             }
         }
         let applied = if is_node {
@@ -423,7 +433,14 @@ impl Node {
     /// Replaces a manifest-only entry with the event carrying its fetched bundle (hash-checked). Blocking.
     fn requeue(&self, key: u64, entry: InboxEntry, bundle: Bundle) {
         let result = match bundle.verify_hash() {
-            Ok(()) => {
+            Ok(scheme) => {
+                if scheme == HashScheme::Legacy {
+                    LegacyHashAccepted {
+                        neighbour: entry.source.as_str(),
+                        rid: bundle.rid().as_str(),
+                    }
+                    .emit(&self.telemetry.metrics);
+                }
                 let event = crate::protocol::Event::from_bundle(entry.event.event_type, bundle);
                 self.inbox
                     .replace(key, &InboxEntry::new(entry.source, event, true))

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::index::Rejection;
-use crate::protocol::{EdgeStatus, Event, Item, Rid};
-use crate::telemetry::{InboxDepth, PollFailed, PollOutcome, PollSucceeded, RejectReason};
+use crate::protocol::{EdgeStatus, Event, HashScheme, Item, Rid};
+use crate::telemetry::{
+    InboxDepth, LegacyHashAccepted, PollFailed, PollOutcome, PollSucceeded, RejectReason,
+};
 
 use super::client::{error_chain, ClientError, Peer};
 use super::inbox::InboxError;
@@ -98,7 +100,16 @@ impl Node {
             match item {
                 Err(bad) => rejections.push(bad_item_rejection(source, bad)),
                 Ok(event) => match event.verify_hash() {
-                    Ok(()) => good.push(event),
+                    Ok(scheme) => {
+                        if scheme == Some(HashScheme::Legacy) {
+                            LegacyHashAccepted {
+                                neighbour: source.as_str(),
+                                rid: event.rid.as_str(),
+                            }
+                            .emit(&self.telemetry.metrics);
+                        }
+                        good.push(event)
+                    }
                     Err(mismatch) => rejections.push(rejection_of(
                         source,
                         &event.rid,

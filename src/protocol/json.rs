@@ -214,6 +214,139 @@ pub fn content_hash(contents: &Map<String, Value>) -> String {
     hex::encode(Sha256::digest(&canonical))
 }
 
+/// The JSON that rid-lib up to 3.2.6 hashed for a manifest's `sha256_hash`: Python's
+/// `json.dumps(contents, sort_keys=True, separators=(",", ":"))`. Unlike RFC 8785 (rid-lib 3.2.7 on), it escapes
+/// every non-ASCII character as `\uXXXX` (surrogate pairs beyond U+FFFF, lower-case hex), sorts keys by code point,
+/// keeps integers as integers and writes floats as Python's `repr` does (`1e-05`, `1.0`, `1e+16`). Bundles made by
+/// older nodes (the first generation of the GitHub sensor) carry such hashes; see [`legacy_content_hash`].
+pub fn legacy_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4096);
+    write_legacy(&mut out, value);
+    out
+}
+
+fn write_legacy(out: &mut Vec<u8>, value: &Value) {
+    match value {
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.extend_from_slice(i.to_string().as_bytes()),
+            (None, Some(u), _) => out.extend_from_slice(u.to_string().as_bytes()),
+            (None, None, Some(f)) => out.extend_from_slice(python_float_repr(f).as_bytes()),
+            (None, None, None) => out.extend_from_slice(b"null"),
+        },
+        Value::String(s) => write_legacy_str(out, s),
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_legacy(out, item);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => write_legacy_map(out, map),
+    }
+}
+
+fn write_legacy_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+    // Python sorts str keys by code point; UTF-8 bytes sort the same way.
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    out.push(b'{');
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_legacy_str(out, key);
+        out.push(b':');
+        write_legacy(out, value);
+    }
+    out.push(b'}');
+}
+
+/// A string as Python's `json.dumps` writes it with `ensure_ascii=True`.
+fn write_legacy_str(out: &mut Vec<u8>, text: &str) {
+    use std::io::Write as _;
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{8}' => out.extend_from_slice(b"\\b"),
+            '\u{c}' => out.extend_from_slice(b"\\f"),
+            ' '..='~' => out.push(c as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    // Writing to a Vec cannot fail.
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// A float as Python's `repr` writes it: the shortest digits that round-trip; fixed notation, with at least one
+/// fractional digit, when the decimal exponent is in `-5 < e < 16`; otherwise `d.ddde±XX` with at least two
+/// exponent digits (`1e-05`, `1.5e+16`).
+pub fn python_float_repr(value: f64) -> String {
+    if !value.is_finite() {
+        return "null".to_owned();
+    }
+    let sci = format!("{value:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let sign = if mantissa.starts_with('-') { "-" } else { "" };
+    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
+    if (-5 < exp) && (exp < 16) {
+        let point = exp + 1;
+        let (int_part, frac_part) = if point <= 0 {
+            (
+                "0".to_owned(),
+                format!("{}{}", "0".repeat(point.unsigned_abs() as usize), digits),
+            )
+        } else if point as usize >= digits.len() {
+            (
+                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+                String::new(),
+            )
+        } else {
+            (
+                digits[..point as usize].to_owned(),
+                digits[point as usize..].to_owned(),
+            )
+        };
+        let frac = if frac_part.is_empty() {
+            "0".to_owned()
+        } else {
+            frac_part
+        };
+        format!("{sign}{int_part}.{frac}")
+    } else {
+        let mantissa = if digits.len() > 1 {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        } else {
+            digits
+        };
+        let exp_sign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
+    }
+}
+
+/// `sha256_hash` of bundle contents as rid-lib up to 3.2.6 computed it: hex SHA-256 of [`legacy_json`].
+pub fn legacy_content_hash(contents: &Map<String, Value>) -> String {
+    let mut legacy = Vec::with_capacity(4096);
+    write_legacy_map(&mut legacy, contents);
+    hex::encode(Sha256::digest(&legacy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +399,86 @@ mod tests {
             b in "[a\u{0}\u{7f}\u{80}é€\u{d7ff}\u{e000}\u{ff61}\u{ffff}\u{10000}😀\u{10ffff}]{0,6}",
         ) {
             prop_assert_eq!(utf16_order(&a, &b), a.encode_utf16().cmp(b.encode_utf16()));
+        }
+    }
+
+    /// Values where both schemes write the same bytes: ASCII text whose keys sort alike under both orders, and
+    /// integers only (RFC 8785 writes every number as a double, the legacy writer keeps integers; below 2^53 they
+    /// agree).
+    fn ascii_integer_value() -> impl Strategy<Value = Value> {
+        let text =
+            || proptest::string::string_regex("[a-zA-Z0-9 _.:/-]{0,12}").expect("a valid regex");
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(1i64 << 53)..(1i64 << 53)).prop_map(Value::from),
+            text().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::vec((text(), inner), 0..6)
+                    .prop_map(|entries| Value::Object(entries.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// On ASCII-only, integer-only values the two schemes are one: a legacy hash differs only where text is
+        /// not ASCII or a number is a float.
+        #[test]
+        fn both_schemes_agree_on_ascii_integer_values(value in ascii_integer_value()) {
+            prop_assert_eq!(
+                String::from_utf8(legacy_json(&value)).unwrap(),
+                String::from_utf8(canonical_json(&value)).unwrap()
+            );
+        }
+    }
+
+    /// Vectors computed with rid-lib 3.2.5's own `sha256_hash_json` (`tests/fixtures/legacy-hash-vectors.ndjson`):
+    /// non-ASCII and astral text, floats, nested objects, key order, escapes.
+    #[test]
+    fn legacy_hashes_are_rid_lib_3_2_5s() {
+        let vectors = include_str!("../../tests/fixtures/legacy-hash-vectors.ndjson");
+        let mut checked = 0;
+        for line in vectors.lines().filter(|l| !l.trim().is_empty()) {
+            let vector: Value = serde_json::from_str(line).unwrap();
+            let name = vector["name"].as_str().unwrap();
+            let contents: Value =
+                serde_json::from_str(vector["contents_json"].as_str().unwrap()).unwrap();
+            assert_eq!(
+                String::from_utf8(legacy_json(&contents)).unwrap(),
+                vector["legacy_json"].as_str().unwrap(),
+                "{name}"
+            );
+            let map = contents.as_object().unwrap();
+            assert_eq!(
+                legacy_content_hash(map),
+                vector["legacy_sha256"].as_str().unwrap(),
+                "{name}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 7);
+    }
+
+    #[test]
+    fn floats_are_written_as_python_repr_writes_them() {
+        for (value, expected) in [
+            (1.0, "1.0"),
+            (-0.0, "-0.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (1.5e-7, "1.5e-07"),
+            (1e15, "1000000000000000.0"),
+            (1e16, "1e+16"),
+            (1.2345e100, "1.2345e+100"),
+            (5e-324, "5e-324"),
+            (123456.789, "123456.789"),
+        ] {
+            assert_eq!(python_float_repr(value), expected, "{value:e}");
         }
     }
 

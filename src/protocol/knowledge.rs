@@ -79,6 +79,30 @@ pub fn hash_contents(contents: &Contents) -> String {
     content_hash(contents)
 }
 
+/// How a manifest's `sha256_hash` was computed from its contents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HashScheme {
+    /// RFC 8785 canonical JSON, as rid-lib 3.2.7 and later (every koi-net 1.2+ node) hash.
+    Rfc8785,
+    /// Python's `json.dumps(sort_keys=True, separators=(",", ":"))`, as rid-lib up to 3.2.6 hashed: the two
+    /// differ on non-ASCII text and floats ([`super::json::legacy_json`]).
+    Legacy,
+}
+
+/// Which scheme `sha256_hash` is the hash of `contents` under: RFC 8785 first, then the legacy one; `Err` with the
+/// RFC 8785 hash when neither matches.
+pub fn hash_scheme(contents: &Contents, sha256_hash: &str) -> Result<HashScheme, String> {
+    let actual = hash_contents(contents);
+    if actual == sha256_hash {
+        Ok(HashScheme::Rfc8785)
+    } else if super::json::legacy_content_hash(contents) == sha256_hash {
+        Ok(HashScheme::Legacy)
+    } else {
+        Err(actual)
+    }
+}
+
 /// A manifest with the contents it describes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bundle {
@@ -114,18 +138,14 @@ impl Bundle {
         &self.manifest.rid
     }
 
-    /// Checks that the contents hash to the manifest's `sha256_hash`.
-    pub fn verify_hash(&self) -> Result<(), HashMismatch> {
-        let actual = hash_contents(&self.contents);
-        if actual == self.manifest.sha256_hash {
-            Ok(())
-        } else {
-            Err(HashMismatch {
-                rid: self.manifest.rid.to_string(),
-                claimed: self.manifest.sha256_hash.clone(),
-                actual,
-            })
-        }
+    /// Checks that the contents hash to the manifest's `sha256_hash`, under RFC 8785 or else the legacy scheme
+    /// ([`hash_scheme`]); says which.
+    pub fn verify_hash(&self) -> Result<HashScheme, HashMismatch> {
+        hash_scheme(&self.contents, &self.manifest.sha256_hash).map_err(|actual| HashMismatch {
+            rid: self.manifest.rid.to_string(),
+            claimed: self.manifest.sha256_hash.clone(),
+            actual,
+        })
     }
 
     /// The contents as a typed value (a node or edge profile).
@@ -162,22 +182,19 @@ pub struct Event {
 }
 
 impl Event {
-    /// Checks that the contents, when the event carries them, hash to its manifest's `sha256_hash`. An event
-    /// without contents (or without a manifest) has nothing to check.
-    pub fn verify_hash(&self) -> Result<(), HashMismatch> {
+    /// Checks that the contents, when the event carries them, hash to its manifest's `sha256_hash` (under either
+    /// scheme: [`hash_scheme`]). An event without contents (or without a manifest) has nothing to check: `Ok(None)`.
+    pub fn verify_hash(&self) -> Result<Option<HashScheme>, HashMismatch> {
         let (Some(manifest), Some(contents)) = (&self.manifest, &self.contents) else {
-            return Ok(());
+            return Ok(None);
         };
-        let actual = hash_contents(contents);
-        if actual == manifest.sha256_hash {
-            Ok(())
-        } else {
-            Err(HashMismatch {
+        hash_scheme(contents, &manifest.sha256_hash)
+            .map(Some)
+            .map_err(|actual| HashMismatch {
                 rid: self.rid.to_string(),
                 claimed: manifest.sha256_hash.clone(),
                 actual,
             })
-        }
     }
 
     /// An event carrying a whole bundle.

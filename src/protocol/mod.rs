@@ -23,8 +23,8 @@ pub use envelope::{sign_envelope, EnvelopeError, ReceivedEnvelope};
 pub use items::{BadItem, BadItemKind, Item, ResponseItems};
 pub use keys::{KeyError, NodeKey, PublicKey, SignatureError};
 pub use knowledge::{
-    Bundle, Contents, EdgeProfile, EdgeStatus, EdgeType, Event, EventType, Freshness, Manifest,
-    NodeProfile, NodeProvides, NodeType,
+    Bundle, Contents, EdgeProfile, EdgeStatus, EdgeType, Event, EventType, Freshness, HashScheme,
+    Manifest, NodeProfile, NodeProvides, NodeType,
 };
 pub use payload::{
     BundlesPayload, ErrorResponse, EventsPayload, FetchBundles, FetchManifests, FetchRids,

@@ -11,6 +11,7 @@
 //! | [`EventDeduplicated`] | debug | `events_deduplicated_total{reason}` |
 //! | [`EventRejected`] | warn | `events_rejected_total{neighbour,reason}` |
 //! | [`BundlesFetched`] | debug | `bundles_fetched_total` |
+//! | [`LegacyHashAccepted`] | debug | `events_legacy_hash_total{neighbour}` |
 //! | [`InboxDepth`] | trace | `inbox_depth` |
 //! | [`IndexSizes`] | trace | `index_events`, `index_repositories` |
 //! | [`ApiRequest`] | debug | `api_requests_total{route,status}`, `api_request_duration_seconds{route}` |
@@ -316,6 +317,34 @@ impl BundlesFetched<'_> {
                 neighbour: self.neighbour.to_owned(),
             })
             .inc_by(self.count as u64);
+    }
+}
+
+/// A bundle whose manifest hash matches its contents only under the legacy scheme of rid-lib up to 3.2.6 (an
+/// older node made it): accepted, and made visible.
+#[derive(Debug, Clone)]
+pub struct LegacyHashAccepted<'a> {
+    /// The neighbour that sent it.
+    pub neighbour: &'a str,
+    /// The bundle's RID.
+    pub rid: &'a str,
+}
+
+impl LegacyHashAccepted<'_> {
+    /// Logs at debug and counts it by neighbour.
+    pub fn emit(&self, metrics: &Metrics) {
+        tracing::debug!(
+            target: "koi_github_indexer::poll",
+            neighbour = %self.neighbour, rid = %printable(self.rid),
+            "bundle hashed with the legacy scheme (rid-lib before 3.2.7): accepted"
+        );
+        metrics
+            .families()
+            .events_legacy_hash
+            .get_or_create(&NeighbourLabels {
+                neighbour: self.neighbour.to_owned(),
+            })
+            .inc();
     }
 }
 

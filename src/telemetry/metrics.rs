@@ -65,6 +65,8 @@ pub(super) struct Families {
     pub(super) dead_letters: Gauge,
     /// Bundles fetched with `fetch_bundles` (catch-up, manifest-only events).
     pub(super) bundles_fetched: Family<NeighbourLabels, Counter>,
+    /// Bundles accepted under the legacy hash scheme (rid-lib before 3.2.7), by the neighbour that sent them.
+    pub(super) events_legacy_hash: Family<NeighbourLabels, Counter>,
     /// Events polled and stored durably but not yet indexed: should hover near zero.
     pub(super) inbox_depth: Gauge,
     /// Events in the index.
@@ -217,6 +219,7 @@ impl Metrics {
             events_deduplicated: Family::default(),
             events_rejected: Family::default(),
             bundles_fetched: Family::default(),
+            events_legacy_hash: Family::default(),
             dead_letters_dropped: Counter::default(),
             dead_letters: Gauge::default(),
             inbox_depth: Gauge::default(),
@@ -289,6 +292,11 @@ impl Metrics {
             "bundles_fetched",
             "Bundles fetched with fetch_bundles, by neighbour",
             families.bundles_fetched.clone(),
+        );
+        registry.register(
+            "events_legacy_hash",
+            "Bundles accepted whose manifest hash uses the legacy scheme of rid-lib before 3.2.7, by neighbour",
+            families.events_legacy_hash.clone(),
         );
         registry.register(
             "inbox_depth",
@@ -412,6 +420,7 @@ mod tests {
             "koi_indexer_events_deduplicated",
             "koi_indexer_events_rejected",
             "koi_indexer_bundles_fetched",
+            "koi_indexer_events_legacy_hash",
             "koi_indexer_inbox_depth",
             "koi_indexer_index_events",
             "koi_indexer_index_repositories",

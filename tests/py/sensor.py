@@ -12,6 +12,11 @@ An item is {"rid": "orn:github.event:owner/repo:id", "contents": {...}} (a NEW, 
 cached with other contents; identical contents are dropped by koi-net as unchanged) or {"rid": ..., "forget": true}
 (a FORGET; koi-net drops it when the RID is not cached). A file holds one item or a list.
 
+An item may set "hash": "legacy" to carry the manifest hash rid-lib up to 3.2.6 computed (as the first generation
+of the upstream GitHub sensor did: `json.dumps(contents, sort_keys=True, separators=(",", ":"))`, ASCII-escaped),
+or "hash": "<64 hex digits>" for any hash at all. koi-net never re-checks a manifest's hash, so it caches and
+serves such a bundle as it is. Every bundle emitted is appended, as koi-net serialises it, to DIR/emitted.ndjson.
+
   --initial FILE  items emitted right after the sensor has joined the coordinator (skipped when empty)
   --spool DIR     polled every 0.2 s: each `*.json` file there (write `x.tmp`, then rename to `x.json`) is
                   emitted in name order and renamed `*.done` (`*.failed` when it cannot be read; reason on stderr)
@@ -22,6 +27,7 @@ then skips the handshake, since the first contact is already known).
 """
 
 import argparse
+import hashlib
 import json
 import socket
 import sys
@@ -31,7 +37,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from rid_lib import RID
-from rid_lib.ext import Bundle
+from rid_lib.ext import Bundle, Manifest
 from rid_lib.types import KoiNetNode
 
 from koi_net.config.full_node import FullNodeConfig
@@ -42,10 +48,27 @@ from koi_net.protocol.event import EventType
 import koi_harness
 
 GITHUB_TYPES = ["orn:github.event", "orn:github.repo"]
+EMITTED = "emitted.ndjson"  # set to DIR/emitted.ndjson in main()
 
 
 class SensorNode(FullNode):
     config_schema = FullNodeConfig
+
+
+def legacy_hash(contents: dict) -> str:
+    """The manifest hash of rid-lib 3.2.5 (`rid_lib.ext.utils.sha256_hash_json`)."""
+    text = json.dumps(contents, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def make_bundle(rid, item) -> Bundle:
+    bundle = Bundle.generate(rid=rid, contents=item["contents"])
+    wanted = item.get("hash")
+    if wanted:
+        sha = legacy_hash(item["contents"]) if wanted == "legacy" else wanted
+        manifest = Manifest(rid=rid, timestamp=bundle.manifest.timestamp, sha256_hash=sha)
+        bundle = Bundle(manifest=manifest, contents=item["contents"])
+    return bundle
 
 
 def emit(node, items) -> int:
@@ -56,7 +79,10 @@ def emit(node, items) -> int:
         if item.get("forget"):
             node.kobj_queue.push(rid=rid, event_type=EventType.FORGET)
         else:
-            node.kobj_queue.push(bundle=Bundle.generate(rid=rid, contents=item["contents"]))
+            bundle = make_bundle(rid, item)
+            with open(EMITTED, "a", encoding="utf-8") as out:
+                out.write(bundle.model_dump_json() + "\n")
+            node.kobj_queue.push(bundle=bundle)
     return len(items)
 
 
@@ -142,6 +168,8 @@ def main() -> int:
     args = parser.parse_args()
 
     root = koi_harness.prepare_dir(args.dir)
+    global EMITTED
+    EMITTED = str(root / "emitted.ndjson")
     spool = Path(args.spool).resolve() if args.spool else root / "spool"
     spool.mkdir(parents=True, exist_ok=True)
     initial = json.loads(Path(args.initial).read_text(encoding="utf-8")) if args.initial else []
