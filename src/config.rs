@@ -191,8 +191,8 @@ pub struct PipelineConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    /// sled's page cache (e.g. `"64 MiB"`). sled 0.34 holds more than this as the store grows (README,
-    /// Benchmarks): a smaller value lowers the daemon's memory, it does not cap it.
+    /// sled's page cache (e.g. `"64 MiB"`). sled 0.34 holds more than this as the store grows
+    /// (docs/benchmarks.md): a smaller value lowers the daemon's memory, it does not cap it.
     #[serde(default = "default_cache", deserialize_with = "de_size")]
     pub cache: u64,
     /// sled's own zstd compression of the pages it writes, for a store created now (an existing store keeps what

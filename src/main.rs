@@ -75,7 +75,7 @@ fn config_path(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
 /// ones (sled copies a leaf node on each change), and with fastbins on, glibc spends much of its time merging them
 /// back (`malloc_consolidate`, `unlink_chunk`: about 13 % of the daemon's samples in a 50,000-event catch-up, 37 %
 /// in malloc and free all told). Measured end to end: 564 instead of 721–807 µs of CPU per event at 50,000, same
-/// peak RSS (README, Benchmarks). A no-op on other C libraries.
+/// peak RSS (docs/benchmarks.md). A no-op on other C libraries.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets an allocator parameter; it has no memory-safety preconditions, and it runs before

@@ -105,7 +105,7 @@ pub struct StoreOptions {
 /// New stores are not compressed by default. Compression would meet the disk target (about 2 KB/event instead of
 /// 3.5–6), but sled decompresses its whole log on the first open after a run, about 20 times slower than plain
 /// pages (661 ms against 20 ms after 10,000 events), and sled 0.34 writes its snapshot only when it opens a store,
-/// so a restart after a long run would take that long. README "Benchmarks" has the numbers.
+/// so a restart after a long run would take that long. docs/benchmarks.md has the numbers.
 pub const DEFAULT_COMPRESSION: bool = false;
 
 impl Default for StoreOptions {
@@ -147,7 +147,7 @@ pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StorageError> {
             .path(path)
             .cache_capacity(options.cache_bytes)
             .use_compression(compression)
-            // zstd's fastest level: within 2 % of sled's default (5) on disk, and cheaper (README, Benchmarks).
+            // zstd's fastest level: within 2 % of sled's default (5) on disk, and cheaper (docs/benchmarks.md).
             .compression_factor(1)
             .open()
         {

@@ -946,7 +946,7 @@ async fn json_rejection(rejection: Rejection) -> Result<Response, Infallible> {
     let (status, message) = if rejection.is_not_found() {
         (
             StatusCode::NOT_FOUND,
-            "no such endpoint; see README.md, API reference".to_owned(),
+            "no such endpoint; see docs/api.md".to_owned(),
         )
     } else if rejection.find::<InvalidQuery>().is_some() {
         (

@@ -39,7 +39,7 @@ const DICTIONARY: u8 = 16;
 
 /// A zstd raw-content dictionary for bundle contents: GitHub event contents of the shapes the sensors send
 /// (`tests/fixtures/github-event-contents.json`, concatenated), so the keys, URLs and objects every event repeats
-/// cost a few bytes each. About 17 % smaller contents, and faster to compress (README, Benchmarks). **Never change
+/// cost a few bytes each. About 17 % smaller contents, and faster to compress (docs/benchmarks.md). **Never change
 /// this file**: values written with it need it to be read. A better dictionary gets a file and a flag of its own.
 static CONTENTS_DICTIONARY: &[u8] = include_bytes!("contents-dictionary.json");
 
