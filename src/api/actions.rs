@@ -12,7 +12,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::Reply;
 
-use super::{blocking, json_with_status, ok, parse_params, Answer, ApiContext, ApiError};
+use super::params::parse_params;
+use super::{blocking, json_with_status, ok, Answer, ApiContext, ApiError};
 use crate::index::export::{Cursor, Line};
 use crate::index::IndexError;
 

@@ -15,9 +15,8 @@ use std::collections::VecDeque;
 use tokio::sync::broadcast;
 use warp::http::StatusCode;
 
-use super::{
-    blocking, check_range, ok, parse_limit, parse_time, Answer, ApiContext, ApiError, DEFAULT_LIMIT,
-};
+use super::params::{check_range, once_each, parse_limit, parse_offset, parse_time};
+use super::{blocking, ok, Answer, ApiContext, ApiError, DEFAULT_LIMIT};
 use crate::index::{
     check_github_name, parse_repo_ref, sampled, stream_json, EventRow, GlobalQuery, Index,
     LiveBatch, StatsQuery,
@@ -372,31 +371,6 @@ pub(super) async fn websocket(
     let _ = sink.close().await;
 }
 
-/// The parameters, each known and given once, as `(name, value)`.
-pub(super) fn once_each<'a>(
-    params: &'a [(String, String)],
-    accepted: &[&str],
-) -> Result<Vec<(&'a str, &'a str)>, ApiError> {
-    let mut seen: Vec<&str> = Vec::new();
-    let mut out = Vec::with_capacity(params.len());
-    for (name, value) in params {
-        if !accepted.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "unknown query parameter `{name}`: accepted here are {}",
-                accepted.join(", ")
-            )));
-        }
-        if seen.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "`{name}` is given more than once"
-            )));
-        }
-        seen.push(name);
-        out.push((name.as_str(), value.as_str()));
-    }
-    Ok(out)
-}
-
 /// A repository named in a filter: `owner/name` or its RID, a name GitHub allows.
 fn repo_filter(value: &str) -> Result<crate::protocol::GithubRepoRid, ApiError> {
     let repo = parse_repo_ref(value)?;
@@ -411,12 +385,6 @@ fn text_value(name: &str, value: &str) -> Result<String, ApiError> {
         )));
     }
     Ok(value.to_owned())
-}
-
-pub(super) fn parse_offset(value: &str) -> Result<usize, ApiError> {
-    value.parse().map_err(|_| {
-        ApiError::bad_request(format!("offset must be a whole number ≥ 0, got `{value}`"))
-    })
 }
 
 fn parse_seq(name: &str, value: &str) -> Result<u64, ApiError> {

@@ -33,7 +33,8 @@ use tokio_util::task::TaskTracker;
 use warp::hyper;
 
 use super::guard::{Guard, Refusal};
-use super::{route_template, routes, ApiContext};
+use super::route::template_of;
+use super::{routes, ApiContext};
 use crate::telemetry::{
     ApiConnectionClosed, ApiConnections, ApiRequestRefused, ConnectionClose, Metrics,
 };
@@ -218,7 +219,7 @@ fn refusal_response(
 ) -> hyper::Response<hyper::Body> {
     let status = refusal.status();
     ApiRequestRefused {
-        route: route_template(path),
+        route: template_of(path),
         reason: refusal.reason(),
         status: status.as_u16(),
     }
