@@ -15,7 +15,7 @@ use crate::config::{Config, Secrets};
 use crate::index::{DeadLetters, Index};
 use crate::node::identity::Identity;
 use crate::node::inbox::Inbox;
-use crate::node::{Node, NodeSettings, NodeTelemetry};
+use crate::node::{Node, NodeTelemetry};
 use crate::protocol::Timestamp;
 use crate::storage;
 use crate::telemetry::{self, Metrics, NodeStarted, PollLog};
@@ -63,19 +63,7 @@ pub async fn run(config: Config, secrets: Secrets) -> anyhow::Result<()> {
     let dead_letters = DeadLetters::open(&db, config.pipeline.dead_letters)
         .with_context(|| format!("cannot open the dead letters in {}", db_path.display()))?;
 
-    let settings = NodeSettings {
-        first_contact_url: config.first_contact.url.clone(),
-        first_contact_rid: config.first_contact.rid.clone(),
-        interest: config.index.rid_types.clone(),
-        poll_limit: config.poll.limit,
-        timeout: config.poll.timeout,
-        interval: config.poll.interval,
-        max_backoff: config.poll.max_backoff,
-        fetch_batch: config.poll.fetch_batch,
-        catch_up_timeout: config.poll.catch_up_timeout,
-        max_response: usize::try_from(config.poll.max_response).unwrap_or(usize::MAX),
-        max_buffered: config.pipeline.max_buffered,
-    };
+    let settings = config.node_settings();
     let metrics = Metrics::new();
     let poll_log = PollLog::open(&db)
         .with_context(|| format!("cannot open the poll log in {}", db_path.display()))?;

@@ -305,6 +305,5 @@ mod tests {
                 "docs/api.md does not list {template}"
             );
         }
-
     }
 }
