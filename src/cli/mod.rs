@@ -128,7 +128,23 @@ pub async fn run_query(
         _ => {}
     }
     let source = Source::connect(local, api, cmd, output.verbose).await?;
-    let text = match cmd {
+    let text = answer(cmd, &source, output).await?;
+    if let Source::Store { index, .. } = &source {
+        index.flush_async().await.context("flushing the store")?;
+    }
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
+}
+
+/// A query answered from `source`, as the text to print: a table, or JSON with `--json`.
+async fn answer(cmd: &QueryCommand, source: &Source, output: Output) -> anyhow::Result<String> {
+    Ok(match cmd {
         QueryCommand::ListRepos { .. } => {
             let repos = source.repositories().await?;
             render(output, &repos, repo_table)?
@@ -216,18 +232,7 @@ pub async fn run_query(
         QueryCommand::Tail { .. } | QueryCommand::Export { .. } | QueryCommand::Import { .. } => {
             String::new() // handled above
         }
-    };
-    if let Source::Store { index, .. } = &source {
-        index.flush_async().await.context("flushing the store")?;
-    }
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
-        _ => Ok(()),
-    }
+    })
 }
 
 fn render<T: Serialize>(

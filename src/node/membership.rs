@@ -130,52 +130,19 @@ impl Node {
             .filter(|e| e.status == EdgeStatus::Approved)
             .map(|e| e.source)
             .collect();
-        // Subscribe to the first contact's node and edge events once joined, so we hear of new providers.
         let first_contact = self.settings.first_contact_rid.clone();
         let joined = self.graph.joined(&first_contact).unwrap_or(false);
-        if joined && !sources.contains(&first_contact) {
-            let proposal = edges::poll_edge_proposal(self.rid(), &first_contact, network_types());
-            let peer = self.peer_for(&first_contact);
-            let events = vec![Event::from_bundle(EventType::New, proposal.to_bundle())];
-            match self
-                .unless_cancelled(self.client.broadcast(&peer, events, self.settings.timeout))
-                .await
-            {
-                Some(Ok(())) => {
-                    self.edge_proposed(&first_contact, &proposal.rid_types);
-                    if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
-                        tracing::error!(error = %e, "cannot store edge proposal");
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::warn!(neighbour = %first_contact, cause = %error_chain(&e), "edge proposal failed; will retry")
-                }
-                None => return,
-            }
+        if joined
+            && !sources.contains(&first_contact)
+            && !self.subscribe_to_network(&first_contact).await
+        {
+            return;
         }
         for (rid, profile) in &nodes {
             let wanted = edges::wanted_types(self.rid(), rid, profile, &self.settings.interest);
-            if wanted.is_empty() || sources.contains(rid) {
-                continue;
+            if !wanted.is_empty() && !sources.contains(rid) {
+                self.propose_to_provider(rid, wanted).await;
             }
-            // The graph may have changed since `sources` was read (an approval polled meanwhile): never turn an
-            // approved edge back into a proposal.
-            if self
-                .graph
-                .poll_sources(self.rid())
-                .unwrap_or_default()
-                .iter()
-                .any(|e| &e.source == rid)
-            {
-                continue;
-            }
-            // Record our proposal first, so the provider is polled (and re-introduced to) from now on.
-            let proposal = edges::poll_edge_proposal(self.rid(), rid, wanted);
-            if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
-                tracing::error!(error = %e, "cannot store edge proposal");
-                continue;
-            }
-            self.introduce_to_provider(&self.peer_for(rid)).await;
         }
         let mut to_catch_up = approved;
         if joined && !to_catch_up.contains(&first_contact) {
@@ -185,50 +152,103 @@ impl Node {
             if self.cancel.is_cancelled() {
                 return;
             }
-            let now = std::time::Instant::now();
-            let start = self.with_peer(&source, |state| {
-                let backed_off = state
-                    .catch_up_backoff
-                    .as_ref()
-                    .is_some_and(|b| !b.ready(now));
-                if state.caught_up || state.catching_up || backed_off {
-                    None
-                } else {
-                    state.catching_up = true;
-                    Some(state.catch_up_epoch)
+            self.catch_up_unless_done(&source).await;
+        }
+    }
+
+    /// Proposes a POLL edge from the first contact for node and edge events, so that we hear of new providers.
+    /// `false` when shutdown came first.
+    async fn subscribe_to_network(&self, first_contact: &Rid) -> bool {
+        let proposal = edges::poll_edge_proposal(self.rid(), first_contact, network_types());
+        let peer = self.peer_for(first_contact);
+        let events = vec![Event::from_bundle(EventType::New, proposal.to_bundle())];
+        match self
+            .unless_cancelled(self.client.broadcast(&peer, events, self.settings.timeout))
+            .await
+        {
+            Some(Ok(())) => {
+                self.edge_proposed(first_contact, &proposal.rid_types);
+                if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+                    tracing::error!(error = %e, "cannot store edge proposal");
                 }
-            });
-            let Some(epoch) = start else { continue };
-            let ended = self.catch_up(&source).await;
-            let ok = ended == CatchUp::Done;
-            let (interval, max) = (self.settings.interval, self.settings.max_backoff);
-            let retry_soon = self.with_peer(&source, |state| {
-                state.catching_up = false;
-                if ok {
-                    state.catch_up_backoff = None;
-                    if state.catch_up_epoch == epoch {
-                        state.caught_up = true;
-                    }
-                    None
-                } else if !self.cancel.is_cancelled() {
-                    let backoff = state
-                        .catch_up_backoff
-                        .get_or_insert_with(|| super::Backoff::new(interval, max));
-                    let now = std::time::Instant::now();
-                    if ended == CatchUp::NotKnownYet {
-                        // It has our profile now (introduced above) and processes it within moments.
-                        Some(backoff.failed_soon(now))
-                    } else {
-                        backoff.failed(now);
-                        None
-                    }
-                } else {
-                    None
-                }
-            });
-            if let Some(wait) = retry_soon {
-                self.kick_after(wait);
+                true
             }
+            Some(Err(e)) => {
+                tracing::warn!(neighbour = %first_contact, cause = %error_chain(&e), "edge proposal failed; will retry");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Proposes a POLL edge to a provider of `wanted` types, recorded first so that it is polled (and
+    /// re-introduced to) from now on.
+    async fn propose_to_provider(&self, provider: &Rid, wanted: Vec<RidType>) {
+        // The graph may have changed since the pass read it (an approval polled meanwhile): never turn an approved
+        // edge back into a proposal.
+        if self
+            .graph
+            .poll_sources(self.rid())
+            .unwrap_or_default()
+            .iter()
+            .any(|e| &e.source == provider)
+        {
+            return;
+        }
+        let proposal = edges::poll_edge_proposal(self.rid(), provider, wanted);
+        if let Err(e) = self.graph.upsert_edge(&proposal.to_bundle()) {
+            tracing::error!(error = %e, "cannot store edge proposal");
+            return;
+        }
+        self.introduce_to_provider(&self.peer_for(provider)).await;
+    }
+
+    /// Catches up with `source` unless that is done this run, under way, or backed off; on failure, backs off (or
+    /// retries soon, when the provider only has not processed our profile yet).
+    async fn catch_up_unless_done(self: &Arc<Self>, source: &Rid) {
+        let now = std::time::Instant::now();
+        let start = self.with_peer(source, |state| {
+            let backed_off = state
+                .catch_up_backoff
+                .as_ref()
+                .is_some_and(|b| !b.ready(now));
+            if state.caught_up || state.catching_up || backed_off {
+                None
+            } else {
+                state.catching_up = true;
+                Some(state.catch_up_epoch)
+            }
+        });
+        let Some(epoch) = start else { return };
+        let ended = self.catch_up(source).await;
+        let ok = ended == CatchUp::Done;
+        let (interval, max) = (self.settings.interval, self.settings.max_backoff);
+        let retry_soon = self.with_peer(source, |state| {
+            state.catching_up = false;
+            if ok {
+                state.catch_up_backoff = None;
+                if state.catch_up_epoch == epoch {
+                    state.caught_up = true;
+                }
+                None
+            } else if !self.cancel.is_cancelled() {
+                let backoff = state
+                    .catch_up_backoff
+                    .get_or_insert_with(|| super::Backoff::new(interval, max));
+                let now = std::time::Instant::now();
+                if ended == CatchUp::NotKnownYet {
+                    // It has our profile now (introduced above) and processes it within moments.
+                    Some(backoff.failed_soon(now))
+                } else {
+                    backoff.failed(now);
+                    None
+                }
+            } else {
+                None
+            }
+        });
+        if let Some(wait) = retry_soon {
+            self.kick_after(wait);
         }
     }
 

@@ -232,17 +232,7 @@ impl Node {
             return Handled::Done;
         }
         if entry.event.event_type == EventType::Forget {
-            let removed = if is_interest {
-                self.index.forget(&rid).map(drop).map_err(|e| e.to_string())
-            } else if &rid != self.rid() {
-                self.graph.remove(&rid).map(drop).map_err(|e| e.to_string())
-            } else {
-                Ok(())
-            };
-            return match removed {
-                Ok(()) => Handled::Done,
-                Err(why) => Handled::Later(why),
-            };
+            return self.forget(&rid, is_interest);
         }
         let InboxEntry {
             source,
@@ -261,36 +251,13 @@ impl Node {
         let bundle = match event.into_bundle() {
             Ok(bundle) => bundle,
             Err(event) => {
-                let Some(manifest) = &event.manifest else {
-                    return Handled::Reject(
-                        RejectReason::Malformed,
-                        "NEW/UPDATE event with neither manifest nor contents".into(),
-                    );
-                };
-                if is_interest {
-                    if let Ok(held) = self.index.cached_manifest(&rid) {
-                        let reason = match manifest.freshness(held.as_ref()) {
-                            Freshness::Newer => None,
-                            Freshness::Unchanged => Some(DedupReason::Unchanged),
-                            Freshness::Stale => Some(DedupReason::Stale),
-                        };
-                        if let Some(reason) = reason {
-                            EventDeduplicated {
-                                rid: rid.as_str(),
-                                reason,
-                            }
-                            .emit(&self.telemetry.metrics);
-                            return Handled::Done;
-                        }
-                    }
-                }
                 let entry = InboxEntry {
                     source,
                     event: *event,
                     hash_verified,
                     prepared: None,
                 };
-                return self.start_fetch(key, entry, runtime);
+                return self.manifest_only(key, entry, is_interest, runtime);
             }
         };
         if bundle.rid() != &rid {
@@ -329,6 +296,57 @@ impl Node {
             Err(NotApplied::Reject(reason, why)) => Handled::Reject(reason, why),
             Err(NotApplied::Later(why)) => Handled::Later(why),
         }
+    }
+
+    /// A FORGET: the event's row (a GitHub RID) or the graph's node or edge goes.
+    fn forget(&self, rid: &Rid, is_interest: bool) -> Handled {
+        let removed = if is_interest {
+            self.index.forget(rid).map(drop).map_err(|e| e.to_string())
+        } else if rid != self.rid() {
+            self.graph.remove(rid).map(drop).map_err(|e| e.to_string())
+        } else {
+            Ok(())
+        };
+        match removed {
+            Ok(()) => Handled::Done,
+            Err(why) => Handled::Later(why),
+        }
+    }
+
+    /// An event that carried only a manifest: done if we hold that version (or a newer one), else its bundle is
+    /// fetched in the background.
+    fn manifest_only(
+        self: &Arc<Self>,
+        key: u64,
+        entry: InboxEntry,
+        is_interest: bool,
+        runtime: &tokio::runtime::Handle,
+    ) -> Handled {
+        let rid = &entry.event.rid;
+        let Some(manifest) = &entry.event.manifest else {
+            return Handled::Reject(
+                RejectReason::Malformed,
+                "NEW/UPDATE event with neither manifest nor contents".into(),
+            );
+        };
+        if is_interest {
+            if let Ok(held) = self.index.cached_manifest(rid) {
+                let reason = match manifest.freshness(held.as_ref()) {
+                    Freshness::Newer => None,
+                    Freshness::Unchanged => Some(DedupReason::Unchanged),
+                    Freshness::Stale => Some(DedupReason::Stale),
+                };
+                if let Some(reason) = reason {
+                    EventDeduplicated {
+                        rid: rid.as_str(),
+                        reason,
+                    }
+                    .emit(&self.telemetry.metrics);
+                    return Handled::Done;
+                }
+            }
+        }
+        self.start_fetch(key, entry, runtime)
     }
 
     /// Hands a manifest-only event to a background fetch.

@@ -165,22 +165,7 @@ impl SegmentLog {
             }
         };
         crate::storage::create_private_dir(dir).map_err(io_error("cannot create", dir))?;
-        let mut numbers = Vec::new();
-        for item in std::fs::read_dir(dir).map_err(io_error("cannot list", dir))? {
-            let item = item.map_err(io_error("cannot list", dir))?;
-            let path = item.path();
-            if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
-                continue;
-            }
-            if let Some(n) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                numbers.push(n);
-            }
-        }
-        numbers.sort_unstable();
+        let numbers = segment_numbers(dir).map_err(io_error("cannot list", dir))?;
         let mut state = State::default();
         let mut recovery = Recovery::default();
         let newest = numbers.last().copied();
@@ -196,47 +181,10 @@ impl SegmentLog {
                 .map_err(io_error("cannot read", &path))?
                 .len();
             // Streamed, not read whole: recovery costs a buffer, whatever the segments hold.
-            let mut reader = io::BufReader::with_capacity(64 * 1024, &file);
-            let mut payload = Vec::new();
-            let mut offset = 0u64;
-            while offset < file_len {
-                let Some((kind, seq)) = next_record(&mut reader, &mut payload)
-                    .map_err(io_error("cannot read", &path))?
-                else {
-                    break;
-                };
-                match kind {
-                    ENTRY => {
-                        let location = Location {
-                            segment: number,
-                            offset,
-                            len: payload.len() as u32,
-                        };
-                        if let Some(moved) = state.waiting.insert(seq, location) {
-                            // A copy made before a crash (module docs): the newer one stands.
-                            if let Some(segment) = state.segments.get_mut(&moved.segment) {
-                                segment.waiting = segment.waiting.saturating_sub(1);
-                            }
-                        }
-                        state.next_seq = state.next_seq.max(seq + 1);
-                    }
-                    _ => {
-                        for done in payload.chunks_exact(8) {
-                            let done = u64::from_le_bytes(done.try_into().unwrap_or_default());
-                            // Numbers never go back, even when only a removal is left to name them.
-                            state.next_seq = state.next_seq.max(done.saturating_add(1));
-                            let Some(location) = state.waiting.remove(&done) else {
-                                continue;
-                            };
-                            // This segment's own count is taken when it has been read.
-                            if let Some(segment) = state.segments.get_mut(&location.segment) {
-                                segment.waiting = segment.waiting.saturating_sub(1);
-                            }
-                        }
-                    }
-                }
-                offset += (HEADER + payload.len()) as u64;
-            }
+            let reader = io::BufReader::with_capacity(64 * 1024, &file);
+            let offset = state
+                .replay(number, reader, file_len)
+                .map_err(io_error("cannot read", &path))?;
             let mut len = file_len;
             if offset < file_len {
                 let rest = file_len - offset;
@@ -676,6 +624,72 @@ fn read_entry(file: &File, dir: &Path, seq: u64, location: Location) -> Result<V
             Ok(record)
         }
         _ => Err(ReadError::Damaged { seq, path: path() }),
+    }
+}
+
+/// The numbers of the segment files in `dir`, oldest first.
+fn segment_numbers(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut numbers = Vec::new();
+    for item in std::fs::read_dir(dir)? {
+        let path = item?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(EXTENSION) {
+            continue;
+        }
+        if let Some(n) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            numbers.push(n);
+        }
+    }
+    numbers.sort_unstable();
+    Ok(numbers)
+}
+
+impl State {
+    /// Reads segment `number`'s records into the state, up to `file_len` or the first record that does not read
+    /// whole; returns where the whole records end.
+    fn replay(&mut self, number: u64, mut reader: impl io::Read, file_len: u64) -> io::Result<u64> {
+        let mut payload = Vec::new();
+        let mut offset = 0u64;
+        while offset < file_len {
+            let Some((kind, seq)) = next_record(&mut reader, &mut payload)? else {
+                break;
+            };
+            match kind {
+                ENTRY => {
+                    let location = Location {
+                        segment: number,
+                        offset,
+                        len: payload.len() as u32,
+                    };
+                    if let Some(moved) = self.waiting.insert(seq, location) {
+                        // A copy made before a crash (module docs): the newer one stands.
+                        if let Some(segment) = self.segments.get_mut(&moved.segment) {
+                            segment.waiting = segment.waiting.saturating_sub(1);
+                        }
+                    }
+                    self.next_seq = self.next_seq.max(seq + 1);
+                }
+                _ => {
+                    for done in payload.chunks_exact(8) {
+                        let done = u64::from_le_bytes(done.try_into().unwrap_or_default());
+                        // Numbers never go back, even when only a removal is left to name them.
+                        self.next_seq = self.next_seq.max(done.saturating_add(1));
+                        let Some(location) = self.waiting.remove(&done) else {
+                            continue;
+                        };
+                        // This segment's own count is taken when it has been read.
+                        if let Some(segment) = self.segments.get_mut(&location.segment) {
+                            segment.waiting = segment.waiting.saturating_sub(1);
+                        }
+                    }
+                }
+            }
+            offset += (HEADER + payload.len()) as u64;
+        }
+        Ok(offset)
     }
 }
 

@@ -209,6 +209,9 @@ impl EncodeLabelValue for RejectReason {
 
 impl Metrics {
     /// A fresh registry with every family registered and all counters at zero.
+    ///
+    /// Long on purpose: one registration per metric family, with its name and help text, in one list, so that
+    /// everything `/metrics` can show is read in one place.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
         let families = Families {

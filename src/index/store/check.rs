@@ -1,6 +1,23 @@
 //! [`Index::check_consistency`]: every invariant of the keyspace, checked (the property test runs it).
 
+use std::collections::BTreeSet;
+
 use super::*;
+
+/// What the rows say the rest of the keyspace must hold, counted from scratch.
+#[derive(Default)]
+struct Recount {
+    /// The index entries each tree must have.
+    entries: BTreeMap<&'static str, BTreeSet<Vec<u8>>>,
+    /// Rows by event type.
+    by_type: BTreeMap<String, u64>,
+    /// Rows by repository RID.
+    per_repo: BTreeMap<String, u64>,
+    /// Each statistics counter's value.
+    stats: BTreeMap<Vec<u8>, u64>,
+    /// Rows.
+    events: u64,
+}
 
 impl Index {
     /// Checks that every index entry points at a row that files it there and every row has all its entries, and
@@ -8,18 +25,22 @@ impl Index {
     /// repair tools, not for the hot path.
     pub fn check_consistency(&self) -> Result<Vec<String>, IndexError> {
         let mut problems = Vec::new();
-        let mut expected: BTreeMap<&'static str, std::collections::BTreeSet<Vec<u8>>> =
-            BTreeMap::new();
-        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
-        let mut per_repo: BTreeMap<String, u64> = BTreeMap::new();
-        let mut stats: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
-        let mut events = 0;
+        let recount = self.recount_rows(&mut problems)?;
+        self.check_entries(&recount, &mut problems)?;
+        self.check_counters(recount, &mut problems)?;
+        self.check_history(&mut problems)?;
+        Ok(problems)
+    }
+
+    /// Reads every row: what it must have in the other trees, and the counts.
+    fn recount_rows(&self, problems: &mut Vec<String>) -> Result<Recount, IndexError> {
+        let mut recount = Recount::default();
         for entry in self.events.iter() {
             let (key, value) = entry?;
             let row = decode_row(&key, &value)?;
-            events += 1;
-            *by_type.entry(row.event_type.clone()).or_default() += 1;
-            *per_repo.entry(row.repo_rid.clone()).or_default() += 1;
+            recount.events += 1;
+            *recount.by_type.entry(row.event_type.clone()).or_default() += 1;
+            *recount.per_repo.entry(row.repo_rid.clone()).or_default() += 1;
             match self.bundles.get(&key)? {
                 None => problems.push(format!("{}: no cached bundle", printable(&key))),
                 Some(value) if self.keep_contents && !held::has_contents(&key, &value)? => {
@@ -37,35 +58,33 @@ impl Index {
                 continue;
             };
             let e = Entries::of(&row, seq, repo)?;
+            let mut expect = |tree: &'static str, key: Vec<u8>| {
+                recount.entries.entry(tree).or_default().insert(key);
+            };
             for key in e.global {
-                expected.entry(trees::GLOBAL).or_default().insert(key);
+                expect(trees::GLOBAL, key);
+            }
+            expect(trees::STREAM, seq.to_be_bytes().to_vec());
+            expect(trees::BY_REPO_TIME, e.by_repo_time);
+            expect(trees::BY_TYPE, e.by_type);
+            if let Some((by_commit, repo_commit, _)) = e.commit {
+                expect(trees::BY_COMMIT, by_commit);
+                expect(trees::REPO_COMMITS, repo_commit);
             }
             for key in e.stats {
-                *stats.entry(key).or_default() += 1;
-            }
-            expected
-                .entry(trees::STREAM)
-                .or_default()
-                .insert(seq.to_be_bytes().to_vec());
-            expected
-                .entry(trees::BY_REPO_TIME)
-                .or_default()
-                .insert(e.by_repo_time);
-            expected
-                .entry(trees::BY_TYPE)
-                .or_default()
-                .insert(e.by_type);
-            if let Some((by_commit, repo_commit, _)) = e.commit {
-                expected
-                    .entry(trees::BY_COMMIT)
-                    .or_default()
-                    .insert(by_commit);
-                expected
-                    .entry(trees::REPO_COMMITS)
-                    .or_default()
-                    .insert(repo_commit);
+                *recount.stats.entry(key).or_default() += 1;
             }
         }
+        Ok(recount)
+    }
+
+    /// Each index tree holds exactly the entries the rows file there.
+    fn check_entries(
+        &self,
+        recount: &Recount,
+        problems: &mut Vec<String>,
+    ) -> Result<(), IndexError> {
+        let none = BTreeSet::new();
         for (name, tree) in [
             (trees::BY_REPO_TIME, &self.by_repo_time),
             (trees::BY_TYPE, &self.by_type),
@@ -74,12 +93,12 @@ impl Index {
             (trees::GLOBAL, &self.global),
             (trees::STREAM, &self.stream),
         ] {
-            let want = expected.remove(name).unwrap_or_default();
-            let mut have = std::collections::BTreeSet::new();
+            let want = recount.entries.get(name).unwrap_or(&none);
+            let mut have = BTreeSet::new();
             for key in tree.iter().keys() {
                 have.insert(key?.to_vec());
             }
-            for key in have.difference(&want) {
+            for key in have.difference(want) {
                 problems.push(format!(
                     "{name}: entry {} points at no row filed there",
                     printable(key)
@@ -89,6 +108,22 @@ impl Index {
                 problems.push(format!("{name}: entry {} is missing", printable(key)));
             }
         }
+        Ok(())
+    }
+
+    /// The counters (statistics, events, types, repositories and their event counts) match the recount.
+    fn check_counters(
+        &self,
+        recount: Recount,
+        problems: &mut Vec<String>,
+    ) -> Result<(), IndexError> {
+        let Recount {
+            by_type,
+            mut per_repo,
+            stats,
+            events,
+            ..
+        } = recount;
         let mut held_stats = BTreeMap::new();
         for entry in self.stats.iter() {
             let (key, value) = entry?;
@@ -134,7 +169,11 @@ impl Index {
         for (repo, n) in per_repo {
             problems.push(format!("{n} events of {repo}, which has no repository row"));
         }
-        // Every kept version belongs to a row, is older than the row's version, and within `history`.
+        Ok(())
+    }
+
+    /// Every kept version belongs to a row, is older than the row's version, and within `history`.
+    fn check_history(&self, problems: &mut Vec<String>) -> Result<(), IndexError> {
         for key in self.history_tree.iter().keys() {
             let key = key?;
             let Some((rid, version)) = key
@@ -164,6 +203,6 @@ impl Index {
                 }
             }
         }
-        Ok(problems)
+        Ok(())
     }
 }
