@@ -535,3 +535,71 @@ async fn api_alone_needs_no_config_file() {
         stderr(&out)
     );
 }
+
+/// `import --data-dir NEWDIR` works while a daemon answers: NEWDIR is not the daemon's store (issue 25). Importing
+/// into the daemon's own store is refused, saying why.
+#[tokio::test]
+async fn import_into_another_data_dir_works_while_a_daemon_runs() {
+    let store = Store::with_fixtures();
+    let api = store.serve();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("export.ndjson");
+    stdout(
+        &run(&[
+            "export",
+            "--out",
+            file.to_str().unwrap(),
+            "--api",
+            &api.base(),
+            "--data-dir",
+            store.data_dir().to_str().unwrap(),
+        ])
+        .await,
+    );
+    let new_dir = dir.path().join("new");
+    let out = run(&[
+        "import",
+        "--in",
+        file.to_str().unwrap(),
+        "--data-dir",
+        new_dir.to_str().unwrap(),
+        "--api",
+        &api.base(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(new_dir.join("db").exists());
+    let own = run(&[
+        "import",
+        "--in",
+        file.to_str().unwrap(),
+        "--data-dir",
+        store.data_dir().to_str().unwrap(),
+        "--api",
+        &api.base(),
+    ])
+    .await;
+    assert!(!own.status.success());
+    assert!(stderr(&own).contains("in use"), "{}", stderr(&own));
+}
+
+/// Each command's help lists only the flags it uses (issue 25).
+#[tokio::test]
+async fn help_lists_only_the_flags_a_command_uses() {
+    for (command, absent) in [
+        ("export", "--json"),
+        ("import", "--json"),
+        ("tail", "--data-dir"),
+    ] {
+        let help = stdout(&run(&[command, "--help"]).await);
+        assert!(
+            !help.contains(absent),
+            "`{command} --help` lists {absent}:\n{help}"
+        );
+    }
+    let help = stdout(&run(&["list-repos", "--help"]).await);
+    assert!(
+        help.contains("--json") && help.contains("--data-dir"),
+        "{help}"
+    );
+}

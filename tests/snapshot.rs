@@ -359,6 +359,8 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     let cut_dir = tempfile::tempdir().unwrap();
     let err = import_refused(&cut, cut_dir.path());
     assert!(err.contains("cut short"), "{err}");
+    // Refused before anything is created (issue 25: it used to leave an empty store behind).
+    assert!(!cut_dir.path().join("db").exists(), "no store is created");
 
     // A damaged file changes nothing.
     let damaged = root.path().join("damaged.ndjson");
@@ -368,6 +370,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
     let empty = tempfile::tempdir().unwrap();
     let err = import_refused(&damaged, empty.path());
     assert!(err.contains("line") && err.contains("hash"), "{err}");
+    assert!(!empty.path().join("db").exists(), "no store is created");
     let out = Command::new(BIN)
         .args([
             "summary",
@@ -380,7 +383,7 @@ async fn history_is_kept_and_an_export_made_while_ingesting_imports_to_the_same_
         .output()
         .unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("\"events\": 0"),
+        String::from_utf8_lossy(&out.stderr).contains("there is no store"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -1,4 +1,4 @@
-//! The routes of issue 13: the actions and their delivery logs, redelivery, and the export.
+//! The actions (outbound webhooks) and their delivery logs, redelivery, and the export.
 //!
 //! | route | answer |
 //! |---|---|

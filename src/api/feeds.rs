@@ -1,4 +1,4 @@
-//! The routes across repositories (issue 12): the global event list, statistics, and the live stream over
+//! The routes across repositories: the global event list, statistics, and the live stream over
 //! Server-Sent Events and WebSocket.
 //!
 //! A stream client is a [`Feed`] pulled by its connection. It subscribes to the index's live feed first, then

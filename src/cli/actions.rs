@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{anyhow, bail};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 
 use super::{fit, parse_event_rid, short_time, Method, Source, WIDTH};
 use crate::api::ActionSummary;
@@ -17,7 +17,7 @@ impl Source {
             Source::Api { client, base } => {
                 let path = format!(
                     "/events/{}/history",
-                    utf8_percent_encode(rid.as_str(), NON_ALPHANUMERIC)
+                    utf8_percent_encode(rid.as_str(), super::http::PATH_SEGMENT)
                 );
                 Source::get(client, base, &path).await
             }
@@ -60,7 +60,7 @@ impl Source {
             Source::Api { client, base } => {
                 let path = format!(
                     "/actions/{}/deliveries?limit={limit}&offset={offset}",
-                    utf8_percent_encode(name, NON_ALPHANUMERIC)
+                    utf8_percent_encode(name, super::http::PATH_SEGMENT)
                 );
                 Source::get(client, base, &path).await
             }
@@ -78,8 +78,8 @@ impl Source {
             Source::Api { client, base } => {
                 let path = format!(
                     "/actions/{}/deliveries/{}/redeliver",
-                    utf8_percent_encode(name, NON_ALPHANUMERIC),
-                    utf8_percent_encode(id, NON_ALPHANUMERIC)
+                    utf8_percent_encode(name, super::http::PATH_SEGMENT),
+                    utf8_percent_encode(id, super::http::PATH_SEGMENT)
                 );
                 Ok(
                     Source::call(client, base, &path, Method::Post(serde_json::json!({})))

@@ -18,6 +18,42 @@ pub struct QueryOptions {
     pub verbose: bool,
 }
 
+/// The options of `export` and `import`: they print no table, so `--help` lists no `--json` (still accepted, and
+/// unused).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct SnapshotOptions {
+    /// Not used: an export is NDJSON, an import prints one line.
+    #[arg(long, hide = true)]
+    pub json: bool,
+    /// The data dir holding the store (default: `node.data_dir` of the config).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Base URL of the running daemon's API (default: `http://` + `api.listen` of the config).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Say on stderr whether the daemon's API or the store was used.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+/// The options of `tail`: it reads the running daemon's live stream, never a store, so `--help` lists no
+/// `--data-dir` (still accepted, and unused, so that scripts written for the other commands keep working).
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
+pub struct StreamOptions {
+    /// Not used: `tail` needs the running daemon.
+    #[arg(long, hide = true)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// Base URL of the running daemon's API (default: `http://` + `api.listen` of the config).
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Print each event as a line of JSON instead of a table row.
+    #[arg(long)]
+    pub json: bool,
+    /// Say on stderr which stream is followed.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
 /// A query of the index.
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum QueryCommand {
@@ -79,7 +115,7 @@ pub enum QueryCommand {
     /// Follow the live stream of newly indexed events (needs the running daemon); Ctrl-C stops.
     Tail {
         #[command(flatten)]
-        opts: QueryOptions,
+        opts: StreamOptions,
         /// Only this repository (`owner/name`); repeat for several.
         #[arg(long)]
         repo: Vec<String>,
@@ -131,7 +167,7 @@ pub enum QueryCommand {
     /// when it is stopped. This is the backup.
     Export {
         #[command(flatten)]
-        opts: QueryOptions,
+        opts: SnapshotOptions,
         /// The file to write (replaced only once the export is complete), or `-` for stdout.
         #[arg(long)]
         out: String,
@@ -140,7 +176,7 @@ pub enum QueryCommand {
     /// they come from the network; the data dir is created if needed.
     Import {
         #[command(flatten)]
-        opts: QueryOptions,
+        opts: SnapshotOptions,
         /// The export file, or `-` for stdin.
         #[arg(long = "in")]
         input: String,
@@ -159,8 +195,8 @@ pub enum QueryCommand {
 }
 
 impl QueryCommand {
-    /// The command's query options.
-    pub fn options(&self) -> &QueryOptions {
+    /// The command's options, with the ones it does not take at their defaults.
+    pub fn options(&self) -> QueryOptions {
         match self {
             QueryCommand::ListRepos { opts }
             | QueryCommand::ShowEvents { opts, .. }
@@ -169,14 +205,23 @@ impl QueryCommand {
             | QueryCommand::AddRepo { opts, .. }
             | QueryCommand::RemoveRepo { opts, .. }
             | QueryCommand::Summary { opts }
-            | QueryCommand::Tail { opts, .. }
             | QueryCommand::History { opts, .. }
             | QueryCommand::Actions { opts }
             | QueryCommand::Deliveries { opts, .. }
             | QueryCommand::Redeliver { opts, .. }
-            | QueryCommand::Export { opts, .. }
-            | QueryCommand::Import { opts, .. }
-            | QueryCommand::Rejected { opts, .. } => opts,
+            | QueryCommand::Rejected { opts, .. } => opts.clone(),
+            QueryCommand::Tail { opts, .. } => QueryOptions {
+                data_dir: None,
+                api: opts.api.clone(),
+                json: opts.json,
+                verbose: opts.verbose,
+            },
+            QueryCommand::Export { opts, .. } | QueryCommand::Import { opts, .. } => QueryOptions {
+                data_dir: opts.data_dir.clone(),
+                api: opts.api.clone(),
+                json: false,
+                verbose: opts.verbose,
+            },
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use percent_encoding::{AsciiSet, CONTROLS};
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 
 /// The variable the CLI reads the token from when no config names one (`api.token_env`'s usual value).
@@ -12,6 +13,23 @@ pub const DEFAULT_TOKEN_ENV: &str = "KOI_API_TOKEN";
 
 /// How long to wait for the daemon to accept a connection before deciding it is not running.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// What a path segment must escape: a RID (`orn:github.event:owner/name:id`) keeps its `:` and `.` readable in
+/// URLs and in the errors that quote them, and its `/` escaped (`%2F`), so that it stays one segment.
+pub const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'+')
+    .add(b'&');
 
 /// The running daemon's API, as the CLI reaches it.
 #[derive(Clone)]

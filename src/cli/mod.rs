@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::utf8_percent_encode;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
@@ -123,7 +123,7 @@ pub async fn run_query(
             return snapshot::export(cmd, local, api, out, output.verbose).await
         }
         QueryCommand::Import { input, .. } => {
-            return snapshot::import(cmd, local, api, input, output.verbose).await
+            return snapshot::import(local, input, output.verbose).await
         }
         _ => {}
     }

@@ -32,6 +32,23 @@ pub(super) fn fit(text: &str, width: usize) -> String {
     out
 }
 
+/// A summary in `width` columns: like [`fit`], but cut at a word's end when one is near (never mid-word unless a
+/// single word fills most of the width).
+pub(super) fn fit_summary(text: &str, width: usize) -> String {
+    let fitted = fit(text, width);
+    let Some(cut) = fitted.trim_end().strip_suffix('…') else {
+        return fitted;
+    };
+    match cut.rfind(' ') {
+        Some(space) if cut[..space].chars().map(char_width).sum::<usize>() * 3 >= width * 2 => {
+            let kept = cut[..space].trim_end();
+            let used: usize = kept.chars().map(char_width).sum::<usize>() + 1;
+            format!("{kept}…{}", " ".repeat(width.saturating_sub(used)))
+        }
+        _ => fitted,
+    }
+}
+
 /// `2026-11-20T14:15:02Z` → `2026-11-20 14:15`.
 pub(super) fn short_time(rfc3339: &str) -> String {
     rfc3339
@@ -117,7 +134,7 @@ pub(super) fn event_table(rows: &Vec<EventRow>, query: &EventQuery) -> String {
             "{}  {}  {}",
             fit(&short_time(&row.timestamp), TIME),
             fit(&row.event_type, TYPE),
-            fit(&row.summary, summary_width).trim_end()
+            fit_summary(&row.summary, summary_width).trim_end()
         );
     }
     if rows.len() == query.limit {
@@ -267,6 +284,21 @@ mod tests {
         assert_eq!(fit("☕☕☕☕", 6), "☕☕… ");
         assert_eq!(fit("line one\nline two", 20).trim_end(), "line one");
         assert_eq!(fit("a\u{1b}[2J\rb", 20).trim_end(), "a\\u{1b}[2J\\rb");
+    }
+
+    #[test]
+    fn summaries_are_cut_at_a_word_when_one_is_near() {
+        assert_eq!(
+            fit_summary(
+                "Pull request #7 closed (merged) in octo-org/hello-world",
+                30
+            )
+            .trim_end(),
+            "Pull request #7 closed…"
+        );
+        assert_eq!(fit_summary("short", 10), "short     ");
+        assert_eq!(fit_summary(&"x".repeat(40), 10), "xxxxxxxxx…");
+        assert!(fit_summary("a bbbbbbbbbbbbbbbbbbbbbbbbbbbbb", 20).starts_with("a bbbb"));
     }
 
     #[test]

@@ -355,25 +355,29 @@ fn progress_bar(done: u64, total: u64) -> String {
 }
 
 /// `import --in FILE|-`.
-pub(super) async fn import(
-    cmd: &QueryCommand,
-    local: &LocalStore,
-    api: &Endpoint,
-    input: &str,
-    verbose: bool,
-) -> anyhow::Result<()> {
-    let source = Source::connect(local, api, cmd, verbose).await?;
-    let index = match &source {
-        Source::Store { index, .. } => index,
-        Source::Api { base, .. } => bail!(
-            "a daemon answers at {base}: `import` loads into a stopped store. Stop it (e.g. `systemctl stop \
-             koi-github-indexer`), import, then start it again"
-        ),
-    };
-    // A file is checked whole before anything is written; stdin cannot be read twice.
+pub(super) async fn import(local: &LocalStore, input: &str, verbose: bool) -> anyhow::Result<()> {
+    // A file is checked whole before anything is written, or even created; stdin cannot be read twice.
     if input != "-" {
         read_lines(input, |_, _, _| Ok(()))?;
     }
+    // Into a store, never through a daemon: any data dir but a running daemon's own (whose lock says so).
+    let source = Source::open_store(local).map_err(|e| {
+        match e.downcast_ref::<crate::storage::StorageError>() {
+            Some(crate::storage::StorageError::Locked { path }) => anyhow!(
+                "the store at {} is in use (a running koi-github-indexer?): `import` loads into a stopped store. \
+                 Stop the daemon (e.g. `systemctl stop koi-github-indexer`), import, then start it again; or import \
+                 into another --data-dir",
+                path.display()
+            ),
+            _ => e,
+        }
+    })?;
+    if verbose {
+        eprintln!("importing into the store at {}", local.data_dir.display());
+    }
+    let Source::Store { index, .. } = &source else {
+        bail!("import needs a store");
+    };
     let progress = std::io::stderr().is_terminal();
     let mut tally = Tally::default();
     let header = read_lines(input, |header, lines, number| {

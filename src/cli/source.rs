@@ -100,17 +100,24 @@ impl Source {
                 db_path.display()
             );
         }
-        let store = crate::storage::open(&db_path, local.store)
-            .map_err(|e| match e {
-                crate::storage::StorageError::Locked { .. } => anyhow!(
+        Source::open_store(local).map_err(|e| {
+            match e.downcast_ref::<crate::storage::StorageError>() {
+                Some(crate::storage::StorageError::Locked { .. }) => anyhow!(
                     "the store at {} is locked by another process (a running koi-github-indexer?), but no daemon \
                      answers at {base} ({}). Check that --api or `api.listen` names the daemon's address, or wait \
                      until it has started",
                     db_path.display(),
                     error_chain(&not_answering)
                 ),
-                other => anyhow!(other),
-            })?;
+                _ => e,
+            }
+        })
+    }
+
+    /// The store in `local`, opened here (created if missing), with the config's settings.
+    pub(super) fn open_store(local: &LocalStore) -> anyhow::Result<Source> {
+        let db_path = local.data_dir.join(crate::daemon::DB_DIR);
+        let store = crate::storage::open(&db_path, local.store)?;
         let db = store.db.clone();
         let index = Index::open_with(&db, local.index.clone())
             .with_context(|| format!("opening the index in {}", db_path.display()))?;
@@ -204,7 +211,7 @@ impl Source {
             Source::Api { client, base } => {
                 let mut path = format!(
                     "/repositories/{}/events?limit={}&offset={}",
-                    utf8_percent_encode(repo.rid().as_str(), NON_ALPHANUMERIC),
+                    utf8_percent_encode(repo.rid().as_str(), super::http::PATH_SEGMENT),
                     query.limit,
                     query.offset
                 );
@@ -212,7 +219,7 @@ impl Source {
                     let _ = write!(
                         path,
                         "&event_type={}",
-                        utf8_percent_encode(t, NON_ALPHANUMERIC)
+                        utf8_percent_encode(t, super::http::PATH_SEGMENT)
                     );
                 }
                 Source::get(client, base, &path).await
@@ -229,7 +236,7 @@ impl Source {
             Source::Api { client, base } => {
                 let path = format!(
                     "/events/{}",
-                    utf8_percent_encode(rid.as_str(), NON_ALPHANUMERIC)
+                    utf8_percent_encode(rid.as_str(), super::http::PATH_SEGMENT)
                 );
                 Source::get(client, base, &path).await
             }
@@ -247,7 +254,7 @@ impl Source {
             Source::Api { client, base } => {
                 let path = format!(
                     "/bundles/{}",
-                    utf8_percent_encode(rid.as_str(), NON_ALPHANUMERIC)
+                    utf8_percent_encode(rid.as_str(), super::http::PATH_SEGMENT)
                 );
                 Source::get(client, base, &path).await
             }

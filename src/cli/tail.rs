@@ -115,12 +115,30 @@ pub(super) async fn follow(
 /// One event as `tail` prints it: time, repository, type, actor, summary.
 pub(super) fn tail_line(row: &Value) -> String {
     let text = |key: &str| row.get(key).and_then(Value::as_str).unwrap_or("-");
+    // 16 + 2 + 20 + 2 + 12 + 2 + 25 = 79 columns: the summary names the actor.
     format!(
-        "{}  {}  {}  {}  {}\n",
+        "{}  {}  {}  {}\n",
         short_time(text("timestamp")),
-        fit(text("repo"), 24),
-        fit(text("event_type"), 13),
-        fit(text("actor"), 14),
-        visible(text("summary"))
+        fit(text("repo"), 20),
+        fit(text("event_type"), 12),
+        fit_summary(text("summary"), 25).trim_end()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tail_line_fits_80_columns() {
+        let row = serde_json::json!({
+            "timestamp": "2026-11-20T14:15:02Z",
+            "repo": "a-long-organisation-name/a-long-repository-name",
+            "event_type": "pull_request_review_comment",
+            "actor": "someone-with-a-long-login",
+            "summary": "x ".repeat(100),
+        });
+        let line = tail_line(&row);
+        assert!(line.trim_end().chars().count() <= 80, "{line}");
+    }
 }

@@ -1,4 +1,4 @@
-//! What the index keeps for the views across repositories (issue 12): the global lists (all events, by actor, by
+//! What the index keeps for the views across repositories: the global lists (all events, by actor, by
 //! type, newest first), the statistics counters, and the stream's sequence numbers.
 //!
 //! Each event row files these keys beside its per-repository ones ([`super::store`]'s `Entries`): written and
