@@ -174,7 +174,7 @@ impl Index {
 
     /// Every kept version belongs to a row, is older than the row's version, and within `history`.
     fn check_history(&self, problems: &mut Vec<String>) -> Result<(), IndexError> {
-        for key in self.history_tree.iter().keys() {
+        for key in self.replaced_versions.iter().keys() {
             let key = key?;
             let Some((rid, version)) = key
                 .len()
@@ -192,12 +192,12 @@ impl Index {
                 )),
                 Some(row) => {
                     let current = stored_meta(rid, &row)?.v;
-                    if version >= current || current - version >= self.history {
+                    if version >= current || current - version >= self.versions_kept {
                         problems.push(format!(
                             "history of {} keeps version {version}, but the row is version {current} and \
                              index.history is {}",
                             printable(rid),
-                            self.history
+                            self.versions_kept
                         ));
                     }
                 }

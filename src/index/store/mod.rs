@@ -87,10 +87,10 @@ pub struct Index {
     stats: Tree,
     /// Stream sequence number → event RID.
     stream: Tree,
-    /// Versions replaced by UPDATEs (`index.history`).
-    history_tree: Tree,
+    /// Versions replaced by UPDATEs, bounded by `versions_kept` (the tree `index.history`).
+    replaced_versions: Tree,
     /// Versions of an event kept, the current one included (`index.history`, at least 1).
-    history: u32,
+    versions_kept: u32,
     /// The outbound webhook queue ([`deliveries`]).
     deliveries: Deliveries,
     /// Which new events are queued for which action.
@@ -123,8 +123,8 @@ impl Index {
             global: db.open_tree(trees::GLOBAL)?,
             stats: db.open_tree(trees::STATS)?,
             stream: db.open_tree(trees::STREAM)?,
-            history_tree: db.open_tree(trees::HISTORY)?,
-            history: options.history.max(1),
+            replaced_versions: db.open_tree(trees::HISTORY)?,
+            versions_kept: options.history.max(1),
             deliveries: Deliveries::open(db)?,
             actions: options.actions.into(),
             queued: Arc::new(tokio::sync::watch::Sender::new(0)),

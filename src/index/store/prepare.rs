@@ -1,10 +1,13 @@
-//! Bundles made into what the index writes ([`PreparedBundle`]), once, off the writer.
+//! Bundles made into what the index writes, once, off the writer. Three names, three things: an [`Ingest`] is
+//! what `Index::apply` is handed (a bundle as received, or one already prepared); a [`PreparedBundle`] is a bundle
+//! made into its row, repository details and held value; a [`Planned`] is what one item of a commit will write
+//! (nothing, or a prepared bundle, borrowed or made here).
 
 use super::*;
 
-/// A bundle parsed and serialised, ready to be written inside a transaction (which may run its closure more than
-/// once, so nothing costly happens in it).
-pub(super) enum Prepared<'a> {
+/// What one item of a commit writes, decided before the transaction (which may run its closure more than once, so
+/// nothing costly happens in it).
+pub(super) enum Planned<'a> {
     /// Not written: not an indexed type, or a malformed RID.
     Done(ApplyOutcome),
     /// An `orn:github.event` or `orn:github.repo` bundle to write, prepared elsewhere.
@@ -51,8 +54,8 @@ impl PreparedBundle {
     /// indexed type, a malformed RID, contents that make no row): such a bundle is left to
     /// [`Index::apply_bundles`], which says why.
     pub fn of(bundle: &Bundle) -> Option<PreparedBundle> {
-        match Prepared::try_of(bundle, None, true) {
-            Ok(Prepared::Owned(prepared)) => Some(*prepared),
+        match Planned::try_of(bundle, None, true) {
+            Ok(Planned::Owned(prepared)) => Some(*prepared),
             _ => None,
         }
     }
@@ -134,19 +137,19 @@ impl Ingest {
     }
 }
 
-impl<'a> Prepared<'a> {
+impl<'a> Planned<'a> {
     /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
     /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
-    pub(super) fn of(bundle: &Bundle, received: Option<i64>, keep_contents: bool) -> Prepared<'a> {
-        Prepared::try_of(bundle, received, keep_contents)
-            .unwrap_or_else(|e| Prepared::Done(ApplyOutcome::Invalid(e.to_string())))
+    pub(super) fn of(bundle: &Bundle, received: Option<i64>, keep_contents: bool) -> Planned<'a> {
+        Planned::try_of(bundle, received, keep_contents)
+            .unwrap_or_else(|e| Planned::Done(ApplyOutcome::Invalid(e.to_string())))
     }
 
     /// What to write for an [`Ingest`]: a prepared bundle as it is (without its contents if the store keeps
     /// none), a bundle prepared now.
-    pub(super) fn of_ingest(item: &'a Ingest, keep_contents: bool) -> Prepared<'a> {
+    pub(super) fn of_ingest(item: &'a Ingest, keep_contents: bool) -> Planned<'a> {
         match item {
-            Ingest::Prepared(p) if keep_contents => Prepared::Borrowed(p),
+            Ingest::Prepared(p) if keep_contents => Planned::Borrowed(p),
             Ingest::Prepared(p) => {
                 let key = p.rid.as_str().as_bytes();
                 match held::without_contents(key, &p.held) {
@@ -155,12 +158,12 @@ impl<'a> Prepared<'a> {
                         if let Some(stripped) = stripped {
                             owned.held = stripped;
                         }
-                        Prepared::Owned(Box::new(owned))
+                        Planned::Owned(Box::new(owned))
                     }
-                    Err(e) => Prepared::Done(ApplyOutcome::Invalid(e.to_string())),
+                    Err(e) => Planned::Done(ApplyOutcome::Invalid(e.to_string())),
                 }
             }
-            Ingest::Bundle(b) => Prepared::of(b, None, keep_contents),
+            Ingest::Bundle(b) => Planned::of(b, None, keep_contents),
         }
     }
 
@@ -168,12 +171,12 @@ impl<'a> Prepared<'a> {
         bundle: &Bundle,
         received: Option<i64>,
         keep_contents: bool,
-    ) -> Result<Prepared<'a>, IndexError> {
+    ) -> Result<Planned<'a>, IndexError> {
         let rid = bundle.rid();
         let (details, at, row) = if rid.is_type(RidType::GITHUB_EVENT) {
             let event = match GithubEventRid::from_rid(rid) {
                 Ok(event) => event,
-                Err(e) => return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string()))),
+                Err(e) => return Ok(Planned::Done(ApplyOutcome::BadRid(e.to_string()))),
             };
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             // Checked here, so that writing cannot fail on it: it is all `Entries::of` can fail on.
@@ -185,15 +188,15 @@ impl<'a> Prepared<'a> {
             )
         } else if rid.is_type(RidType::GITHUB_REPO) {
             if let Err(e) = GithubRepoRid::from_rid(rid) {
-                return Ok(Prepared::Done(ApplyOutcome::BadRid(e.to_string())));
+                return Ok(Planned::Done(ApplyOutcome::BadRid(e.to_string())));
             }
             let (details, time) = parse_repo_bundle(&bundle.contents);
             let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
             (details, at, None)
         } else {
-            return Ok(Prepared::Done(ApplyOutcome::Ignored));
+            return Ok(Planned::Done(ApplyOutcome::Ignored));
         };
-        Ok(Prepared::Owned(Box::new(PreparedBundle {
+        Ok(Planned::Owned(Box::new(PreparedBundle {
             rid: rid.clone(),
             manifest: bundle.manifest.clone(),
             held: held::encode_manifest(

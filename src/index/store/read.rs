@@ -167,10 +167,10 @@ impl Index {
         let mut versions = vec![(meta.r, current.to_vec())];
         let prefix = [rid, &[SEP]].concat();
         for entry in self
-            .history_tree
+            .replaced_versions
             .scan_prefix(&prefix)
             .rev()
-            .take(self.history as usize - 1)
+            .take(self.versions_kept as usize - 1)
         {
             let (k, v) = entry?;
             let (received, held_value) = decode_version(&k, &v)?;

@@ -19,16 +19,32 @@ pub(super) struct Tx<'a> {
     pub(super) actions: &'a TransactionalTree,
 }
 
+/// One instant, read from the clock once per commit, in the forms the writes record it in.
+pub(super) struct Now {
+    /// RFC 3339, seconds: repository rows' times.
+    pub(super) seconds: String,
+    /// µs since the epoch: an event's received time unless the bundle brings one.
+    pub(super) micros: i64,
+    /// RFC 3339, milliseconds: deliveries' `created_at`.
+    pub(super) millis: String,
+}
+
+impl Now {
+    pub(super) fn at(time: chrono::DateTime<chrono::Utc>) -> Now {
+        Now {
+            seconds: time.to_rfc3339_opts(SecondsFormat::Secs, true),
+            micros: time.timestamp_micros(),
+            millis: deliveries::time_text(time),
+        }
+    }
+}
+
 /// What every write of one commit shares.
 pub(super) struct WriteContext<'a> {
-    /// RFC 3339, seconds: repository rows' times.
-    pub(super) now: &'a str,
-    /// Now, µs: an event's received time unless the bundle brings one.
-    pub(super) now_micros: i64,
-    /// Now, RFC 3339 ms: deliveries' `created_at`.
-    pub(super) now_ms: &'a str,
-    /// Versions kept per event.
-    pub(super) history: u32,
+    /// When the commit is made.
+    pub(super) now: &'a Now,
+    /// Versions kept per event (`index.history`).
+    pub(super) versions_kept: u32,
     /// Actions to queue new events for (empty for an import).
     pub(super) actions: &'a [ActionFilter],
 }
@@ -194,13 +210,13 @@ impl Tx<'_> {
     /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
     pub(super) fn write(
         &self,
-        prepared: &Prepared<'_>,
+        prepared: &Planned<'_>,
         ctx: &WriteContext<'_>,
     ) -> TxResult<ApplyOutcome> {
         let w = match prepared {
-            Prepared::Done(outcome) => return Ok(outcome.clone()),
-            Prepared::Borrowed(w) => *w,
-            Prepared::Owned(w) => &**w,
+            Planned::Done(outcome) => return Ok(outcome.clone()),
+            Planned::Borrowed(w) => *w,
+            Planned::Owned(w) => &**w,
         };
         if let Some(outcome) = self.dedupe(&w.rid, &w.manifest)? {
             return Ok(outcome);
@@ -211,9 +227,13 @@ impl Tx<'_> {
         match &w.row {
             Some(row) => {
                 let old = self.events.get(key)?;
-                let repo =
-                    self.touch_repo(&row.repo_rid, ctx.now, i64::from(old.is_none()), details)?;
-                let received = Some(w.received.unwrap_or(ctx.now_micros));
+                let repo = self.touch_repo(
+                    &row.repo_rid,
+                    &ctx.now.seconds,
+                    i64::from(old.is_none()),
+                    details,
+                )?;
+                let received = Some(w.received.unwrap_or(ctx.now.micros));
                 // A new event gets the next stream sequence number; an UPDATE keeps its own (it is not streamed
                 // again) and files the version it replaces in the history.
                 let meta = match &old {
@@ -222,13 +242,13 @@ impl Tx<'_> {
                         let old_meta = stored_meta(key, bytes).map_err(abort)?;
                         let old_seq = stream_number(key, &old_meta).map_err(abort)?;
                         self.remove_entries(&Entries::of(&old_row, old_seq, repo).map_err(abort)?)?;
-                        if let (Some(old_value), true) = (&old_held, ctx.history > 1) {
+                        if let (Some(old_value), true) = (&old_held, ctx.versions_kept > 1) {
                             self.history.insert(
                                 history_key(key, old_meta.v),
                                 encode_version(old_meta.r, old_value),
                             )?;
                             // Versions kept: the new one and `history - 1` replaced ones.
-                            if let Some(dropped) = (old_meta.v + 1).checked_sub(ctx.history) {
+                            if let Some(dropped) = (old_meta.v + 1).checked_sub(ctx.versions_kept) {
                                 self.history.remove(history_key(key, dropped))?;
                             }
                         }
@@ -247,7 +267,7 @@ impl Tx<'_> {
                                 self.actions,
                                 &action.name,
                                 &row.event_rid,
-                                ctx.now_ms,
+                                &ctx.now.millis,
                                 None,
                             )?;
                         }
@@ -266,7 +286,7 @@ impl Tx<'_> {
                 Ok(ApplyOutcome::Indexed { new: old.is_none() })
             }
             None => {
-                self.touch_repo(w.rid.as_str(), ctx.now, 0, details)?;
+                self.touch_repo(w.rid.as_str(), &ctx.now.seconds, 0, details)?;
                 Ok(ApplyOutcome::Indexed {
                     new: old_held.is_none(),
                 })
@@ -315,7 +335,7 @@ impl Index {
             &self.global,
             &self.stats,
             &self.stream,
-            &self.history_tree,
+            &self.replaced_versions,
             self.deliveries.tree(),
         )
             .transaction(
@@ -372,9 +392,9 @@ impl Index {
     /// the reason. Should the batch's transaction fail for any reason but storage, the bundles are written one by
     /// one, so only the culprit is refused. The outer error is a storage failure only: nothing was written.
     pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Prepared<'_>> = bundles
+        let prepared: Vec<Planned<'_>> = bundles
             .iter()
-            .map(|b| Prepared::of(b, None, self.keep_contents))
+            .map(|b| Planned::of(b, None, self.keep_contents))
             .collect();
         self.apply_prepared(&prepared, &self.actions)
     }
@@ -382,9 +402,9 @@ impl Index {
     /// [`Index::apply_bundles`] for bundles prepared where they were received ([`PreparedBundle`]) or not: the
     /// node's writer.
     pub fn apply(&self, items: &[Ingest]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Prepared<'_>> = items
+        let prepared: Vec<Planned<'_>> = items
             .iter()
-            .map(|item| Prepared::of_ingest(item, self.keep_contents))
+            .map(|item| Planned::of_ingest(item, self.keep_contents))
             .collect();
         self.apply_prepared(&prepared, &self.actions)
     }
@@ -396,35 +416,31 @@ impl Index {
         &self,
         bundles: &[(Bundle, Option<i64>)],
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Prepared<'_>> = bundles
+        let prepared: Vec<Planned<'_>> = bundles
             .iter()
-            .map(|(b, received)| Prepared::of(b, *received, self.keep_contents))
+            .map(|(b, received)| Planned::of(b, *received, self.keep_contents))
             .collect();
         self.apply_prepared(&prepared, &[])
     }
 
     pub(super) fn apply_prepared(
         &self,
-        prepared: &[Prepared<'_>],
+        prepared: &[Planned<'_>],
         actions: &[ActionFilter],
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
-        if prepared.iter().all(|p| matches!(p, Prepared::Done(_))) {
+        if prepared.iter().all(|p| matches!(p, Planned::Done(_))) {
             return Ok(prepared
                 .iter()
                 .map(|p| match p {
-                    Prepared::Done(outcome) => outcome.clone(),
+                    Planned::Done(outcome) => outcome.clone(),
                     _ => ApplyOutcome::Ignored,
                 })
                 .collect());
         }
-        let now = now_text();
-        let now_utc = chrono::Utc::now();
-        let now_ms = deliveries::time_text(now_utc);
+        let now = Now::at(chrono::Utc::now());
         let ctx = WriteContext {
             now: &now,
-            now_micros: now_utc.timestamp_micros(),
-            now_ms: &now_ms,
-            history: self.history,
+            versions_kept: self.versions_kept,
             actions,
         };
         let outcomes = self.write_prepared(prepared, &ctx)?;
@@ -451,7 +467,7 @@ impl Index {
 
     pub(super) fn write_prepared(
         &self,
-        prepared: &[Prepared<'_>],
+        prepared: &[Planned<'_>],
         ctx: &WriteContext<'_>,
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
         match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, ctx)).collect()) {
