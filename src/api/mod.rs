@@ -3,10 +3,10 @@
 //! metrics' route templates and a test of the docs all come from [`route::Route`].
 //!
 //! A request goes: [`server`] (connection limits) → [`guard`] (Host, Origin, token, content type) → [`routes`]
-//! ([`route::Route::parse`], then one handler) → a JSON answer. Handlers, one file per resource: [`node`]
-//! (`/health`, `/status`, `/polls`, `/rejected`), [`repositories`], [`events`] (`/events/{rid}`, `/bundles/{rid}`,
-//! `/commits/{sha}/events`), [`feeds`] (the global list, statistics, the live stream), [`actions`] (webhooks and the
-//! export) and [`dashboard`]; their query parameters all go through [`params`].
+//! ([`route::Route::parse`], then one handler) → a JSON answer. Handlers, one file per resource: `node`
+//! (`/health`, `/status`, `/polls`, `/rejected`), `repositories`, `events` (`/events/{rid}`, `/bundles/{rid}`,
+//! `/commits/{sha}/events`), `feeds` (the global list, statistics, the live stream), `actions` (webhooks and the
+//! export) and [`dashboard`]; their query parameters all go through `params`.
 //!
 //! Every error is JSON, `{"error": "…"}`: 400 for bad parameters (saying which and why), 404 for an unknown
 //! repository, event or path, 405 for a wrong method, 500 when the store fails. Every request is counted and timed
@@ -198,7 +198,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Every route, with JSON errors for anything unmatched: one filter that extracts what any handler may need, then
-/// [`dispatch`].
+/// `dispatch`.
 pub fn routes(ctx: ApiContext) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     let metrics = ctx.metrics.clone();
     let ctx = warp::any().map(move || ctx.clone());

@@ -1,6 +1,6 @@
 //! The daemon's TOML configuration: loading it, the secrets it names, and the data directory. The parts:
 //!
-//! * [`sections`] — every key as TOML gives it, with its default (written once); `config.toml.example` and
+//! * `sections` — every key as TOML gives it, with its default (written once); `config.toml.example` and
 //!   `docs/configuration.md` document the same keys (a unit test keeps the example equal to the defaults);
 //! * `units` — sizes and durations as a value may be written;
 //! * `validate` — values that parse but make no sense, with errors that name the key and the fix;

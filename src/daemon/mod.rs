@@ -1,7 +1,7 @@
 //! `koi-github-indexer run`: opens the store, starts the node, the query API, the actions and retention, and stops
 //! them all in bounded time on SIGTERM/SIGINT (cancel polls, commit the batch in hand, flush sled, exit 0 within
-//! `pipeline.shutdown_timeout`). The parts: [`open`] (start-up), [`schedule`] (the poll clock and retention),
-//! [`shutdown`] (one token, one flush).
+//! `pipeline.shutdown_timeout`). The parts: `open` (start-up), `schedule` (the poll clock and retention),
+//! `shutdown` (one token, one flush).
 
 use std::sync::Arc;
 
