@@ -5,16 +5,22 @@ use super::params::{decode_path, parse_params};
 use super::{blocking, ok, Answer, ApiContext, ApiError};
 use crate::protocol::{GithubEventRid, Rid};
 
+/// The event RID a path part names (URL-encoded or not), or a 400 saying what was expected.
+fn event_rid(raw: &str) -> Result<Rid, ApiError> {
+    let text = decode_path(raw)?;
+    Rid::parse(&text)
+        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
+        .map_err(|e| {
+            ApiError::bad_request(format!("{e}; expected a GitHub event RID, URL-encoded"))
+        })
+}
+
+/// `GET /events/{rid}`, or its history.
 pub(super) async fn event(tail: String, ctx: ApiContext) -> Answer {
     if let Some(rid) = tail.strip_suffix("/history") {
         return event_history(rid, ctx).await;
     }
-    let text = decode_path(&tail)?;
-    let rid = Rid::parse(&text)
-        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
-        .map_err(|e| {
-            ApiError::bad_request(format!("{e}; expected a GitHub event RID, URL-encoded"))
-        })?;
+    let rid = event_rid(&tail)?;
     let shown = rid.to_string();
     match blocking(&ctx.index, move |index| Ok(index.event(&rid)?)).await? {
         Some(details) => ok(&details),
@@ -24,12 +30,7 @@ pub(super) async fn event(tail: String, ctx: ApiContext) -> Answer {
 
 /// `GET /events/{rid}/history`.
 async fn event_history(tail: &str, ctx: ApiContext) -> Answer {
-    let text = decode_path(tail)?;
-    let rid = Rid::parse(&text)
-        .and_then(|rid| GithubEventRid::from_rid(&rid).map(|_| rid))
-        .map_err(|e| {
-            ApiError::bad_request(format!("{e}; expected a GitHub event RID, URL-encoded"))
-        })?;
+    let rid = event_rid(tail)?;
     let shown = rid.to_string();
     match blocking(&ctx.index, move |index| Ok(index.history(&rid)?)).await? {
         Some(versions) => ok(&versions),

@@ -172,20 +172,7 @@ pub(super) fn event_details(details: &EventDetails) -> String {
             let _ = writeln!(out, "{name:<12} {}", visible(value));
         }
     }
-    match &details.bundle.contents {
-        Some(contents) => {
-            let contents = serde_json::to_value(contents)
-                .map(|value| terminal::visible_json(&value))
-                .unwrap_or_default();
-            let _ = writeln!(out, "contents:\n{contents}");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "contents:    not kept (index.keep_contents = false, or pruned by retention)"
-            );
-        }
-    }
+    contents_text(&mut out, details.bundle.contents.as_ref());
     out
 }
 
@@ -204,20 +191,7 @@ pub(super) fn bundle_details(details: &BundleDetails) -> String {
     ] {
         let _ = writeln!(out, "{name:<12} {}", visible(value));
     }
-    match &details.contents {
-        Some(contents) => {
-            let contents = serde_json::to_value(contents)
-                .map(|value| terminal::visible_json(&value))
-                .unwrap_or_default();
-            let _ = writeln!(out, "contents:\n{contents}");
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "contents:    not kept (index.keep_contents = false, or pruned by retention)"
-            );
-        }
-    }
+    contents_text(&mut out, details.contents.as_ref());
     out
 }
 
@@ -268,6 +242,24 @@ pub(super) fn summary_text(s: &Summary) -> String {
         }
     }
     out
+}
+
+/// A bundle's contents, pretty and terminal-safe, or why they are not there.
+fn contents_text(out: &mut String, contents: Option<&crate::protocol::Contents>) {
+    match contents {
+        Some(contents) => {
+            let contents = serde_json::to_value(contents)
+                .map(|value| terminal::visible_json(&value))
+                .unwrap_or_default();
+            let _ = writeln!(out, "contents:\n{contents}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "contents:    not kept (index.keep_contents = false, or pruned by retention)"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

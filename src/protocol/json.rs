@@ -32,6 +32,12 @@ impl Formatter for PythonFormatter {
 /// shortest digits that round-trip; fixed notation with at least one fractional digit when the decimal exponent
 /// is in `-5..16`; otherwise `d.ddde±N` with an explicit sign and no zero padding.
 pub fn pydantic_float(value: f64) -> String {
+    shortest_float(value, -5, 0)
+}
+
+/// A float in its shortest round-trip digits: fixed notation (with at least one fractional digit) when the
+/// decimal exponent is in `min_fixed_exp..16`, otherwise `d.ddde±N` with the exponent padded to `exp_digits`.
+fn shortest_float(value: f64, min_fixed_exp: i32, exp_digits: usize) -> String {
     if !value.is_finite() {
         // JSON has no NaN/Infinity; serde_json writes `null` for them, and so do we.
         return "null".to_owned();
@@ -40,15 +46,14 @@ pub fn pydantic_float(value: f64) -> String {
     let sci = format!("{value:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let negative = mantissa.starts_with('-');
+    let sign = if mantissa.starts_with('-') { "-" } else { "" };
     let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    let sign = if negative { "-" } else { "" };
-    if (-5..16).contains(&exp) {
+    if (min_fixed_exp..16).contains(&exp) {
         let point = exp + 1; // position of the decimal point within `digits`
         let (int_part, frac_part) = if point <= 0 {
             (
                 "0".to_owned(),
-                format!("{}{}", "0".repeat((-point) as usize), digits),
+                format!("{}{}", "0".repeat(point.unsigned_abs() as usize), digits),
             )
         } else if point as usize >= digits.len() {
             (
@@ -74,7 +79,7 @@ pub fn pydantic_float(value: f64) -> String {
             digits
         };
         let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{exp_sign}{}", exp.abs())
+        format!("{sign}{mantissa}e{exp_sign}{:0exp_digits$}", exp.abs())
     }
 }
 
@@ -103,46 +108,91 @@ pub fn push_json_string(out: &mut Vec<u8>, text: &str) {
 /// values, and the vectors of `../shared/koi-net/fixtures/` are checked) in about a quarter of the time.
 pub fn canonical_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
-    write_canonical(&mut out, value);
+    write::<Rfc8785>(&mut out, value);
     out
 }
 
-fn write_canonical(out: &mut Vec<u8>, value: &Value) {
+/// What tells the two hashed encodings apart; [`write`] is the rest, written once (and monomorphised, so the hot
+/// RFC 8785 path pays nothing for sharing it).
+trait Style {
+    fn number(out: &mut Vec<u8>, n: &serde_json::Number);
+    fn string(out: &mut Vec<u8>, text: &str);
+    fn key_order(a: &str, b: &str) -> std::cmp::Ordering;
+}
+
+/// RFC 8785: every number an IEEE double in ECMAScript's form, strings as `JSON.stringify`, keys by UTF-16 units.
+struct Rfc8785;
+
+impl Style for Rfc8785 {
+    fn number(out: &mut Vec<u8>, n: &serde_json::Number) {
+        // serde_json's numbers are finite (i64, u64 or a finite f64): `as_f64` is always `Some`.
+        let mut buffer = ryu_js::Buffer::new();
+        out.extend_from_slice(buffer.format_finite(n.as_f64().unwrap_or(0.0)).as_bytes());
+    }
+    fn string(out: &mut Vec<u8>, text: &str) {
+        write_canonical_str(out, text)
+    }
+    fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+        utf16_order(a, b)
+    }
+}
+
+/// Python's `json.dumps(sort_keys=True, separators=(",", ":"))`: integers kept, floats as `repr`, ASCII-escaped
+/// strings, keys by code point.
+struct Legacy;
+
+impl Style for Legacy {
+    fn number(out: &mut Vec<u8>, n: &serde_json::Number) {
+        match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => out.extend_from_slice(i.to_string().as_bytes()),
+            (None, Some(u), _) => out.extend_from_slice(u.to_string().as_bytes()),
+            (None, None, Some(f)) => out.extend_from_slice(python_float_repr(f).as_bytes()),
+            (None, None, None) => out.extend_from_slice(b"null"),
+        }
+    }
+    fn string(out: &mut Vec<u8>, text: &str) {
+        write_legacy_str(out, text)
+    }
+    fn key_order(a: &str, b: &str) -> std::cmp::Ordering {
+        // UTF-8 bytes sort as code points do.
+        a.as_bytes().cmp(b.as_bytes())
+    }
+}
+
+/// A value, compact, in style `S`.
+fn write<S: Style>(out: &mut Vec<u8>, value: &Value) {
     match value {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => {
-            // serde_json's numbers are finite (i64, u64 or a finite f64): `as_f64` is always `Some`.
-            let mut buffer = ryu_js::Buffer::new();
-            out.extend_from_slice(buffer.format_finite(n.as_f64().unwrap_or(0.0)).as_bytes());
-        }
-        Value::String(s) => write_canonical_str(out, s),
+        Value::Number(n) => S::number(out, n),
+        Value::String(s) => S::string(out, s),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                write_canonical(out, item);
+                write::<S>(out, item);
             }
             out.push(b']');
         }
-        Value::Object(map) => write_canonical_map(out, map),
+        Value::Object(map) => write_map::<S>(out, map),
     }
 }
 
-fn write_canonical_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
+/// An object, keys sorted as style `S` sorts them.
+fn write_map<S: Style>(out: &mut Vec<u8>, map: &Map<String, Value>) {
     let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| utf16_order(a.0, b.0));
+    entries.sort_unstable_by(|a, b| S::key_order(a.0, b.0));
     out.push(b'{');
     for (i, (key, value)) in entries.into_iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        write_canonical_str(out, key);
+        S::string(out, key);
         out.push(b':');
-        write_canonical(out, value);
+        write::<S>(out, value);
     }
     out.push(b'}');
 }
@@ -210,7 +260,7 @@ fn write_canonical_str(out: &mut Vec<u8>, text: &str) {
 /// `sha256_hash` of bundle contents: hex SHA-256 of their canonical JSON.
 pub fn content_hash(contents: &Map<String, Value>) -> String {
     let mut canonical = Vec::with_capacity(4096);
-    write_canonical_map(&mut canonical, contents);
+    write_map::<Rfc8785>(&mut canonical, contents);
     hex::encode(Sha256::digest(&canonical))
 }
 
@@ -221,50 +271,8 @@ pub fn content_hash(contents: &Map<String, Value>) -> String {
 /// older nodes (the first generation of the GitHub sensor) carry such hashes; see [`legacy_content_hash`].
 pub fn legacy_json(value: &Value) -> Vec<u8> {
     let mut out = Vec::with_capacity(4096);
-    write_legacy(&mut out, value);
+    write::<Legacy>(&mut out, value);
     out
-}
-
-fn write_legacy(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) => out.extend_from_slice(i.to_string().as_bytes()),
-            (None, Some(u), _) => out.extend_from_slice(u.to_string().as_bytes()),
-            (None, None, Some(f)) => out.extend_from_slice(python_float_repr(f).as_bytes()),
-            (None, None, None) => out.extend_from_slice(b"null"),
-        },
-        Value::String(s) => write_legacy_str(out, s),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_legacy(out, item);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => write_legacy_map(out, map),
-    }
-}
-
-fn write_legacy_map(out: &mut Vec<u8>, map: &Map<String, Value>) {
-    // Python sorts str keys by code point; UTF-8 bytes sort the same way.
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    out.push(b'{');
-    for (i, (key, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_legacy_str(out, key);
-        out.push(b':');
-        write_legacy(out, value);
-    }
-    out.push(b'}');
 }
 
 /// A string as Python's `json.dumps` writes it with `ensure_ascii=True`.
@@ -297,53 +305,13 @@ fn write_legacy_str(out: &mut Vec<u8>, text: &str) {
 /// fractional digit, when the decimal exponent is in `-5 < e < 16`; otherwise `d.ddde±XX` with at least two
 /// exponent digits (`1e-05`, `1.5e+16`).
 pub fn python_float_repr(value: f64) -> String {
-    if !value.is_finite() {
-        return "null".to_owned();
-    }
-    let sci = format!("{value:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let sign = if mantissa.starts_with('-') { "-" } else { "" };
-    let digits: String = mantissa.chars().filter(|c| c.is_ascii_digit()).collect();
-    if (-5 < exp) && (exp < 16) {
-        let point = exp + 1;
-        let (int_part, frac_part) = if point <= 0 {
-            (
-                "0".to_owned(),
-                format!("{}{}", "0".repeat(point.unsigned_abs() as usize), digits),
-            )
-        } else if point as usize >= digits.len() {
-            (
-                format!("{digits}{}", "0".repeat(point as usize - digits.len())),
-                String::new(),
-            )
-        } else {
-            (
-                digits[..point as usize].to_owned(),
-                digits[point as usize..].to_owned(),
-            )
-        };
-        let frac = if frac_part.is_empty() {
-            "0".to_owned()
-        } else {
-            frac_part
-        };
-        format!("{sign}{int_part}.{frac}")
-    } else {
-        let mantissa = if digits.len() > 1 {
-            format!("{}.{}", &digits[..1], &digits[1..])
-        } else {
-            digits
-        };
-        let exp_sign = if exp < 0 { '-' } else { '+' };
-        format!("{sign}{mantissa}e{exp_sign}{:02}", exp.abs())
-    }
+    shortest_float(value, -4, 2)
 }
 
 /// `sha256_hash` of bundle contents as rid-lib up to 3.2.6 computed it: hex SHA-256 of [`legacy_json`].
 pub fn legacy_content_hash(contents: &Map<String, Value>) -> String {
     let mut legacy = Vec::with_capacity(4096);
-    write_legacy_map(&mut legacy, contents);
+    write_map::<Legacy>(&mut legacy, contents);
     hex::encode(Sha256::digest(&legacy))
 }
 

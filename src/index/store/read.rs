@@ -60,17 +60,7 @@ impl Index {
                 id.to_be_bytes().to_vec(),
             ),
         };
-        let start = match query.until {
-            Some(until) => [prefix.as_slice(), &time_key(until.unix_micros())].concat(),
-            None => prefix.clone(),
-        };
-        let end = match query
-            .since
-            .and_then(|since| u64::from_be_bytes(time_key(since.unix_micros())).checked_add(1))
-        {
-            Some(after) => [prefix.as_slice(), &after.to_be_bytes()].concat(),
-            None => prefix_end(&prefix),
-        };
+        let (start, end) = time_range(&prefix, query.since, query.until);
         if start >= end {
             return Ok(Some(Vec::new()));
         }
@@ -312,17 +302,7 @@ impl Index {
             (None, Some(kind)) => ([b"y\0", kind.as_bytes(), &[SEP]].concat(), true),
             (None, None) => (b"T\0".to_vec(), true),
         };
-        let start = match query.until {
-            Some(until) => [prefix.as_slice(), &time_key(until.unix_micros())].concat(),
-            None => prefix.clone(),
-        };
-        let end = match query
-            .since
-            .and_then(|since| u64::from_be_bytes(time_key(since.unix_micros())).checked_add(1))
-        {
-            Some(after) => [prefix.as_slice(), &after.to_be_bytes()].concat(),
-            None => prefix_end(&prefix),
-        };
+        let (start, end) = time_range(&prefix, query.since, query.until);
         if start >= end {
             return Ok(Vec::new());
         }
@@ -387,4 +367,24 @@ impl Index {
         }
         Ok(out)
     }
+}
+
+/// The keys under `prefix` (followed by a [`time_key`]) of the events from `since` to `until`, both included: the
+/// newest first, as the keys sort.
+fn time_range(
+    prefix: &[u8],
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> (Vec<u8>, Vec<u8>) {
+    let start = match until {
+        Some(until) => [prefix, &time_key(until.unix_micros())].concat(),
+        None => prefix.to_vec(),
+    };
+    let end = match since
+        .and_then(|since| u64::from_be_bytes(time_key(since.unix_micros())).checked_add(1))
+    {
+        Some(after) => [prefix, &after.to_be_bytes()].concat(),
+        None => prefix_end(prefix),
+    };
+    (start, end)
 }
