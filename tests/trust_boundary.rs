@@ -479,7 +479,10 @@ fn no_web_page_other_user_or_peer_text_can_turn_the_daemon_against_its_operator(
             !out.contains(['\u{1b}', '\u{7}', '\r', '\u{9b}']),
             "{args:?} printed a control character: {out:?}"
         );
-        assert!(out.contains("\\u{1b}"), "{args:?} shows the escape: {out}");
+        // The table may cut the summary before its escape; the details show it whole.
+        if args[0] == "event-details" {
+            assert!(out.contains("\\u{1b}"), "{args:?} shows the escape: {out}");
+        }
     }
     let details = ok_stdout(&cli(
         &daemon.config,
