@@ -389,3 +389,55 @@ impl Node {
         lock(&self.peers).get(provider).is_some_and(|s| s.caught_up)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing;
+    use crate::protocol::NodeKey;
+
+    fn peer_rid() -> Rid {
+        NodeKey::generate()
+            .node_rid("provider")
+            .unwrap()
+            .rid()
+            .clone()
+    }
+
+    #[test]
+    fn an_edge_proposed_from_us_is_to_be_approved_without_a_network_call_here() {
+        let t = testing::node();
+        let provider = peer_rid();
+        let proposal = edges::poll_edge_proposal(&provider, t.node.rid(), Vec::new());
+        match t.node.apply_edge_bundle(&proposal.to_bundle(), &provider) {
+            Ok(EdgeApplied::Approve { approved, .. }) => {
+                assert_eq!(approved.status, EdgeStatus::Approved);
+                assert_eq!(&approved.source, t.node.rid());
+            }
+            _ => panic!("an edge from us, proposed by a neighbour, is ours to approve"),
+        }
+    }
+
+    #[test]
+    fn an_approved_poll_edge_to_us_is_stored_and_its_provider_polled() {
+        let t = testing::node();
+        let provider = peer_rid();
+        let approved = edges::approved(&edges::poll_edge_proposal(
+            t.node.rid(),
+            &provider,
+            vec![RidType::parse(RidType::GITHUB_EVENT).unwrap()],
+        ));
+        assert!(matches!(
+            t.node.apply_edge_bundle(&approved.to_bundle(), &provider),
+            Ok(EdgeApplied::Done)
+        ));
+        let sources = t.node.graph.poll_sources(t.node.rid()).unwrap();
+        assert!(sources.iter().any(|e| e.source == provider));
+        // Edges between two other nodes are none of ours.
+        let elsewhere = edges::poll_edge_proposal(&peer_rid(), &provider, Vec::new());
+        assert!(matches!(
+            t.node.apply_edge_bundle(&elsewhere.to_bundle(), &provider),
+            Ok(EdgeApplied::Done)
+        ));
+    }
+}

@@ -492,3 +492,79 @@ fn network_types() -> Vec<RidType> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+/// A node over a store in a temp dir, for the unit tests of the files that carry the flow. Its first contact is a
+/// node that does not exist: nothing here reaches the network unless a test asks it to.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::identity::Identity;
+    use super::inbox::Inbox;
+    use super::{Node, NodeSettings, NodeTelemetry};
+    use crate::index::{DeadLetters, Index};
+    use crate::protocol::{NodeKey, RidType};
+    use crate::telemetry::{Metrics, PollLog};
+
+    /// The node and what must live as long as it.
+    pub(crate) struct TestNode {
+        pub(crate) node: Arc<Node>,
+        pub(crate) dead_letters: DeadLetters,
+        /// Holds the store's lock.
+        _store: crate::storage::Store,
+        _dir: tempfile::TempDir,
+    }
+
+    pub(crate) fn node() -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = Identity::load_or_create(dir.path(), "unit", "pw").unwrap();
+        let store = crate::storage::open(
+            &dir.path().join("db"),
+            crate::storage::StoreOptions::default(),
+        )
+        .unwrap();
+        let db = store.db.clone();
+        let index = Index::open(&db).unwrap();
+        let dead_letters = DeadLetters::open(&db, 100).unwrap();
+        let first_contact = NodeKey::generate()
+            .node_rid("coordinator")
+            .unwrap()
+            .rid()
+            .clone();
+        let settings = NodeSettings {
+            first_contact_url: "http://127.0.0.1:9/koi-net".into(),
+            first_contact_rid: first_contact,
+            interest: vec![RidType::parse(RidType::GITHUB_EVENT).unwrap()],
+            poll_limit: 100,
+            timeout: Duration::from_secs(1),
+            interval: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(200),
+            fetch_batch: 10,
+            catch_up_timeout: Duration::from_secs(1),
+            max_response: 1024 * 1024,
+            max_buffered: 1000,
+        };
+        let inbox = Inbox::open(&store.inbox_dir(), &db).unwrap();
+        let telemetry = NodeTelemetry {
+            metrics: Metrics::new(),
+            poll_log: PollLog::open(&db).unwrap(),
+        };
+        let node = Node::new(
+            settings,
+            identity,
+            db,
+            inbox,
+            index,
+            dead_letters.clone(),
+            telemetry,
+        )
+        .unwrap();
+        TestNode {
+            node,
+            dead_letters,
+            _store: store,
+            _dir: dir,
+        }
+    }
+}

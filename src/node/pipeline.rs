@@ -543,3 +543,99 @@ fn rejection_of_ingest(
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing;
+    use crate::protocol::{Contents, Event};
+
+    fn push(id: &str, n: i64) -> Bundle {
+        let mut contents = Contents::new();
+        contents.insert("webhook_event_type".into(), "push".into());
+        contents.insert("n".into(), n.into());
+        Bundle::generate(
+            Rid::parse(&format!("orn:github.event:octo/hello:{id}")).unwrap(),
+            contents,
+        )
+    }
+
+    fn entry(t: &testing::TestNode, event: Event, verified: bool) -> InboxEntry {
+        let _ = t;
+        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
+        InboxEntry::new(source, event, verified)
+    }
+
+    #[tokio::test]
+    async fn a_verified_bundle_is_indexed_and_a_forget_removes_it() {
+        let t = testing::node();
+        let runtime = tokio::runtime::Handle::current();
+        let bundle = push("a", 1);
+        let e = entry(&t, Event::from_bundle(EventType::New, bundle.clone()), true);
+        let Handled::Index(item) = t.node.handle(1, e, &runtime) else {
+            panic!("a verified GitHub bundle goes to the index");
+        };
+        t.node.index.apply(&[item]).unwrap();
+        assert!(t.node.index.event(bundle.rid()).unwrap().is_some());
+        let forget = entry(&t, Event::forget(bundle.rid().clone()), true);
+        assert!(matches!(t.node.handle(2, forget, &runtime), Handled::Done));
+        assert!(t.node.index.event(bundle.rid()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_manifest_for_a_version_held_is_done_without_a_fetch() {
+        let t = testing::node();
+        let runtime = tokio::runtime::Handle::current();
+        let bundle = push("held", 1);
+        t.node.index.apply_bundle(&bundle).unwrap();
+        let manifest_only = Event {
+            rid: bundle.rid().clone(),
+            event_type: EventType::Update,
+            manifest: Some(bundle.manifest.clone()),
+            contents: None,
+        };
+        let e = entry(&t, manifest_only, false);
+        assert!(matches!(t.node.handle(3, e, &runtime), Handled::Done));
+        assert!(lock(&t.node.fetching).is_empty(), "nothing fetched");
+    }
+
+    #[tokio::test]
+    async fn bad_events_are_refused_with_their_reason() {
+        let t = testing::node();
+        let runtime = tokio::runtime::Handle::current();
+        // A bundle for another RID than the event's.
+        let mut event = Event::from_bundle(EventType::New, push("other", 1));
+        event.rid = Rid::parse("orn:github.event:octo/hello:this").unwrap();
+        let e = entry(&t, event, false);
+        assert!(matches!(
+            t.node.handle(4, e, &runtime),
+            Handled::Reject(RejectReason::Malformed, _)
+        ));
+        // Contents that do not hash to the manifest, not checked on receipt.
+        let mut tampered = push("tampered", 1);
+        tampered.contents.insert("n".into(), 2.into());
+        let e = entry(&t, Event::from_bundle(EventType::New, tampered), false);
+        assert!(matches!(
+            t.node.handle(5, e, &runtime),
+            Handled::Reject(RejectReason::BadHash, _)
+        ));
+        // A NEW with neither manifest nor contents.
+        let bare = Event {
+            rid: Rid::parse("orn:github.event:octo/hello:bare").unwrap(),
+            event_type: EventType::New,
+            manifest: None,
+            contents: None,
+        };
+        let e = entry(&t, bare, false);
+        assert!(matches!(
+            t.node.handle(6, e, &runtime),
+            Handled::Reject(RejectReason::Malformed, _)
+        ));
+        // Not a type of interest: nothing to do.
+        let mut other = Contents::new();
+        other.insert("x".into(), 1.into());
+        let unrelated = Bundle::generate(Rid::parse("orn:slack.message:a/b").unwrap(), other);
+        let e = entry(&t, Event::from_bundle(EventType::New, unrelated), false);
+        assert!(matches!(t.node.handle(7, e, &runtime), Handled::Done));
+    }
+}

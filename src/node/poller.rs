@@ -276,3 +276,47 @@ impl Node {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::node::testing;
+    use crate::protocol::{Bundle, Contents, Event, EventType, Rid};
+
+    #[test]
+    fn each_polled_item_is_screened_on_its_own() {
+        let t = testing::node();
+        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
+        let mut contents = Contents::new();
+        contents.insert("webhook_event_type".into(), "push".into());
+        let good = Bundle::generate(
+            Rid::parse("orn:github.event:octo/hello:good").unwrap(),
+            contents.clone(),
+        );
+        let mut bad = Bundle::generate(
+            Rid::parse("orn:github.event:octo/hello:bad").unwrap(),
+            contents,
+        );
+        bad.contents.insert("forged".into(), true.into());
+        let payload = format!(
+            "{{\"type\": \"events_payload\", \"events\": [{}, {}, {{\"rid\": \"orn:github.event:a b\"}}]}}",
+            serde_json::to_string(&Event::from_bundle(EventType::New, good)).unwrap(),
+            serde_json::to_string(&Event::from_bundle(EventType::New, bad)).unwrap(),
+        );
+        let crate::protocol::ResponseItems::Events(items) =
+            crate::protocol::ResponseItems::parse(&payload).unwrap()
+        else {
+            panic!("an events payload");
+        };
+        let stored = t.node.screen_and_store(&source, items).unwrap();
+        assert_eq!(stored, 1, "only the good event is stored");
+        assert_eq!(t.node.inbox_depth(), 1);
+        let letters = t.dead_letters.page(0, 10, false).unwrap();
+        let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+        assert!(reasons.contains(&"bad_hash"), "{reasons:?}");
+        assert_eq!(
+            letters.len(),
+            2,
+            "the bad hash and the unreadable item: {reasons:?}"
+        );
+    }
+}

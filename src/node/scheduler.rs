@@ -52,3 +52,35 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::testing;
+
+    /// A neighbour being polled is not polled again by the next beat; the first contact is polled from the
+    /// first beat. (A current-thread runtime: the polls spawned do not run before the checks, which do not await.)
+    #[tokio::test]
+    async fn a_beat_polls_each_due_neighbour_once_at_a_time() {
+        let t = testing::node();
+        let mut tasks = JoinSet::new();
+        t.node.tick(&mut tasks);
+        let first_contact = t.node.settings.first_contact_rid.clone();
+        assert!(
+            t.node.with_peer(&first_contact, |state| state.in_flight),
+            "the first contact is being polled"
+        );
+        let started = tasks.len();
+        assert!(started >= 2, "a poll and a subscription pass: {started}");
+        t.node.tick(&mut tasks);
+        assert!(
+            tasks.len() <= started + 1,
+            "no second poll of a neighbour in flight (at most another subscription pass)"
+        );
+        t.node.cancellation().cancel();
+        t.node.tick(&mut tasks);
+        let after_cancel = tasks.len();
+        assert!(after_cancel <= started + 1, "nothing starts after shutdown");
+        tasks.abort_all();
+    }
+}
