@@ -130,7 +130,8 @@ fn run_query(explicit: Option<&Path>, query: &QueryCommand) -> anyhow::Result<()
     let api = match (&opts.api, &config) {
         (Some(api), _) => api.clone(),
         (None, Some(config)) => format!("http://{}", config.api.listen),
-        (None, None) => unreachable!("without --api a config was loaded above"),
+        // Without --api a config was loaded above (or the lookup's error returned); the default stands in anyway.
+        (None, None) => format!("http://{}", Config::default_api_listen()),
     };
     let local = match (&opts.data_dir, &config) {
         (dir, Some(config)) => cli::LocalStore::from_config(

@@ -14,6 +14,11 @@ impl Config {
         super::NodeConfig::default().data_dir
     }
 
+    /// `api.listen` when the config does not set it.
+    pub fn default_api_listen() -> std::net::SocketAddr {
+        super::ApiConfig::default().listen
+    }
+
     /// How to open the sled store (`[storage]`): the daemon and the CLI open it the same way.
     pub fn store_options(&self) -> StoreOptions {
         StoreOptions {
