@@ -305,3 +305,48 @@ impl Node {
         self.screen_and_store(source, events)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use crate::node::testing;
+    use crate::protocol::{Bundle, Contents, Rid};
+
+    fn bundle(id: &str, n: i64) -> Bundle {
+        let mut contents = Contents::new();
+        contents.insert("webhook_event_type".into(), "push".into());
+        contents.insert("n".into(), n.into());
+        Bundle::generate(
+            Rid::parse(&format!("orn:github.event:octo/hello:{id}")).unwrap(),
+            contents,
+        )
+    }
+
+    /// Of the manifests a provider lists, only those asked for and newer than what is held are fetched; an
+    /// unreadable one is a dead letter and costs only itself.
+    #[test]
+    fn only_newer_manifests_that_were_asked_for_are_wanted() {
+        let t = testing::node();
+        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
+        let held = bundle("held", 1);
+        t.node.index.apply_bundle(&held).unwrap();
+        let fresh = bundle("fresh", 1);
+        let extra = bundle("extra", 1);
+        let asked: HashSet<Rid> = [held.rid().clone(), fresh.rid().clone()].into();
+        let payload = format!(
+            "{{\"type\": \"manifests_payload\", \"manifests\": [{}, {}, {}, {{\"rid\": 5}}], \"not_found\": []}}",
+            serde_json::to_string(&held.manifest).unwrap(),
+            serde_json::to_string(&fresh.manifest).unwrap(),
+            serde_json::to_string(&extra.manifest).unwrap(),
+        );
+        let crate::protocol::ResponseItems::Manifests { manifests, .. } =
+            crate::protocol::ResponseItems::parse(&payload).unwrap()
+        else {
+            panic!("a manifests payload");
+        };
+        let wanted = t.node.wanted(&source, &asked, manifests).unwrap();
+        assert_eq!(wanted, vec![fresh.rid().clone()]);
+        assert_eq!(t.dead_letters.page(0, 10, false).unwrap().len(), 1);
+    }
+}

@@ -432,3 +432,59 @@ fn unexpected(peer: &Peer, path: &str, expected: &'static str) -> ClientError {
         expected,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        let e = Layer(
+            "polling x: connection refused",
+            Some(Box::new(Layer(
+                "connection refused",
+                Some(Box::new(Layer("os error 111", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "polling x: connection refused: os error 111"
+        );
+    }
+
+    #[test]
+    fn a_body_quoted_in_an_error_is_short_and_printable() {
+        assert_eq!(snippet(b"bad\x1b[2J"), "bad\\u{1b}[2J");
+        let long = snippet(&[b'a'; 500]);
+        assert!(long.ends_with('…') && long.chars().count() == 201);
+    }
+
+    #[test]
+    fn outcomes_name_what_went_wrong() {
+        let unknown = ClientError::Protocol {
+            url: "u".into(),
+            kind: ProtocolErrorKind::UnknownNode,
+        };
+        assert_eq!(unknown.outcome(), "unknown_node");
+        assert!(unknown.is_unknown_node());
+        let large = ClientError::TooLarge {
+            url: "u".into(),
+            cap: 1,
+        };
+        assert_eq!(large.outcome(), "too_large");
+        assert!(!large.is_unknown_node());
+    }
+}

@@ -63,3 +63,27 @@ impl Identity {
         NodeRid::from_rid(&self.rid).unwrap_or_else(|_| unreachable!("own RID is a node RID"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_is_made_once_and_the_same_identity_loads_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Identity::load_or_create(dir.path(), "indexer", "pw").unwrap();
+        assert!(first.created);
+        let again = Identity::load_or_create(dir.path(), "indexer", "pw").unwrap();
+        assert!(!again.created);
+        assert_eq!(again.rid, first.rid, "the same RID across restarts");
+        assert!(Identity::load_or_create(dir.path(), "indexer", "wrong").is_err());
+        // A partial node: no base URL, provides nothing, and its key hashes to its RID.
+        let profile = first.profile();
+        assert_eq!(profile.node_type, NodeType::Partial);
+        assert!(profile.base_url.is_none());
+        assert!(first
+            .node_rid()
+            .matches_public_key(profile.public_key.as_deref().unwrap()));
+        assert!(first.profile_bundle().verify_hash().is_ok());
+    }
+}
