@@ -14,7 +14,7 @@ use super::catch_up::CatchUp;
 use super::client::{error_chain, Peer};
 use super::edges::{self, decide_edge, EdgeDecision};
 use super::graph::GraphChange;
-use super::{lock, network_types, Node};
+use super::{network_types, Node};
 
 /// What applying an edge profile leaves to do.
 pub(super) enum EdgeApplied {
@@ -386,7 +386,7 @@ impl Node {
 
     /// Whether a catch-up of `provider` has completed this run (tests).
     pub fn caught_up(&self, provider: &Rid) -> bool {
-        lock(&self.peers).get(provider).is_some_and(|s| s.caught_up)
+        self.with_peer(provider, |s| s.caught_up)
     }
 }
 

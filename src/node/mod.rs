@@ -24,6 +24,7 @@
 //! Other submodules: [`identity`] (our key, RID, profile), [`client`] (signed requests, verified responses),
 //! [`edges`] (negotiation decisions), [`backoff`], [`segment_log`] (the append-only files the inbox is kept in).
 
+mod background;
 pub mod backoff;
 pub mod catch_up;
 pub mod client;
@@ -32,12 +33,13 @@ pub mod graph;
 pub mod identity;
 pub mod inbox;
 pub mod membership;
+mod peers;
 pub mod pipeline;
 pub mod poller;
+mod rejections;
 pub mod scheduler;
 pub mod segment_log;
 
-use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,17 +47,17 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::index::{DeadLetters, Index, Rejection};
-use crate::protocol::{BadItem, BadItemKind, Rid, RidType};
-use crate::telemetry::{
-    self, DeadLetters as DeadLettersChanged, EventRejected, InboxDepth, IndexSizes, Metrics,
-    PollLog, RejectReason,
-};
+use crate::protocol::{Rid, RidType};
+use crate::telemetry::{self, InboxDepth, IndexSizes, Metrics, PollLog};
 
+use background::Background;
 use backoff::Backoff;
 use client::{KoiClient, Peer};
 use graph::Graph;
 use identity::Identity;
 use inbox::Inbox;
+use peers::{PeerState, Peers};
+use rejections::{bad_item_rejection, rejection_of, Rejections};
 
 /// What the node needs from the configuration.
 #[derive(Debug, Clone)]
@@ -113,33 +115,6 @@ pub struct NodeTelemetry {
     pub poll_log: PollLog,
 }
 
-/// Everything the node keeps in memory about one neighbour, in one place.
-#[derive(Debug, Default)]
-struct PeerState {
-    /// Set after a failed poll; `None` while it answers.
-    backoff: Option<Backoff>,
-    /// A poll of it is running.
-    in_flight: bool,
-    /// Consecutive `unknown_node` answers (first join: the coordinator may not have processed our handshake yet).
-    unknown_node: u32,
-    /// Its catch-up completed this run (under the current epoch).
-    caught_up: bool,
-    /// Its catch-up is running.
-    catching_up: bool,
-    /// Bumped when it must be caught up with again: a catch-up started under an older epoch does not count.
-    catch_up_epoch: u64,
-    /// Set after a failed catch-up: the next is not tried before it is ready (a provider that takes long to list
-    /// what it holds is not asked again on every tick).
-    catch_up_backoff: Option<Backoff>,
-    /// Polls answered while our POLL edge from it was still only proposed: it is polled again soon (sooner than
-    /// the schedule) so its approval is seen within moments; the wait doubles with each such poll.
-    awaiting_approval: u32,
-    /// Our handshake reached it this run. It is not sent again before each poll: its FORGET of our RID, relayed
-    /// to the providers, would make them drop us and our edges mid-join. Only repeated `unknown_node` answers
-    /// (it forgot us) send it again.
-    handshaken: bool,
-}
-
 /// A snapshot of a neighbour for the status API.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct NeighbourStatus {
@@ -162,19 +137,20 @@ pub struct Node {
     graph: Graph,
     inbox: Inbox,
     index: Index,
-    dead_letters: DeadLetters,
+    /// Reports and keeps what is refused (dead letters).
+    rejections: Rejections,
     telemetry: NodeTelemetry,
-    /// Per-neighbour state. Never held across an `.await` nor while reading sled.
-    peers: Mutex<HashMap<Rid, PeerState>>,
+    /// What the node keeps in memory about each neighbour.
+    peers: Peers,
     /// Set while a subscription pass runs, so slow passes never pile up.
     maintaining: std::sync::atomic::AtomicBool,
     /// A kick came while a subscription pass ran: the pass runs once more when it ends.
     maintain_again: std::sync::atomic::AtomicBool,
     /// Wakes the scheduler before its next tick: a step that unblocks the next one runs it at once.
     kick: Notify,
-    /// Inbox keys a background task works on (a bundle fetch, an edge approval): the writer leaves them alone
+    /// Inbox entries a background task works on (a bundle fetch, an edge approval): the writer leaves them alone
     /// meanwhile.
-    fetching: Mutex<HashSet<u64>>,
+    background: Background,
     /// Wakes the writer: something was pushed into the inbox.
     wake_writer: pipeline::Wake,
     /// Wakes pollers and catch-ups waiting for room in the inbox.
@@ -202,13 +178,13 @@ impl Node {
             identity,
             db,
             index,
-            dead_letters,
+            rejections: Rejections::new(dead_letters, telemetry.metrics.clone()),
             telemetry,
-            peers: Mutex::new(HashMap::new()),
+            peers: Peers::default(),
             maintaining: std::sync::atomic::AtomicBool::new(false),
             maintain_again: std::sync::atomic::AtomicBool::new(false),
             kick: Notify::new(),
-            fetching: Mutex::new(HashSet::new()),
+            background: Background::default(),
             wake_writer: pipeline::Wake::new(),
             room: Notify::new(),
             cancel: CancellationToken::new(),
@@ -344,8 +320,7 @@ impl Node {
 
     /// Runs `f` on the neighbour's state (created if new). The lock is held for `f` only.
     fn with_peer<T>(&self, rid: &Rid, f: impl FnOnce(&mut PeerState) -> T) -> T {
-        let mut peers = lock(&self.peers);
-        f(peers.entry(rid.clone()).or_default())
+        self.peers.with(rid, f)
     }
 
     /// Sets the inbox and index gauges.
@@ -372,29 +347,10 @@ impl Node {
         }
     }
 
-    /// The one place rejections are reported: each is logged and counted by reason, and kept as a dead letter
-    /// (bounded). Writes sled: call it off the runtime (the writer thread, or a blocking task).
+    /// The one place rejections are reported ([`Rejections::record`]). Writes sled: call it off the runtime (the
+    /// writer thread, or a blocking task).
     fn reject(&self, rejections: Vec<Rejection>) {
-        if rejections.is_empty() {
-            return;
-        }
-        for r in &rejections {
-            EventRejected {
-                neighbour: &r.source,
-                rid: &r.rid,
-                reason: RejectReason::from_label(r.reason).unwrap_or(RejectReason::Malformed),
-                detail: &r.detail,
-            }
-            .emit(&self.telemetry.metrics);
-        }
-        match self.dead_letters.record(&rejections) {
-            Ok(written) => DeadLettersChanged {
-                held: written.held,
-                dropped: written.dropped,
-            }
-            .emit(&self.telemetry.metrics),
-            Err(e) => tracing::error!(error = %e, "cannot write dead letters"),
-        }
+        self.rejections.record(rejections);
     }
 
     /// [`Node::reject`] from async code: on the blocking pool.
@@ -427,58 +383,12 @@ impl Node {
 
     /// Neighbour states for the status API. Reads the graph first, then takes the state lock briefly.
     pub fn neighbour_status(&self) -> Vec<NeighbourStatus> {
-        let neighbours = self.neighbours();
-        let peers = lock(&self.peers);
-        neighbours
-            .into_iter()
-            .map(|p| {
-                let state = peers.get(&p.rid);
-                NeighbourStatus {
-                    failures: state
-                        .and_then(|s| s.backoff.as_ref())
-                        .map_or(0, |b| b.failures()),
-                    caught_up: state.is_some_and(|s| s.caught_up),
-                    base_url: (!p.base_url.is_empty()).then_some(p.base_url),
-                    rid: p.rid.to_string(),
-                }
-            })
-            .collect()
+        self.peers.status(self.neighbours())
     }
 }
 
 /// Shortest time between two scheduler beats caused by kicks (ticks are not limited: they come on the schedule).
 const KICK_GAP: Duration = Duration::from_millis(20);
-
-/// A bad item of a response as a rejection from `source`.
-fn bad_item_rejection(source: &Rid, item: BadItem) -> Rejection {
-    Rejection {
-        rid: item.rid.unwrap_or_default(),
-        source: source.to_string(),
-        reason: match item.kind {
-            BadItemKind::BadRid => RejectReason::BadRid.as_str(),
-            BadItemKind::Malformed => RejectReason::Malformed.as_str(),
-        },
-        detail: item.problem,
-        item: item.raw,
-    }
-}
-
-/// A rejection of something we hold parsed (re-serialised for the dead letter).
-fn rejection_of<T: serde::Serialize>(
-    source: &Rid,
-    rid: &Rid,
-    reason: RejectReason,
-    detail: impl Into<String>,
-    item: &T,
-) -> Rejection {
-    Rejection {
-        rid: rid.to_string(),
-        source: source.to_string(),
-        reason: reason.as_str(),
-        detail: detail.into(),
-        item: serde_json::to_string(item).unwrap_or_default(),
-    }
-}
 
 /// The RID types a node subscribes to at its first contact to follow the network itself.
 fn network_types() -> Vec<RidType> {

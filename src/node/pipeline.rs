@@ -24,7 +24,8 @@ use super::{lock, rejection_of, Node, NodeError};
 
 /// Entries read per pass, and most GitHub bundles per index transaction.
 pub const CHUNK: usize = 256;
-/// Manifest-only events being fetched at once; more wait in the inbox.
+/// Entries worked on in the background at once (manifest-only events being fetched, edges being approved); more
+/// wait in the inbox.
 pub const MAX_FETCHES: usize = 32;
 /// Tries to get a manifest-only event's bundle before it is dead-lettered as `unfetchable`.
 pub const FETCH_ATTEMPTS: u32 = 5;
@@ -110,8 +111,8 @@ impl Node {
 
     /// One pass over up to [`CHUNK`] entries. Returns how many left the inbox or went to a fetch.
     fn drain_chunk(self: &Arc<Self>, runtime: &tokio::runtime::Handle) -> Result<usize, NodeError> {
-        let fetching = lock(&self.fetching).clone();
-        let entries = self.inbox.chunk(CHUNK, |key| fetching.contains(&key));
+        let busy = self.background.busy();
+        let entries = self.inbox.chunk(CHUNK, |key| busy.contains(&key));
         if entries.is_empty() {
             return Ok(0);
         }
@@ -377,19 +378,13 @@ impl Node {
         if self.cancel.is_cancelled() {
             return Handled::Later("shutting down".into());
         }
-        {
-            let mut busy = lock(&self.fetching);
-            if busy.len() >= MAX_FETCHES {
-                return Handled::Later(
-                    "too many background fetches and approvals in flight".into(),
-                );
-            }
-            busy.insert(key);
+        if !self.background.start(key) {
+            return Handled::Later("too many background fetches and approvals in flight".into());
         }
         let node = Arc::clone(self);
         runtime.spawn(async move {
             work(Arc::clone(&node)).await;
-            lock(&node.fetching).remove(&key);
+            node.background.finish(key);
             node.wake_writer.notify();
         });
         Handled::Background
@@ -596,7 +591,7 @@ mod tests {
         };
         let e = entry(&t, manifest_only, false);
         assert!(matches!(t.node.handle(3, e, &runtime), Handled::Done));
-        assert!(lock(&t.node.fetching).is_empty(), "nothing fetched");
+        assert!(t.node.background.busy().is_empty(), "nothing fetched");
     }
 
     #[tokio::test]
