@@ -107,6 +107,7 @@ fn run(config: &Path) -> anyhow::Result<()> {
     // Read the secrets and wipe them from the environment while this is the only thread: the runtime below starts
     // the others, and /proc/PID/environ would show the secrets for the life of the process.
     let secrets = config.take_secrets()?;
+    config.refuse_placeholders(&secrets)?;
     koi_github_indexer::telemetry::init_logging(&config.log.level, config.log.format)?;
     tokio::runtime::Runtime::new()?.block_on(koi_github_indexer::daemon::run(config, secrets))
 }
@@ -161,6 +162,7 @@ fn check_config(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
     // Every secret `run` needs (key password, each action's HMAC secret, the API token) must be there.
     let secrets = config.read_secrets()?;
+    config.refuse_placeholders(&secrets)?;
     // The key is decrypted as `run` would: a wrong or empty password fails here with the same message, not later.
     let key = config
         .node

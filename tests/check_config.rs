@@ -162,3 +162,27 @@ fn check_config_validates_actions_and_their_secrets() {
         "{text}"
     );
 }
+
+/// `check-config` refuses what cannot work: the example's placeholder first contact, and its example password.
+#[test]
+fn the_example_config_and_password_are_refused_not_ok() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml.example");
+    let (ok, text) = check(&example, "a-real-password");
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("placeholder") && text.contains("first_contact.rid"),
+        "{text}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let example_text = std::fs::read_to_string(&example).unwrap();
+    let real = example_text.replace(
+        &"0".repeat(64),
+        "7538f71072bc0505382389554aaff429b269546acf27178a028ef5ee26f4cc50",
+    );
+    std::fs::write(&config, real).unwrap();
+    let (ok, text) = check(&config, "change-me");
+    assert!(!ok, "{text}");
+    assert!(text.contains("change-me"), "{text}");
+}

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+/// The key password `systemd/env.example` ships with: refused by `run` and `check-config`.
+pub const EXAMPLE_PASSWORD: &str = "change-me";
+
 mod sections;
 mod settings;
 mod units;
@@ -82,6 +85,15 @@ pub enum ConfigError {
     /// A secret's variable or credential file could not be read.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),
+    /// The key password is the one `systemd/env.example` ships with.
+    #[error(
+        "the key password in `{var}` is `change-me`, the example's: choose a password of your own (it encrypts the \
+         node key; an existing key keeps the password it was made with)"
+    )]
+    ExamplePassword {
+        /// The variable's name.
+        var: String,
+    },
     /// The data directory cannot be created or written.
     #[error("data directory {path} (`node.data_dir`) is not usable: {source}. Create it, or fix its owner and permissions")]
     DataDir {
@@ -167,7 +179,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string().trim_end().replace('\n', "\n  "),
+            message: with_suggestion(e.to_string().trim_end()).replace('\n', "\n  "),
         })?;
         config.source = path.to_owned();
         let base = path.parent().unwrap_or_else(|| Path::new("."));
@@ -184,6 +196,24 @@ impl Config {
             key,
             problem: problem.into(),
         }
+    }
+
+    /// What `run` and `check-config` refuse although it parses: the placeholder first contact of
+    /// `config.toml.example` (every request would be refused) and its example key password.
+    pub fn refuse_placeholders(&self, secrets: &Secrets) -> Result<(), ConfigError> {
+        if self.first_contact.rid.as_str().ends_with(&"0".repeat(64)) {
+            return Err(self.invalid(
+                "first_contact.rid",
+                "is the placeholder from config.toml.example: set it to your coordinator's node RID (koi-net keeps \
+                 it in its config.yaml as koi_net.node_rid)",
+            ));
+        }
+        if secrets.key_password == EXAMPLE_PASSWORD {
+            return Err(ConfigError::ExamplePassword {
+                var: self.node.key_password_env.clone(),
+            });
+        }
+        Ok(())
     }
 
     /// Every secret the daemon needs, read from the environment (or `$CREDENTIALS_DIRECTORY`) and then removed
@@ -295,4 +325,48 @@ pub fn data_dir_exposure(dir: &Path) -> Option<String> {
             dir.display()
         )
     })
+}
+
+/// toml's "… unknown field `intervall`, expected one of `interval`, `cron`, …" with the closest known key added:
+/// "(did you mean `interval`?)".
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return message.to_owned();
+    };
+    let Some((unknown, rest)) = rest.split_once('`') else {
+        return message.to_owned();
+    };
+    let known = rest
+        .split("expected one of ")
+        .nth(1)
+        .or_else(|| rest.split("expected ").nth(1))
+        .unwrap_or_default();
+    let closest = known
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|name| (edit_distance(unknown, name), name))
+        .min();
+    match closest {
+        Some((distance, name)) if distance <= (unknown.len() / 3).max(2) => {
+            format!("{message} (did you mean `{name}`?)")
+        }
+        _ => message.to_owned(),
+    }
+}
+
+/// Levenshtein distance, for "did you mean".
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(row[j + 1] + 1);
+        }
+    }
+    row[b.len()]
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::units::{de_duration, de_opt_duration, de_size};
+use super::units::{de_duration, de_opt_duration, de_size, de_socket_addr};
 use super::{read_secret, ConfigError};
 use crate::protocol::{Rid, RidType};
 
@@ -93,6 +93,7 @@ pub struct StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ApiConfig {
     /// Address the query API listens on. Keep it on loopback (see README, Security).
+    #[serde(deserialize_with = "de_socket_addr")]
     pub listen: SocketAddr,
     /// `Host` names accepted besides `127.0.0.1:PORT`, `localhost:PORT`, `[::1]:PORT` and the listen address, e.g.
     /// a reverse proxy's name: `name` (any port) or `name:port`. Every other `Host` gets a 403, which is what

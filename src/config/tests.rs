@@ -216,3 +216,68 @@ fn unusable_data_dir_is_a_clear_error() {
     let err = c.prepare_data_dir().unwrap_err().to_string();
     assert!(err.contains("node.data_dir"), "{err}");
 }
+
+/// Each common mistake gets the line to write instead, naming the key once.
+#[test]
+fn common_mistakes_get_a_suggestion() {
+    let err = parse(&format!("[poll]\ntimeout = 5\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("\"5s\"") && err.contains("timeout"), "{err}");
+
+    let c = parse(&format!("[api]\nlisten = \"localhost:8010\"\n{MINIMAL}")).unwrap();
+    assert_eq!(c.api.listen.to_string(), "127.0.0.1:8010");
+    let err = parse(&format!("[api]\nlisten = \"indexer.lan:8010\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("127.0.0.1:8004") && err.contains("listen"),
+        "{err}"
+    );
+
+    let err = parse(&format!("[poll]\nintervall = \"5s\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("did you mean `interval`?"), "{err}");
+    let err = parse(&format!("[poll]\ncolour = \"red\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("did you mean"),
+        "no suggestion for a stranger: {err}"
+    );
+
+    let err = parse(&format!("[log]\nlevel = \"loud\"\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err.matches("log.level").count(), 1, "{err}");
+    assert!(err.contains("loud") && err.contains("debug"), "{err}");
+}
+
+#[test]
+fn the_examples_placeholder_and_password_are_refused() {
+    let example = parse(include_str!("../../config.toml.example")).unwrap();
+    let secrets = |password: &str| Secrets {
+        key_password: password.to_owned(),
+        action_secrets: Vec::new(),
+        api_token: None,
+    };
+    let err = example
+        .refuse_placeholders(&secrets("good"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("first_contact.rid") && err.contains("placeholder"),
+        "{err}"
+    );
+    let real = parse(MINIMAL).unwrap();
+    assert!(real.refuse_placeholders(&secrets("good")).is_ok());
+    let err = real
+        .refuse_placeholders(&secrets(EXAMPLE_PASSWORD))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("KOI_KEY_PASSWORD") && err.contains("change-me"),
+        "{err}"
+    );
+}

@@ -159,9 +159,19 @@ fn index(c: &Config) -> Option<Problem> {
 }
 
 fn log(c: &Config) -> Option<Problem> {
+    // The error names the key itself; say the problem once, after the key the config error puts first.
     crate::telemetry::logging::filter_directives(&c.log.level, None)
         .err()
-        .map(|e| ("log.level", e.to_string()))
+        .map(|_| {
+            (
+                "log.level",
+                format!(
+                    "`{}` is not a level: use one of off, error, warn, info, debug, trace (or a RUST_LOG-style \
+                     directive list such as \"info,koi_github_indexer=debug\")",
+                    c.log.level
+                ),
+            )
+        })
 }
 
 fn actions(c: &Config) -> Option<Problem> {
