@@ -34,6 +34,24 @@ pub(super) struct PeerState {
     /// to the providers, would make them drop us and our edges mid-join. Only repeated `unknown_node` answers
     /// (it forgot us) send it again.
     pub(super) handshaken: bool,
+    /// Answers in a row that only say the neighbour does not know us yet (`unknown_node`, or signed by a key we do
+    /// not know yet), and since when: a normal step of joining while it lasts [`JOINING_ANSWERS`] tries within
+    /// [`JOINING_WINDOW`], a fault after.
+    pub(super) joining: Option<(u32, std::time::Instant)>,
+}
+
+/// How many "does not know us yet" answers in a row are a normal part of joining.
+pub(super) const JOINING_ANSWERS: u32 = 3;
+/// How long "does not know us yet" answers are a normal part of joining.
+pub(super) const JOINING_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl PeerState {
+    /// Notes one more "does not know us yet" answer; whether it is still a normal part of joining.
+    pub(super) fn not_known_yet(&mut self, now: std::time::Instant) -> bool {
+        let (count, since) = self.joining.get_or_insert((0, now));
+        *count += 1;
+        *count <= JOINING_ANSWERS && now.duration_since(*since) <= JOINING_WINDOW
+    }
 }
 
 /// Every neighbour's [`PeerState`].
@@ -66,5 +84,30 @@ impl Peers {
                 }
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_few_early_not_known_answers_are_normal_then_a_fault() {
+        let start = std::time::Instant::now();
+        let second = std::time::Duration::from_secs(1);
+        let mut state = PeerState::default();
+        assert!(state.not_known_yet(start));
+        assert!(state.not_known_yet(start + second));
+        assert!(state.not_known_yet(start + 2 * second));
+        assert!(
+            !state.not_known_yet(start + 3 * second),
+            "the fourth in a row"
+        );
+        let mut slow = PeerState::default();
+        assert!(slow.not_known_yet(start));
+        assert!(
+            !slow.not_known_yet(start + JOINING_WINDOW + second),
+            "past the window"
+        );
     }
 }

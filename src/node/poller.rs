@@ -134,6 +134,7 @@ impl Node {
     fn poll_answered(&self, peer: &Peer, is_first_contact: bool) {
         let recovered = self.with_peer(&peer.rid, |state| {
             state.unknown_node = 0;
+            state.joining = None;
             state.backoff.take().is_some()
         });
         if recovered {
@@ -184,6 +185,10 @@ impl Node {
             outcome,
             PollOutcome::UnknownNode | PollOutcome::UnknownSender
         );
+        let expected = soon
+            && self.with_peer(&peer.rid, |state| {
+                state.not_known_yet(std::time::Instant::now())
+            });
         let retry_in = self.backoff_failed(&peer.rid, soon);
         if soon {
             self.kick_after(retry_in);
@@ -197,6 +202,7 @@ impl Node {
             outcome,
             duration,
             backoff: Some(retry_in),
+            expected,
         };
         failed.emit(&self.telemetry.metrics);
         self.record_attempt(&failed.to_attempt());

@@ -159,11 +159,27 @@ pub struct PollFailed<'a> {
     pub duration: Duration,
     /// How long until this neighbour is tried again, if it is being backed off.
     pub backoff: Option<Duration>,
+    /// A normal step of joining, not a fault: the neighbour answered before it had processed our handshake (or
+    /// our profile), as a koi-net node does for a moment. Logged at info while it lasts a few tries.
+    pub expected: bool,
 }
 
 impl PollFailed<'_> {
-    /// Logs at warn, counts the poll under its outcome and its duration.
+    /// Logs at warn (at info while `expected`), counts the poll under its outcome and its duration.
     pub fn emit(&self, metrics: &Metrics) {
+        if self.expected {
+            tracing::info!(
+                target: "koi_github_indexer::poll",
+                neighbour = %self.neighbour, outcome = %self.outcome,
+                "waiting for the neighbour to learn about us (a normal first answer while joining)"
+            );
+        } else {
+            self.warn();
+        }
+        self.count(metrics);
+    }
+
+    fn warn(&self) {
         match self.backoff {
             Some(backoff) => tracing::warn!(
                 target: "koi_github_indexer::poll",
@@ -176,6 +192,9 @@ impl PollFailed<'_> {
                 "poll failed"
             ),
         }
+    }
+
+    fn count(&self, metrics: &Metrics) {
         let m = metrics.families();
         m.polls
             .get_or_create(&PollLabels {
@@ -682,6 +701,7 @@ mod tests {
                 outcome: PollOutcome::Timeout,
                 duration: Duration::from_millis(5000),
                 backoff: Some(Duration::from_millis(10_250)),
+                expected: false,
             }
             .emit(&metrics);
         });
@@ -703,6 +723,31 @@ mod tests {
             )),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_normal_first_unknown_node_answer_is_info_not_a_warning() {
+        let metrics = Metrics::new();
+        let out = capture("info", LogFormat::Text, || {
+            PollFailed {
+                neighbour: N,
+                url: "http://127.0.0.1:9/koi-net",
+                cause: "unknown_node",
+                outcome: PollOutcome::UnknownNode,
+                duration: Duration::from_millis(5),
+                backoff: Some(Duration::from_millis(150)),
+                expected: true,
+            }
+            .emit(&metrics);
+        });
+        assert!(out.contains("INFO") && !out.contains("WARN"), "{out}");
+        assert!(
+            out.contains("waiting for the neighbour to learn about us"),
+            "{out}"
+        );
+        assert!(metrics.encode().contains(&format!(
+            r#"koi_indexer_polls_total{{neighbour="{N}",outcome="unknown_node"}} 1"#
+        )));
     }
 
     #[test]
