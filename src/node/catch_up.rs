@@ -310,25 +310,15 @@ impl Node {
 mod tests {
     use std::collections::HashSet;
 
-    use crate::node::testing;
-    use crate::protocol::{Bundle, Contents, Rid};
-
-    fn bundle(id: &str, n: i64) -> Bundle {
-        let mut contents = Contents::new();
-        contents.insert("webhook_event_type".into(), "push".into());
-        contents.insert("n".into(), n.into());
-        Bundle::generate(
-            Rid::parse(&format!("orn:github.event:octo/hello:{id}")).unwrap(),
-            contents,
-        )
-    }
+    use crate::node::testing::{self, push as bundle};
+    use crate::protocol::Rid;
 
     /// Of the manifests a provider lists, only those asked for and newer than what is held are fetched; an
     /// unreadable one is a dead letter and costs only itself.
     #[test]
     fn only_newer_manifests_that_were_asked_for_are_wanted() {
         let t = testing::node();
-        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
+        let source = testing::sensor();
         let held = bundle("held", 1);
         t.node.index.apply_bundle(&held).unwrap();
         let fresh = bundle("fresh", 1);

@@ -426,6 +426,22 @@ pub(crate) mod testing {
         _dir: tempfile::TempDir,
     }
 
+    /// A push event's bundle, `orn:github.event:octo/hello:<id>`, told apart from others by `n`.
+    pub(crate) fn push(id: &str, n: i64) -> crate::protocol::Bundle {
+        let mut contents = crate::protocol::Contents::new();
+        contents.insert("webhook_event_type".into(), "push".into());
+        contents.insert("n".into(), n.into());
+        crate::protocol::Bundle::generate(
+            crate::protocol::Rid::parse(&format!("orn:github.event:octo/hello:{id}")).unwrap(),
+            contents,
+        )
+    }
+
+    /// A neighbour's RID for events' sources.
+    pub(crate) fn sensor() -> crate::protocol::Rid {
+        crate::protocol::Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap()
+    }
+
     pub(crate) fn node() -> TestNode {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity::load_or_create(dir.path(), "unit", "pw").unwrap();

@@ -542,23 +542,12 @@ fn rejection_of_ingest(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::node::testing;
+    use crate::node::testing::{self, push};
     use crate::protocol::{Contents, Event};
-
-    fn push(id: &str, n: i64) -> Bundle {
-        let mut contents = Contents::new();
-        contents.insert("webhook_event_type".into(), "push".into());
-        contents.insert("n".into(), n.into());
-        Bundle::generate(
-            Rid::parse(&format!("orn:github.event:octo/hello:{id}")).unwrap(),
-            contents,
-        )
-    }
 
     fn entry(t: &testing::TestNode, event: Event, verified: bool) -> InboxEntry {
         let _ = t;
-        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
-        InboxEntry::new(source, event, verified)
+        InboxEntry::new(testing::sensor(), event, verified)
     }
 
     #[tokio::test]

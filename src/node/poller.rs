@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn each_polled_item_is_screened_on_its_own() {
         let t = testing::node();
-        let source = Rid::parse(&format!("orn:koi-net.node:sensor+{}", "0".repeat(64))).unwrap();
+        let source = testing::sensor();
         let mut contents = Contents::new();
         contents.insert("webhook_event_type".into(), "push".into());
         let good = Bundle::generate(
