@@ -10,7 +10,6 @@
 mod chromium;
 mod support;
 
-use std::io::{Read as _, Write as _};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -24,29 +23,13 @@ const SECRET_ENV: &str = "KOI_TEST_BROWSER_ACTION_SECRET";
 
 /// A web server on another port of 127.0.0.1 (so another origin) that answers every request with an empty page.
 fn attacker_site() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = "<!doctype html><title>another site</title><p>another site</p>";
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    port
+    support::stub_server(|_| {
+        let body = "<!doctype html><title>another site</title><p>another site</p>";
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
 }
 
 /// Deliveries of all states of every action, from `/actions`.
