@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
-use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index, IndexOptions, Ingest};
+use koi_github_indexer::index::{parse_repo_ref, EventQuery, Index, IndexOptions, PreparedBundle};
 use koi_github_indexer::node::inbox::Inbox;
 use koi_github_indexer::node::pipeline::CHUNK as APPLY_BATCH;
 use koi_github_indexer::protocol::knowledge::hash_contents;
@@ -347,16 +347,17 @@ fn run(n: usize, batch_size: usize, mix: Mix, keep_contents: bool) {
                     continue;
                 }
                 let mut keys = Vec::with_capacity(entries.len());
-                let items: Vec<Ingest> = entries
+                let items: Vec<PreparedBundle> = entries
                     .into_iter()
                     .map(|entry| {
                         let (key, entry) = entry.expect("inbox entry");
                         keys.push(key);
                         match entry.prepared {
-                            Some(prepared) => Ingest::Prepared(prepared),
-                            None => Ingest::Bundle(Box::new(
-                                entry.event.into_bundle().expect("full event"),
-                            )),
+                            Some(prepared) => *prepared,
+                            None => {
+                                PreparedBundle::of(&entry.event.into_bundle().expect("full event"))
+                                    .expect("an indexable event")
+                            }
                         }
                     })
                     .collect();

@@ -60,7 +60,7 @@ pub use github::{
 pub use live::{stream_json, LiveBatch, LiveEvent};
 pub use store::{
     check_github_name, parse_repo_ref, BundleDetails, Counts, EventDetails, EventQuery,
-    EventVersion, GlobalQuery, HeldBundle, Index, IndexOptions, Ingest, PreparedBundle,
+    EventVersion, GlobalQuery, HeldBundle, Index, IndexOptions, PreparedBundle, PreparedHeader,
     RepoRemoval, Repository, DEFAULT_HISTORY, SCHEMA_VERSION,
 };
 

@@ -12,7 +12,7 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::index::{ApplyOutcome, Ingest, Rejection};
+use crate::index::{ApplyOutcome, PreparedBundle, Rejection};
 use crate::protocol::{Bundle, EventType, Freshness, HashScheme, Rid, RidType};
 use crate::telemetry::{
     DedupReason, EventDeduplicated, EventIndexed, LegacyHashAccepted, RejectReason,
@@ -57,7 +57,7 @@ impl Wake {
 #[derive(Default)]
 struct Pending {
     entries: Vec<(u64, Rid)>,
-    bundles: Vec<Ingest>,
+    bundles: Vec<PreparedBundle>,
 }
 
 /// What became of one inbox entry.
@@ -65,9 +65,11 @@ enum Handled {
     /// Its effects are written (or there were none): remove it.
     Done,
     /// A verified GitHub bundle, to be indexed with the others of this chunk in one transaction.
-    Index(Ingest),
+    Index(Box<PreparedBundle>),
     /// Refused: dead-letter it and remove it.
     Reject(RejectReason, String),
+    /// Refused, with its bundle as evidence: dead-letter it and remove it.
+    Refused(Box<Rejection>),
     /// A background task owns it now (a bundle fetch, an edge approval).
     Background,
     /// Not now (a neighbour was unreachable, too many fetches, shutdown): it stays for a later pass.
@@ -148,7 +150,7 @@ impl Node {
                 Handled::Done => done.push(key),
                 Handled::Index(bundle) => {
                     pending.entries.push((key, source));
-                    pending.bundles.push(bundle);
+                    pending.bundles.push(*bundle);
                     if pending.bundles.len() >= CHUNK {
                         self.index_pending(&mut pending, &mut done, &mut rejections)?;
                     }
@@ -161,6 +163,10 @@ impl Node {
                         detail,
                         item: String::new(),
                     });
+                    done.push(key);
+                }
+                Handled::Refused(rejection) => {
+                    rejections.push(*rejection);
                     done.push(key);
                 }
                 Handled::Background => moved += 1,
@@ -198,7 +204,7 @@ impl Node {
         for (((key, source), bundle), outcome) in entries.into_iter().zip(&bundles).zip(outcomes) {
             let rid = bundle.rid().as_str();
             let dedup = |reason| EventDeduplicated { rid, reason }.emit(metrics);
-            let refused = |reason, why| rejection_of_ingest(&source, bundle, reason, why);
+            let refused = |reason, why| rejection_of_prepared(&source, bundle, reason, why);
             match outcome {
                 ApplyOutcome::Indexed { .. } => EventIndexed { rid }.emit(metrics),
                 ApplyOutcome::Unchanged => dedup(DedupReason::Unchanged),
@@ -244,7 +250,7 @@ impl Node {
         if let Some(prepared) = prepared {
             // Only GitHub bundles are prepared, and only the event's own, hash-checked.
             return if is_interest {
-                Handled::Index(Ingest::Prepared(prepared))
+                Handled::Index(prepared)
             } else {
                 Handled::Done
             };
@@ -285,7 +291,26 @@ impl Node {
         } else if is_edge {
             self.apply_edge_bundle(&bundle, &source)
         } else {
-            return Handled::Index(Ingest::Bundle(Box::new(bundle)));
+            // Not prepared when it was received (an entry of an older release, or one the index will not
+            // write): prepared now, or refused with the reason the index gives.
+            return match PreparedBundle::of(&bundle) {
+                Ok(prepared) => Handled::Index(Box::new(prepared)),
+                Err(ApplyOutcome::BadRid(why)) => Handled::Refused(Box::new(rejection_of(
+                    &source,
+                    &rid,
+                    RejectReason::BadRid,
+                    why,
+                    &bundle,
+                ))),
+                Err(ApplyOutcome::Invalid(why)) => Handled::Refused(Box::new(rejection_of(
+                    &source,
+                    &rid,
+                    RejectReason::Unindexable,
+                    why,
+                    &bundle,
+                ))),
+                Err(_) => Handled::Done,
+            };
         };
         match applied {
             Ok(EdgeApplied::Done) => Handled::Done,
@@ -518,24 +543,21 @@ impl Node {
 }
 
 /// A dead letter for a bundle the index refused, with the whole bundle as evidence.
-fn rejection_of_ingest(
+fn rejection_of_prepared(
     source: &Rid,
-    item: &Ingest,
+    prepared: &PreparedBundle,
     reason: RejectReason,
     why: String,
 ) -> Rejection {
-    match item {
-        Ingest::Bundle(bundle) => rejection_of(source, bundle.rid(), reason, why, bundle),
-        Ingest::Prepared(prepared) => match prepared.to_bundle() {
-            Ok(bundle) => rejection_of(source, prepared.rid(), reason, why, &bundle),
-            Err(e) => rejection_of(
-                source,
-                prepared.rid(),
-                reason,
-                format!("{why} (its bundle cannot be shown: {e})"),
-                &prepared.rid().as_str(),
-            ),
-        },
+    match prepared.to_bundle() {
+        Ok(bundle) => rejection_of(source, prepared.rid(), reason, why, &bundle),
+        Err(e) => rejection_of(
+            source,
+            prepared.rid(),
+            reason,
+            format!("{why} (its bundle cannot be shown: {e})"),
+            &prepared.rid().as_str(),
+        ),
     }
 }
 
@@ -559,11 +581,30 @@ mod tests {
         let Handled::Index(item) = t.node.handle(1, e, &runtime) else {
             panic!("a verified GitHub bundle goes to the index");
         };
-        t.node.index.apply(&[item]).unwrap();
+        t.node.index.apply(&[*item]).unwrap();
         assert!(t.node.index.event(bundle.rid()).unwrap().is_some());
         let forget = entry(&t, Event::forget(bundle.rid().clone()), true);
         assert!(matches!(t.node.handle(2, forget, &runtime), Handled::Done));
         assert!(t.node.index.event(bundle.rid()).unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_bundle_the_index_will_not_write_is_refused_with_the_bundle_as_evidence() {
+        let t = testing::node();
+        let runtime = tokio::runtime::Handle::current();
+        let mut contents = Contents::new();
+        contents.insert("webhook_event_type".into(), "push".into());
+        let bad = crate::protocol::Bundle::generate(
+            crate::protocol::Rid::parse("orn:github.event:no-repository-here").unwrap(),
+            contents,
+        );
+        let e = entry(&t, Event::from_bundle(EventType::New, bad.clone()), true);
+        assert!(e.prepared.is_none(), "left whole at receipt");
+        let Handled::Refused(rejection) = t.node.handle(1, e, &runtime) else {
+            panic!("a bad event RID is refused");
+        };
+        assert_eq!(rejection.reason, "bad_rid");
+        assert_eq!(rejection.item, serde_json::to_string(&bad).unwrap());
     }
 
     #[tokio::test]

@@ -45,14 +45,14 @@ mod types;
 mod upgrade;
 mod write;
 
-use self::{codec::*, keys::*, prepare::*, types::*, write::*};
+use self::{codec::*, keys::*, types::*, write::*};
 
 // The row codec, for the rest of the index (and its tests).
 #[cfg(test)]
 pub(super) use codec::encode_row_json;
 pub(super) use codec::{decode_row, stored_meta, StoredMeta};
 pub use keys::SCHEMA_VERSION;
-pub use prepare::{Ingest, PreparedBundle};
+pub use prepare::{PreparedBundle, PreparedHeader};
 pub use repos::{check_github_name, parse_repo_ref, RepoRemoval};
 pub use types::{
     BundleDetails, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery, HeldBundle,

@@ -1,20 +1,9 @@
-//! Bundles made into what the index writes, once, off the writer. Three names, three things: an [`Ingest`] is
-//! what `Index::apply` is handed (a bundle as received, or one already prepared); a [`PreparedBundle`] is a bundle
-//! made into its row, repository details and held value; a [`Planned`] is what one item of a commit will write
-//! (nothing, or a prepared bundle, borrowed or made here).
+//! Bundles made into what the index writes ([`PreparedBundle`]), once, before the writer's transaction: where the
+//! event is received for the node, or just before the commit for the other ways in (imports, tests).
+
+use std::borrow::Cow;
 
 use super::*;
-
-/// What one item of a commit writes, decided before the transaction (which may run its closure more than once, so
-/// nothing costly happens in it).
-pub(super) enum Planned<'a> {
-    /// Not written: not an indexed type, or a malformed RID.
-    Done(ApplyOutcome),
-    /// An `orn:github.event` or `orn:github.repo` bundle to write, prepared elsewhere.
-    Borrowed(&'a PreparedBundle),
-    /// The same, prepared here.
-    Owned(Box<PreparedBundle>),
-}
 
 /// A GitHub bundle made into what the index writes for it: the held value (manifest and compressed contents), the
 /// repository details it tells, and for an event its row. Making it is the costly part of indexing (parsing the
@@ -35,29 +24,105 @@ pub struct PreparedBundle {
     pub(super) received: Option<i64>,
 }
 
-/// [`PreparedBundle`]'s fields but the held value, as [`PreparedBundle::encode`] writes them.
-#[derive(Serialize, Deserialize)]
-pub(super) struct PreparedHeader {
-    pub(super) rid: Rid,
-    pub(super) manifest: Manifest,
+/// [`PreparedBundle`]'s fields but the held value: what the node's inbox keeps as JSON beside the held value
+/// ([`PreparedBundle::header`], [`PreparedBundle::from_header`]).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PreparedHeader {
+    rid: Rid,
+    manifest: Manifest,
     #[serde(default, skip_serializing_if = "RepoDetails::is_empty")]
-    pub(super) details: RepoDetails,
-    pub(super) at: i64,
+    details: RepoDetails,
+    at: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) row: Option<EventRow>,
+    row: Option<EventRow>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) received: Option<i64>,
+    received: Option<i64>,
 }
 
 impl PreparedBundle {
-    /// Makes `bundle` ready to be written, contents included. `None` when the index would not write it (not an
-    /// indexed type, a malformed RID, contents that make no row): such a bundle is left to
-    /// [`Index::apply_bundles`], which says why.
-    pub fn of(bundle: &Bundle) -> Option<PreparedBundle> {
-        match Planned::try_of(bundle, None, true) {
-            Ok(Planned::Owned(prepared)) => Some(*prepared),
-            _ => None,
+    /// Makes `bundle` ready to be written, contents included. When the index would not write it, the outcome
+    /// [`Index::apply`] would give it instead: [`ApplyOutcome::Ignored`] (not an indexed type),
+    /// [`ApplyOutcome::BadRid`] or [`ApplyOutcome::Invalid`] (contents that make no row), with the reason.
+    pub fn of(bundle: &Bundle) -> Result<PreparedBundle, ApplyOutcome> {
+        PreparedBundle::made(bundle, None, true)
+    }
+
+    /// [`PreparedBundle::of`], with the time the bundle was first received when it is not now (an import), and
+    /// the contents left out when the store keeps none.
+    pub(super) fn made(
+        bundle: &Bundle,
+        received: Option<i64>,
+        keep_contents: bool,
+    ) -> Result<PreparedBundle, ApplyOutcome> {
+        PreparedBundle::try_made(bundle, received, keep_contents)
+            .map_err(|e| ApplyOutcome::Invalid(e.to_string()))?
+    }
+
+    /// Itself as a store that keeps no contents writes it: without them.
+    pub(super) fn for_store(
+        &self,
+        keep_contents: bool,
+    ) -> Result<Cow<'_, PreparedBundle>, ApplyOutcome> {
+        if keep_contents {
+            return Ok(Cow::Borrowed(self));
         }
+        let key = self.rid.as_str().as_bytes();
+        match held::without_contents(key, &self.held) {
+            Ok(Some(stripped)) => Ok(Cow::Owned(PreparedBundle {
+                held: stripped,
+                ..self.clone()
+            })),
+            Ok(None) => Ok(Cow::Borrowed(self)),
+            Err(e) => Err(ApplyOutcome::Invalid(e.to_string())),
+        }
+    }
+
+    /// Parses and serialises `bundle`. The outer error is one that refuses this bundle alone (it becomes
+    /// [`ApplyOutcome::Invalid`]); the inner one says why the index does not write it at all.
+    fn try_made(
+        bundle: &Bundle,
+        received: Option<i64>,
+        keep_contents: bool,
+    ) -> Result<Result<PreparedBundle, ApplyOutcome>, IndexError> {
+        let rid = bundle.rid();
+        let (details, at, row) = if rid.is_type(RidType::GITHUB_EVENT) {
+            let event = match GithubEventRid::from_rid(rid) {
+                Ok(event) => event,
+                Err(e) => return Ok(Err(ApplyOutcome::BadRid(e.to_string()))),
+            };
+            let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
+            // Checked here, so that writing cannot fail on it: it is all `Entries::of` can fail on.
+            let at = row_micros(&row)?;
+            (
+                repo_details_from_event(&event.full_name(), &bundle.contents),
+                at,
+                Some(row),
+            )
+        } else if rid.is_type(RidType::GITHUB_REPO) {
+            if let Err(e) = GithubRepoRid::from_rid(rid) {
+                return Ok(Err(ApplyOutcome::BadRid(e.to_string())));
+            }
+            let (details, time) = parse_repo_bundle(&bundle.contents);
+            let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
+            (details, at, None)
+        } else {
+            return Ok(Err(ApplyOutcome::Ignored));
+        };
+        Ok(Ok(PreparedBundle {
+            rid: rid.clone(),
+            manifest: bundle.manifest.clone(),
+            held: held::encode_manifest(
+                &bundle.manifest,
+                keep_contents
+                    .then(|| serde_json::to_vec(&bundle.contents))
+                    .transpose()?
+                    .as_deref(),
+            )?,
+            details,
+            at,
+            row,
+            received,
+        }))
     }
 
     /// The RID of its bundle.
@@ -76,18 +141,16 @@ impl PreparedBundle {
         })
     }
 
-    /// Everything but the held value, as JSON (stored apart by [`crate::node::inbox`]).
-    pub fn header_json(&self) -> Vec<u8> {
-        let header = PreparedHeader {
+    /// Everything but the held value (stored apart from it by [`crate::node::inbox`]).
+    pub fn header(&self) -> PreparedHeader {
+        PreparedHeader {
             rid: self.rid.clone(),
             manifest: self.manifest.clone(),
             details: self.details.clone(),
             at: self.at,
             row: self.row.clone(),
             received: self.received,
-        };
-        // Serialising our own types to JSON cannot fail.
-        serde_json::to_vec(&header).unwrap_or_default()
+        }
     }
 
     /// The held value: the manifest and the compressed contents ([`held`]).
@@ -95,13 +158,9 @@ impl PreparedBundle {
         &self.held
     }
 
-    /// Put together again from [`PreparedBundle::header_json`] and [`PreparedBundle::held`].
-    pub fn from_parts(
-        header_json: &[u8],
-        held: Vec<u8>,
-    ) -> Result<PreparedBundle, serde_json::Error> {
-        let header: PreparedHeader = serde_json::from_slice(header_json)?;
-        Ok(PreparedBundle {
+    /// Put together again from [`PreparedBundle::header`] and [`PreparedBundle::held`].
+    pub fn from_header(header: PreparedHeader, held: Vec<u8>) -> PreparedBundle {
+        PreparedBundle {
             rid: header.rid,
             manifest: header.manifest,
             held,
@@ -109,107 +168,11 @@ impl PreparedBundle {
             at: header.at,
             row: header.row,
             received: header.received,
-        })
+        }
     }
 
     /// Its manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
-    }
-}
-
-/// A bundle for [`Index::apply`]: prepared where it was received, or as received.
-#[derive(Debug, Clone)]
-pub enum Ingest {
-    /// Made ready by [`PreparedBundle::of`].
-    Prepared(Box<PreparedBundle>),
-    /// Not prepared (yet): [`Index::apply`] prepares it.
-    Bundle(Box<Bundle>),
-}
-
-impl Ingest {
-    /// Its RID.
-    pub fn rid(&self) -> &Rid {
-        match self {
-            Ingest::Prepared(p) => p.rid(),
-            Ingest::Bundle(b) => b.rid(),
-        }
-    }
-}
-
-impl<'a> Planned<'a> {
-    /// Parses and serialises `bundle`. Never fails: a bundle that cannot be made into a row is
-    /// [`ApplyOutcome::Invalid`] with the reason, and costs no other bundle of its batch anything.
-    pub(super) fn of(bundle: &Bundle, received: Option<i64>, keep_contents: bool) -> Planned<'a> {
-        Planned::try_of(bundle, received, keep_contents)
-            .unwrap_or_else(|e| Planned::Done(ApplyOutcome::Invalid(e.to_string())))
-    }
-
-    /// What to write for an [`Ingest`]: a prepared bundle as it is (without its contents if the store keeps
-    /// none), a bundle prepared now.
-    pub(super) fn of_ingest(item: &'a Ingest, keep_contents: bool) -> Planned<'a> {
-        match item {
-            Ingest::Prepared(p) if keep_contents => Planned::Borrowed(p),
-            Ingest::Prepared(p) => {
-                let key = p.rid.as_str().as_bytes();
-                match held::without_contents(key, &p.held) {
-                    Ok(stripped) => {
-                        let mut owned = PreparedBundle::clone(p);
-                        if let Some(stripped) = stripped {
-                            owned.held = stripped;
-                        }
-                        Planned::Owned(Box::new(owned))
-                    }
-                    Err(e) => Planned::Done(ApplyOutcome::Invalid(e.to_string())),
-                }
-            }
-            Ingest::Bundle(b) => Planned::of(b, None, keep_contents),
-        }
-    }
-
-    pub(super) fn try_of(
-        bundle: &Bundle,
-        received: Option<i64>,
-        keep_contents: bool,
-    ) -> Result<Planned<'a>, IndexError> {
-        let rid = bundle.rid();
-        let (details, at, row) = if rid.is_type(RidType::GITHUB_EVENT) {
-            let event = match GithubEventRid::from_rid(rid) {
-                Ok(event) => event,
-                Err(e) => return Ok(Planned::Done(ApplyOutcome::BadRid(e.to_string()))),
-            };
-            let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
-            // Checked here, so that writing cannot fail on it: it is all `Entries::of` can fail on.
-            let at = row_micros(&row)?;
-            (
-                repo_details_from_event(&event.full_name(), &bundle.contents),
-                at,
-                Some(row),
-            )
-        } else if rid.is_type(RidType::GITHUB_REPO) {
-            if let Err(e) = GithubRepoRid::from_rid(rid) {
-                return Ok(Planned::Done(ApplyOutcome::BadRid(e.to_string())));
-            }
-            let (details, time) = parse_repo_bundle(&bundle.contents);
-            let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
-            (details, at, None)
-        } else {
-            return Ok(Planned::Done(ApplyOutcome::Ignored));
-        };
-        Ok(Planned::Owned(Box::new(PreparedBundle {
-            rid: rid.clone(),
-            manifest: bundle.manifest.clone(),
-            held: held::encode_manifest(
-                &bundle.manifest,
-                keep_contents
-                    .then(|| serde_json::to_vec(&bundle.contents))
-                    .transpose()?
-                    .as_deref(),
-            )?,
-            details,
-            at,
-            row,
-            received,
-        })))
     }
 }

@@ -1,5 +1,7 @@
 //! The transactional writes: [`Tx`] and its operations, and the `Index` methods that apply, forget and prune.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// The trees inside one transaction.
@@ -210,13 +212,12 @@ impl Tx<'_> {
     /// Writes one prepared bundle (see [`Index::apply_bundles`]), unless the store already holds it or a newer one.
     pub(super) fn write(
         &self,
-        prepared: &Planned<'_>,
+        prepared: &Result<Cow<'_, PreparedBundle>, ApplyOutcome>,
         ctx: &WriteContext<'_>,
     ) -> TxResult<ApplyOutcome> {
         let w = match prepared {
-            Planned::Done(outcome) => return Ok(outcome.clone()),
-            Planned::Borrowed(w) => *w,
-            Planned::Owned(w) => &**w,
+            Err(outcome) => return Ok(outcome.clone()),
+            Ok(w) => &**w,
         };
         if let Some(outcome) = self.dedupe(&w.rid, &w.manifest)? {
             return Ok(outcome);
@@ -392,19 +393,19 @@ impl Index {
     /// the reason. Should the batch's transaction fail for any reason but storage, the bundles are written one by
     /// one, so only the culprit is refused. The outer error is a storage failure only: nothing was written.
     pub fn apply_bundles(&self, bundles: &[Bundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Planned<'_>> = bundles
+        let prepared: Vec<_> = bundles
             .iter()
-            .map(|b| Planned::of(b, None, self.keep_contents))
+            .map(|b| PreparedBundle::made(b, None, self.keep_contents).map(Cow::Owned))
             .collect();
         self.apply_prepared(&prepared, &self.actions)
     }
 
-    /// [`Index::apply_bundles`] for bundles prepared where they were received ([`PreparedBundle`]) or not: the
-    /// node's writer.
-    pub fn apply(&self, items: &[Ingest]) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Planned<'_>> = items
+    /// [`Index::apply_bundles`] for bundles prepared already ([`PreparedBundle::of`]): the node's writer, which
+    /// gets them prepared where they were received.
+    pub fn apply(&self, bundles: &[PreparedBundle]) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let prepared: Vec<_> = bundles
             .iter()
-            .map(|item| Planned::of_ingest(item, self.keep_contents))
+            .map(|p| p.for_store(self.keep_contents))
             .collect();
         self.apply_prepared(&prepared, &self.actions)
     }
@@ -416,25 +417,24 @@ impl Index {
         &self,
         bundles: &[(Bundle, Option<i64>)],
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
-        let prepared: Vec<Planned<'_>> = bundles
+        let prepared: Vec<_> = bundles
             .iter()
-            .map(|(b, received)| Planned::of(b, *received, self.keep_contents))
+            .map(|(b, received)| {
+                PreparedBundle::made(b, *received, self.keep_contents).map(Cow::Owned)
+            })
             .collect();
         self.apply_prepared(&prepared, &[])
     }
 
     pub(super) fn apply_prepared(
         &self,
-        prepared: &[Planned<'_>],
+        prepared: &[Result<Cow<'_, PreparedBundle>, ApplyOutcome>],
         actions: &[ActionFilter],
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
-        if prepared.iter().all(|p| matches!(p, Planned::Done(_))) {
+        if prepared.iter().all(Result::is_err) {
             return Ok(prepared
                 .iter()
-                .map(|p| match p {
-                    Planned::Done(outcome) => outcome.clone(),
-                    _ => ApplyOutcome::Ignored,
-                })
+                .map(|p| p.as_ref().err().cloned().unwrap_or(ApplyOutcome::Ignored))
                 .collect());
         }
         let now = Now::at(chrono::Utc::now());
@@ -467,7 +467,7 @@ impl Index {
 
     pub(super) fn write_prepared(
         &self,
-        prepared: &[Planned<'_>],
+        prepared: &[Result<Cow<'_, PreparedBundle>, ApplyOutcome>],
         ctx: &WriteContext<'_>,
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
         match self.transaction(|tx| prepared.iter().map(|p| tx.write(p, ctx)).collect()) {
