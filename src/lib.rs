@@ -8,7 +8,8 @@
 //! * [`protocol`] — the KOI-net 2.1 wire protocol: RIDs, knowledge objects, canonical and legacy JSON hashing,
 //!   keys, signed envelopes, per-item payload reading. Pure; knows nothing of storage or servers.
 //! * [`node`] — the partial node: identity, the network graph, the client, the poller and catch-up, the durable
-//!   inbox (a segment log), the single writer, membership (handshake, edges), the scheduler.
+//!   inbox (a segment log; one entry's bytes in `node::inbox::record`), the single writer, membership
+//!   (handshake, edges), the scheduler.
 //! * [`index`] — GitHub event and repository bundles parsed into rows, kept in sled with secondary indexes (a
 //!   repository's events by time, by type, by commit), deduplicated by hash and timestamp; the queries, dead
 //!   letters, deliveries and the live feed. `index::store` gives each job of the one `Index` type a file.
@@ -16,8 +17,9 @@
 //!   signed, in order, retried with backoff.
 //! * [`api`] — the local HTTP API: the connection limits ([`api::server`]), the trust boundary ([`api::guard`]),
 //!   one route table ([`api::route`]), the handlers one file per resource, and the dashboard.
-//! * [`cli`] — the query commands: through the running daemon's API, or straight from the store when the daemon
-//!   is stopped; text made safe for a terminal.
+//! * [`cli`] — the query commands, written once against one trait (`cli::source::Answers`) answered by the
+//!   running daemon's API or, when the daemon is stopped, by the store opened directly; text made safe for a
+//!   terminal.
 //! * [`config`] — the TOML configuration: sections with their defaults, validation, the settings derived from it.
 //! * [`secrets`] — the key password, action secrets and API token: read from the environment or systemd's
 //!   credentials, then wiped from the environment.

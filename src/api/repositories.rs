@@ -40,19 +40,11 @@ pub(super) async fn add(body: Vec<u8>, ctx: ApiContext) -> Answer {
 pub(super) async fn remove(tail: String, ctx: ApiContext) -> Answer {
     let name = decode_path(tail.trim_end_matches('/'))?;
     let shown = name.clone();
-    match blocking(&ctx.index, move |index| Ok(index.remove_repository(&name)?)).await? {
-        RepoRemoval::Removed => ok(&json!({"removed": shown})),
-        RepoRemoval::NotFound => Err(ApiError::not_found(format!(
-            "repository {shown} is not indexed"
-        ))),
-        RepoRemoval::NotAddedByHand => Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("repository {shown} was not added by hand: its events came from the network, and it stays while they do"),
-        )),
-        RepoRemoval::HasEvents(n) => Err(ApiError(
-            StatusCode::CONFLICT,
-            format!("repository {shown} has {n} events now; it can be removed only while it has none"),
-        )),
+    let removal = blocking(&ctx.index, move |index| Ok(index.remove_repository(&name)?)).await?;
+    match removal.refusal(&shown) {
+        None => ok(&json!({"removed": shown})),
+        Some(why) if removal == RepoRemoval::NotFound => Err(ApiError::not_found(why)),
+        Some(why) => Err(ApiError(StatusCode::CONFLICT, why)),
     }
 }
 

@@ -1,96 +1,10 @@
-//! `history`, `actions`, `deliveries` and `redeliver`: through the running daemon's API, or (but `redeliver`) from
-//! the store.
+//! How `history`, `actions`, `deliveries` and `redeliver` print their answers.
 
 use std::fmt::Write as _;
 
-use anyhow::{anyhow, bail};
-use percent_encoding::utf8_percent_encode;
-
-use super::{fit, parse_event_rid, short_time, Method, Source, WIDTH};
+use super::{fit, short_time, WIDTH};
 use crate::api::ActionSummary;
 use crate::index::{Delivery, DeliveryState, EventVersion};
-
-impl Source {
-    pub(super) async fn history(&self, rid: &str) -> anyhow::Result<Vec<EventVersion>> {
-        let rid = parse_event_rid(rid)?;
-        match self {
-            Source::Api { client, base } => {
-                let path = format!(
-                    "/events/{}/history",
-                    utf8_percent_encode(rid.as_str(), super::http::PATH_SEGMENT)
-                );
-                Source::get(client, base, &path).await
-            }
-            Source::Store { index, .. } => index
-                .history(&rid)?
-                .ok_or_else(|| anyhow!("event {rid} is not indexed")),
-        }
-    }
-
-    pub(super) async fn actions(&self) -> anyhow::Result<Vec<ActionSummary>> {
-        match self {
-            Source::Api { client, base } => Source::get(client, base, "/actions").await,
-            // Stopped: the actions the store has queued for (their URLs are in the config, not the store).
-            Source::Store { index, .. } => index
-                .deliveries()
-                .action_names()?
-                .into_iter()
-                .map(|name| {
-                    let counts = index.deliveries().counts(&name)?;
-                    Ok(ActionSummary {
-                        name,
-                        url: String::new(),
-                        queued: counts.queued,
-                        delivered: counts.delivered,
-                        failed: counts.failed,
-                        last_error: counts.last_error,
-                    })
-                })
-                .collect(),
-        }
-    }
-
-    pub(super) async fn deliveries(
-        &self,
-        name: &str,
-        limit: usize,
-        offset: usize,
-    ) -> anyhow::Result<Vec<Delivery>> {
-        match self {
-            Source::Api { client, base } => {
-                let path = format!(
-                    "/actions/{}/deliveries?limit={limit}&offset={offset}",
-                    utf8_percent_encode(name, super::http::PATH_SEGMENT)
-                );
-                Source::get(client, base, &path).await
-            }
-            Source::Store { index, .. } => {
-                if !index.deliveries().action_names()?.iter().any(|n| n == name) {
-                    bail!("the store holds no deliveries of an action `{name}`");
-                }
-                Ok(index.deliveries().page(name, offset, limit)?)
-            }
-        }
-    }
-
-    pub(super) async fn redeliver(&self, name: &str, id: &str) -> anyhow::Result<Delivery> {
-        match self {
-            Source::Api { client, base } => {
-                let path = format!(
-                    "/actions/{}/deliveries/{}/redeliver",
-                    utf8_percent_encode(name, super::http::PATH_SEGMENT),
-                    utf8_percent_encode(id, super::http::PATH_SEGMENT)
-                );
-                Ok(
-                    Source::call(client, base, &path, Method::Post(serde_json::json!({})))
-                        .await?
-                        .0,
-                )
-            }
-            Source::Store { .. } => bail!("`redeliver` needs the running daemon"),
-        }
-    }
-}
 
 pub(super) fn history_text(versions: &Vec<EventVersion>) -> String {
     let mut out = format!(

@@ -23,7 +23,7 @@ use unicode_width::UnicodeWidthChar;
 use crate::api::StatusBody;
 use crate::index::{
     parse_repo_ref, BundleDetails, Counts, DeadLetter, DeadLetters, EventDetails, EventQuery,
-    EventRow, Index, IndexOptions, RepoRemoval, Repository,
+    EventRow, Index, IndexOptions, Repository,
 };
 use crate::protocol::{GithubEventRid, Rid};
 use crate::storage::StoreOptions;
@@ -127,11 +127,18 @@ pub async fn run_query(
         }
         _ => {}
     }
-    let source = Source::connect(local, api, cmd, output.verbose).await?;
-    let text = answer(cmd, &source, output).await?;
-    if let Source::Store { index, .. } = &source {
-        index.flush_async().await.context("flushing the store")?;
-    }
+    let text = match Source::connect(local, api, cmd, output.verbose).await? {
+        Source::Api(daemon) => answer(cmd, &daemon, output).await?,
+        Source::Store(store) => {
+            let text = answer(cmd, &store, output).await?;
+            store
+                .index
+                .flush_async()
+                .await
+                .context("flushing the store")?;
+            text
+        }
+    };
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -142,8 +149,13 @@ pub async fn run_query(
     }
 }
 
-/// A query answered from `source`, as the text to print: a table, or JSON with `--json`.
-async fn answer(cmd: &QueryCommand, source: &Source, output: Output) -> anyhow::Result<String> {
+/// A query answered from `source`, as the text to print: a table, or JSON with `--json`. Arguments are parsed
+/// here, once for both sources.
+async fn answer(
+    cmd: &QueryCommand,
+    source: &impl Answers,
+    output: Output,
+) -> anyhow::Result<String> {
     Ok(match cmd {
         QueryCommand::ListRepos { .. } => {
             let repos = source.repositories().await?;
@@ -163,15 +175,15 @@ async fn answer(cmd: &QueryCommand, source: &Source, output: Output) -> anyhow::
                 since: None,
                 until: None,
             };
-            let rows = source.events(repo, &query).await?;
+            let rows = source.events(&parse_repo_ref(repo)?, &query).await?;
             render(output, &rows, |rows| event_table(rows, &query))?
         }
         QueryCommand::EventDetails { rid, .. } => {
-            let details = source.event(rid).await?;
+            let details = source.event(&parse_event_rid(rid)?).await?;
             render(output, &details, event_details)?
         }
         QueryCommand::Bundle { rid, .. } => {
-            let details = source.bundle(rid).await?;
+            let details = source.bundle(&parse_rid(rid)?).await?;
             render(output, &details, bundle_details)?
         }
         QueryCommand::AddRepo { repo, .. } => {
@@ -186,9 +198,11 @@ async fn answer(cmd: &QueryCommand, source: &Source, output: Output) -> anyhow::
             })?
         }
         QueryCommand::RemoveRepo { repo, .. } => {
-            let removed = source.remove_repository(repo).await?;
+            let repo = parse_repo_ref(repo)?;
+            source.remove_repository(&repo).await?;
+            let removed = repo.full_name();
             render(output, &serde_json::json!({"removed": removed}), |_| {
-                format!("Removed {}\n", visible(&removed))
+                format!("Removed {}\n", visible(removed))
             })?
         }
         QueryCommand::Summary { .. } => {
@@ -200,7 +214,7 @@ async fn answer(cmd: &QueryCommand, source: &Source, output: Output) -> anyhow::
             render(output, &letters, rejected_table)?
         }
         QueryCommand::History { rid, .. } => {
-            let versions = source.history(rid).await?;
+            let versions = source.history(&parse_event_rid(rid)?).await?;
             render(output, &versions, actions::history_text)?
         }
         QueryCommand::Actions { .. } => {

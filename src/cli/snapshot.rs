@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
 
-use super::{error_chain, Endpoint, LocalStore, QueryCommand, Source, REQUEST_TIMEOUT};
+use super::{
+    error_chain, Endpoint, LocalStore, QueryCommand, Source, StoreAnswers, REQUEST_TIMEOUT,
+};
 use crate::index::export::{self, Cursor, Header, Line};
 use crate::index::{ApplyOutcome, Index};
 
@@ -106,8 +108,8 @@ pub(super) async fn export(
     let source = Source::connect(local, api, cmd, verbose).await?;
     let mut sink = Sink::open(out)?;
     let written = match &source {
-        Source::Api { .. } => export_from_api(api, &mut sink).await,
-        Source::Store { index, .. } => export_from_store(index, &mut sink),
+        Source::Api(_) => export_from_api(api, &mut sink).await,
+        Source::Store(store) => export_from_store(&store.index, &mut sink),
     };
     match written {
         Ok((header, lines)) => {
@@ -361,7 +363,7 @@ pub(super) async fn import(local: &LocalStore, input: &str, verbose: bool) -> an
         read_lines(input, |_, _, _| Ok(()))?;
     }
     // Into a store, never through a daemon: any data dir but a running daemon's own (whose lock says so).
-    let source = Source::open_store(local).map_err(|e| {
+    let store = StoreAnswers::open(local).map_err(|e| {
         match e.downcast_ref::<crate::storage::StorageError>() {
             Some(crate::storage::StorageError::Locked { path }) => anyhow!(
                 "the store at {} is in use (a running koi-github-indexer?): `import` loads into a stopped store. \
@@ -375,9 +377,7 @@ pub(super) async fn import(local: &LocalStore, input: &str, verbose: bool) -> an
     if verbose {
         eprintln!("importing into the store at {}", local.data_dir.display());
     }
-    let Source::Store { index, .. } = &source else {
-        bail!("import needs a store");
-    };
+    let index = &store.index;
     let progress = std::io::stderr().is_terminal();
     let mut tally = Tally::default();
     let header = read_lines(input, |header, lines, number| {

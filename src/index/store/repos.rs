@@ -15,6 +15,23 @@ pub enum RepoRemoval {
     HasEvents(u64),
 }
 
+impl RepoRemoval {
+    /// Why repository `name` was not removed, in the words the API and the CLI both give; `None` if it was.
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        match self {
+            RepoRemoval::Removed => None,
+            RepoRemoval::NotFound => Some(format!("repository {name} is not indexed")),
+            RepoRemoval::NotAddedByHand => Some(format!(
+                "repository {name} was not added by hand: its events came from the network, and it stays while \
+                 they do"
+            )),
+            RepoRemoval::HasEvents(n) => Some(format!(
+                "repository {name} has {n} events now; it can be removed only while it has none"
+            )),
+        }
+    }
+}
+
 /// A repository name as GitHub allows it: owner 1–39 of `[A-Za-z0-9-]`, name 1–100 of `[A-Za-z0-9._-]`, and
 /// neither `.` nor `..`.
 pub fn check_github_name(input: &str, full_name: &str) -> Result<(), IndexError> {
