@@ -50,7 +50,9 @@ const PAGE_REPOSITORIES: &str = "[...document.querySelectorAll('#repo-table tbod
 async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_real_browser() {
     let root = tempfile::tempdir().unwrap();
     let coordinator = PyNode::coordinator(root.path());
-    let fixtures = fixture_items();
+    // The page opens on a store that already holds events: the fixtures and 20 pushes.
+    let mut fixtures = fixture_items();
+    fixtures.extend(push_items("before", 20));
     let sensor =
         PyNode::sensor_with_items(root.path(), &coordinator, &Value::Array(fixtures.clone()));
     let daemon = Daemon::start(root.path(), &coordinator);
@@ -59,23 +61,65 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
         Duration::from_secs(90),
         |d| d["events"].as_u64() == Some(fixtures.len() as u64),
     );
+    let last_seq = daemon.status().unwrap()["last_seq"].as_u64().unwrap();
+    assert!(last_seq >= fixtures.len() as u64, "{last_seq}");
 
     let pictures_before = readme_pictures();
     let (_browser, mut page) = Browser::launch().await;
     let base = format!("http://{}", daemon.api);
+    // /polls and /metrics answer nothing until the test says so: the cards must not wait for them.
+    page.command(
+        "Page.addScriptToEvaluateOnNewDocument",
+        serde_json::json!({"source": "(() => { const real = window.fetch; window.__holdSlow = true; \
+            window.fetch = function (input, init) { const url = String(input && input.url || input); \
+            if (window.__holdSlow && (url.includes('/polls') || url.includes('/metrics'))) return new Promise(() => {}); \
+            return real.call(this, input, init); }; })()"}),
+    )
+    .await;
     page.goto(&format!("{base}/")).await;
+    assert_eq!(
+        page.eval("getComputedStyle(document.querySelector('#token-form')).display")
+            .await,
+        "none",
+        "no token is configured: the token form is not shown"
+    );
 
-    // Health, from /status, /polls and /metrics.
+    // Health: the cards fill from /status alone, while /polls and /metrics have not answered.
     page.wait_until(
         "the health cards show the index's counts",
         Duration::from_secs(20),
         &format!(
-            "document.querySelector('#events-indexed').textContent === '{}'",
+            "document.querySelector('#events-indexed').textContent === '{}' && \
+             document.querySelector('#repositories-count').textContent !== '–' && \
+             document.querySelector('#inbox-depth').textContent === '0'",
             fixtures.len()
         ),
         "document.querySelector('#health').innerText",
     )
     .await;
+    // The feed opens with the newest 20 events already indexed, newest first.
+    page.wait_until(
+        "the feed shows the newest 20 events on opening",
+        Duration::from_secs(20),
+        "document.querySelectorAll('#feed-table tbody tr').length === 20",
+        "document.querySelector('#feed-table').innerText",
+    )
+    .await;
+    let opening: Vec<u64> = serde_json::from_value(
+        page.eval("[...document.querySelectorAll('#feed-table tbody tr')].map(tr => Number(tr.dataset.seq))")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(opening.first(), Some(&last_seq), "{opening:?}");
+    assert!(opening.windows(2).all(|w| w[0] > w[1]), "{opening:?}");
+    assert!(opening.iter().all(|&s| s > last_seq - 20), "{opening:?}");
+    assert_eq!(
+        page.eval("document.querySelector('#feed-empty').hidden")
+            .await,
+        true,
+        "no 'waiting' line over a full feed"
+    );
+    page.eval("window.__holdSlow = false").await;
     page.wait_until(
         "every neighbour is listed with a poll outcome",
         Duration::from_secs(30),
@@ -169,6 +213,31 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
         .map(|r| r["repo"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(labels, top_repos, "the top-repositories chart is /stats's");
+    // Per day: bars stacked by type, each day's stack as tall as /stats's count that day.
+    assert_eq!(
+        page.eval("document.querySelector('#chart-days').dataset.style")
+            .await,
+        "stacked-bars"
+    );
+    let drawn_days: Vec<(String, u64)> = serde_json::from_str(
+        page.eval("document.querySelector('#chart-days').dataset.days")
+            .await
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let stats_days: Vec<(String, u64)> = stats["by_day"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["day"].as_str().unwrap().to_owned(),
+                d["total"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(drawn_days, stats_days, "one stack per day of /stats");
     // A drawn canvas is not blank.
     let drawn = page
         .eval("(() => { const c = document.querySelector('#chart-days canvas'); const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; for (let i = 3; i < d.length; i += 4) if (d[i] !== 0) return true; return false; })()")

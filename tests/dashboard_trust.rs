@@ -174,7 +174,7 @@ async fn other_origins_cannot_read_the_stream_or_redeliver_and_the_dashboard_wor
     page.wait_until(
         "the page asks for the token",
         Duration::from_secs(20),
-        "!document.querySelector('#token-form').hidden",
+        "getComputedStyle(document.querySelector('#token-form')).display !== 'none'",
         "document.body.innerText.slice(0, 400)",
     )
     .await;
@@ -187,7 +187,8 @@ async fn other_origins_cannot_read_the_stream_or_redeliver_and_the_dashboard_wor
         "the health cards fill with the token",
         Duration::from_secs(20),
         &format!(
-            "document.querySelector('#events-indexed').textContent === '{}' && document.querySelector('#token-form').hidden",
+            "document.querySelector('#events-indexed').textContent === '{}' && \
+             getComputedStyle(document.querySelector('#token-form')).display === 'none'",
             fixtures.len()
         ),
         "[document.querySelector('#events-indexed').textContent, document.querySelector('#banner').textContent]",

@@ -40,6 +40,10 @@ pub struct StatusDetails {
     pub event_types: BTreeMap<String, u64>,
     /// The newest event of all repositories.
     pub latest_event: Option<EventRow>,
+    /// The stream sequence number of the last event indexed (0 before the first): `/stream?after=` this minus N
+    /// replays the newest N events (the dashboard's feed opens so).
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 /// `GET /api/processor/github/status`.

@@ -5,6 +5,8 @@
 (function () {
   const API = "/api/processor/github";
   const FEED_ROWS = 100;
+  // How many of the newest events the feed opens with.
+  const FEED_OPENING = 20;
   const PAGE = 20;
   const COLOURS = ["#0b62c4", "#e8590c", "#13795b", "#9c36b5", "#c92a2a", "#5c940d", "#868e96"];
 
@@ -155,37 +157,50 @@
     return found ? sum : null;
   }
 
+  // The cards fill from /status alone, as soon as it answers; the neighbours' poll outcomes (/polls) and the rate
+  // (/metrics) follow on their own, so a slow one never holds the others back.
   async function refreshHealth() {
+    let status;
     try {
-      const [status, polls, metrics] = await Promise.all([
-        getJson(`${API}/status`),
-        getJson(`${API}/polls?limit=100`),
-        apiFetch("/metrics").then((r) => (r.ok ? r.text() : "")),
-      ]);
-      const details = status.details || {};
-      $("#node-name").textContent = details.node_name || "koi-github-indexer";
-      const latest = details.latest_event;
-      $("#node-line").textContent =
-        `${details.node_rid || ""} · ${details.node_type || ""}` +
-        (latest ? ` · newest event ${shortTime(latest.timestamp)} UTC` : "");
-      $("#events-indexed").textContent = number(details.events);
-      $("#repositories-count").textContent = number(details.repositories);
-      $("#inbox-depth").textContent = number(details.inbox);
-      $("#rejected-count").textContent = number(details.rejected);
-      const indexed = metricSum(metrics, "koi_indexer_events_indexed_total");
-      if (indexed != null) {
-        const now = Date.now();
-        if (lastIndexed && now > lastIndexed[1]) {
-          const perMinute = ((indexed - lastIndexed[0]) * 60000) / (now - lastIndexed[1]);
-          $("#events-rate").textContent = number(Math.max(0, Math.round(perMinute)));
-        }
-        lastIndexed = [indexed, now];
-      }
-      renderNeighbours(details.neighbours || [], Array.isArray(polls) ? polls : []);
+      status = await getJson(`${API}/status`);
       setProblem("api", null);
     } catch (error) {
       setProblem("api", `The node's API does not answer (${error.message}); retrying.`);
+      return;
     }
+    const details = status.details || {};
+    $("#node-name").textContent = details.node_name || "koi-github-indexer";
+    const latest = details.latest_event;
+    $("#node-line").textContent =
+      `${details.node_rid || ""} · ${details.node_type || ""}` +
+      (latest ? ` · newest event ${shortTime(latest.timestamp)} UTC` : "");
+    $("#events-indexed").textContent = number(details.events);
+    $("#repositories-count").textContent = number(details.repositories);
+    $("#inbox-depth").textContent = number(details.inbox);
+    $("#rejected-count").textContent = number(details.rejected);
+    const neighbours = details.neighbours || [];
+    renderNeighbours(neighbours, lastPolls);
+    getJson(`${API}/polls?limit=100`)
+      .then((polls) => { lastPolls = Array.isArray(polls) ? polls : []; renderNeighbours(neighbours, lastPolls); })
+      .catch(() => { /* the outcomes stay as last read */ });
+    apiFetch("/metrics")
+      .then((r) => (r.ok ? r.text() : ""))
+      .then(showRate)
+      .catch(() => { /* the rate stays as last read */ });
+  }
+
+  let lastPolls = [];
+
+  // Events indexed per minute, from the counter's growth between two reads.
+  function showRate(metrics) {
+    const indexed = metricSum(metrics, "koi_indexer_events_indexed_total");
+    if (indexed == null) return;
+    const now = Date.now();
+    if (lastIndexed && now > lastIndexed[1]) {
+      const perMinute = ((indexed - lastIndexed[0]) * 60000) / (now - lastIndexed[1]);
+      $("#events-rate").textContent = number(Math.max(0, Math.round(perMinute)));
+    }
+    lastIndexed = [indexed, now];
   }
 
   function renderNeighbours(neighbours, attempts) {
@@ -320,6 +335,18 @@
     })();
   }
 
+  // The feed opens with the newest events already indexed (the stream replays what follows `after`), then goes
+  // on live. Without /status's number yet, it starts live.
+  async function openFeed() {
+    let after = null;
+    try {
+      const status = await getJson(`${API}/status`);
+      const last = Number((status.details || {}).last_seq);
+      if (Number.isFinite(last)) after = Math.max(0, last - FEED_OPENING);
+    } catch (_) { /* live only; the banner reports the API */ }
+    connect(after);
+  }
+
   function addFeedRow(seq, event) {
     const tr = document.createElement("tr");
     tr.className = "fresh";
@@ -393,7 +420,9 @@
     $("#stats-total").textContent = `${number(stats.total)} events` +
       (range === "all" ? " in the whole index" : ` in the last ${range} days`) + " (UTC days).";
 
-    // Per day: one line for each of the six commonest types, the rest as "other"; days without events are zeros.
+    // Per day: bars stacked by type, the six commonest each in its colour and the rest as "other"; days without
+    // events are empty. uPlot draws series in order, so each bar is the running total up to its type, drawn from
+    // the tallest (all types) down, each over the one before.
     const types = Object.entries(stats.by_type || {}).sort((a, b) => b[1] - a[1]).map(([t]) => t);
     const shown = types.slice(0, 6);
     const byDay = new Map((stats.by_day || []).map((d) => [d.day, d]));
@@ -403,27 +432,49 @@
       : dayText(new Date(Date.now() - (Number(range) - 1) * 86400000));
     const days = [];
     for (let t = daySeconds(first); t <= daySeconds(today); t += 86400) days.push(t);
-    const series = shown.map((type) => days.map((t) => {
+    const counts = shown.map((type) => days.map((t) => {
       const day = byDay.get(dayText(new Date(t * 1000)));
       return day ? (day.by_type[type] || 0) : 0;
     }));
     if (types.length > shown.length) {
-      series.push(days.map((t, i) => {
+      counts.push(days.map((t, i) => {
         const day = byDay.get(dayText(new Date(t * 1000)));
-        return day ? day.total - shown.reduce((sum, _, k) => sum + series[k][i], 0) : 0;
+        return day ? day.total - shown.reduce((sum, _, k) => sum + counts[k][i], 0) : 0;
       }));
       shown.push("other");
     }
-    const plotted = series.reduce((sum, s) => sum + s.reduce((a, b) => a + b, 0), 0);
+    const stacked = counts.map((_, k) => days.map((_, i) => {
+      let sum = 0;
+      for (let j = 0; j <= k; j++) sum += counts[j][i];
+      return sum || null;
+    }));
+    const order = shown.map((_, k) => k).reverse();
+    const plotted = counts.reduce((sum, s) => sum + s.reduce((a, b) => a + b, 0), 0);
+    const bars = uPlot.paths.bars({ size: [0.8, 40] });
     replaceChart("chart-days", {
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"),
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(1, max)] } },
-      series: [{}].concat(shown.map((type, i) => ({
-        label: type, stroke: COLOURS[i % COLOURS.length], width: 2, points: { size: 4 },
+      scales: {
+        x: { time: true, range: () => [days[0] - 43200, days[days.length - 1] + 43200] },
+        y: { range: (u, min, max) => [0, Math.max(1, max)] },
+      },
+      series: [{}].concat(order.map((k) => ({
+        label: shown[k],
+        fill: COLOURS[k % COLOURS.length],
+        stroke: COLOURS[k % COLOURS.length],
+        paths: bars,
+        points: { show: false },
+        // The legend shows the type's own count that day, not the running total.
+        value: (u, v, si, i) => (i == null ? "" : String(counts[k][i])),
       }))),
       axes: [{}, { size: 50 }],
-    }, [days, ...series]);
-    document.getElementById("chart-days").dataset.total = String(plotted);
+    }, [days, ...order.map((k) => stacked[k])]);
+    const chart = document.getElementById("chart-days");
+    chart.dataset.total = String(plotted);
+    chart.dataset.style = "stacked-bars";
+    chart.dataset.types = JSON.stringify(shown);
+    chart.dataset.days = JSON.stringify(days
+      .map((t, i) => [dayText(new Date(t * 1000)), counts.reduce((sum, s) => sum + s[i], 0)])
+      .filter(([, total]) => total > 0));
 
     drawBars("chart-repos", (stats.top_repos || []).map((r) => [r.repo, r.count]), COLOURS[0]);
     drawBars("chart-actors", (stats.top_actors || []).map((a) => [a.actor, a.count]), COLOURS[1]);
@@ -567,7 +618,7 @@
       $("#feed-table tbody").replaceChildren();
       $("#feed-empty").hidden = false;
       lastSeq = null;
-      connect(null);
+      openFeed();
     });
     $("#range").addEventListener("change", refreshStats);
     for (const button of document.querySelectorAll("#repo-table th button")) {
@@ -590,7 +641,7 @@
       }, 150);
     });
 
-    connect(null);
+    openFeed();
     refreshHealth();
     refreshStats();
     refreshRepos();
