@@ -19,7 +19,7 @@ venv=${KOI_VENV:-$repo/.venv}
 python=$venv/bin/python
 say() { echo "demo: $*" >&2; }
 
-say "setting up the Python venv with koi-net 2.1.2 (first run: about a minute; then instant)"
+say "setting up the Python venv with koi-net 2.1.2 (first run: under a minute; then instant)"
 scripts/setup-python.sh
 if [ -n "${KOI_INDEXER_BIN:-}" ]; then
   bin=$KOI_INDEXER_BIN

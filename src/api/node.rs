@@ -34,15 +34,8 @@ pub(super) async fn status(ctx: ApiContext) -> Answer {
 pub(super) async fn polls(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
     let mut neighbour = None;
     let mut limit = DEFAULT_LIMIT;
-    let mut seen: Vec<&str> = Vec::new();
-    for (name, value) in &params {
-        if seen.contains(&name.as_str()) {
-            return Err(ApiError::bad_request(format!(
-                "`{name}` is given more than once"
-            )));
-        }
-        seen.push(name);
-        match name.as_str() {
+    for (name, value) in once_each(&params, &["neighbour", "limit"])? {
+        match name {
             "neighbour" => {
                 // Node RIDs have a `+` before the key hash, which form decoding turns into a space; RIDs never
                 // hold spaces, so `?neighbour=orn:koi-net.node:sensor+ab12` works as typed, unencoded.
@@ -54,12 +47,7 @@ pub(super) async fn polls(params: Vec<(String, String)>, ctx: ApiContext) -> Ans
                 })?;
                 neighbour = Some(rid.to_string());
             }
-            "limit" => limit = parse_limit(value)?,
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "unknown query parameter `{name}`: accepted here are neighbour, limit"
-                )))
-            }
+            _ => limit = parse_limit(value)?,
         }
     }
     let log = ctx.poll_log.clone();
