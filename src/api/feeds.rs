@@ -13,150 +13,29 @@ use futures::{SinkExt as _, StreamExt as _};
 use std::collections::VecDeque;
 
 use tokio::sync::broadcast;
-use warp::http::StatusCode;
 
-use super::params::{check_range, once_each, parse_limit, parse_offset, parse_time};
-use super::{blocking, ok, Answer, ApiContext, ApiError, DEFAULT_LIMIT};
-use crate::index::{
-    check_github_name, parse_repo_ref, sampled, stream_json, EventRow, GlobalQuery, Index,
-    LiveBatch, StatsQuery,
-};
+use super::params::{self, StreamRequest};
+use super::{blocking, ok, Answer, ApiContext, ApiError};
+use crate::index::{sampled, stream_json, EventRow, Index, LiveBatch};
 
 /// Events read from the store per step of a replay.
 const REPLAY_STEP: usize = 500;
-/// Longest `top` list of `/stats`.
-const MAX_TOP: usize = 100;
 
 /// `GET /events?actor=&event_type=&repo=&since=&until=&limit=&offset=`: events across repositories, newest first.
 pub(super) async fn global_events(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
-    let mut query = GlobalQuery {
-        limit: DEFAULT_LIMIT,
-        ..GlobalQuery::default()
-    };
-    let accepted = [
-        "actor",
-        "event_type",
-        "repo",
-        "since",
-        "until",
-        "limit",
-        "offset",
-    ];
-    for (name, value) in once_each(&params, &accepted)? {
-        match name {
-            "actor" => query.actor = Some(text_value(name, value)?),
-            "event_type" => query.event_type = Some(text_value(name, value)?),
-            "repo" => query.repo = Some(repo_filter(value)?),
-            "since" => query.since = Some(parse_time(name, value)?),
-            "until" => query.until = Some(parse_time(name, value)?),
-            "limit" => query.limit = parse_limit(value)?,
-            "offset" => query.offset = parse_offset(value)?,
-            _ => {}
-        }
-    }
-    check_range(query.since, query.until)?;
+    let query = params::global_query(&params)?;
     let page = blocking(&ctx.index, move |index| Ok(index.events_global(&query)?)).await?;
     ok(&page)
 }
 
 /// `GET /stats?since=&until=&repo=&top=`: counts from the counters kept at write time.
 pub(super) async fn stats(params: Vec<(String, String)>, ctx: ApiContext) -> Answer {
-    let mut query = StatsQuery {
-        top: 10,
-        ..StatsQuery::default()
-    };
-    for (name, value) in once_each(&params, &["since", "until", "repo", "top"])? {
-        match name {
-            "since" => query.since = Some(parse_day(name, value)?),
-            "until" => query.until = Some(parse_day(name, value)?),
-            "repo" => query.repo = Some(repo_filter(value)?.full_name().to_owned()),
-            "top" => {
-                query.top = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=MAX_TOP).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "top must be a whole number from 1 to {MAX_TOP}, got `{value}`"
-                        ))
-                    })?
-            }
-            _ => {}
-        }
-    }
-    if let (Some(since), Some(until)) = (query.since, query.until) {
-        if since > until {
-            return Err(ApiError::bad_request(format!(
-                "since ({}) is after until ({})",
-                crate::index::feeds::day_text(since),
-                crate::index::feeds::day_text(until)
-            )));
-        }
-    }
+    let query = params::stats_query(&params)?;
     let stats = blocking(&ctx.index, move |index| Ok(index.stats(&query)?)).await?;
     ok(&stats)
 }
 
-/// Which events a stream client wants, and from where.
-#[derive(Debug, Clone, Default)]
-pub(super) struct StreamRequest {
-    repos: Vec<String>,
-    event_types: Vec<String>,
-    actor: Option<String>,
-    sample: Option<f64>,
-    /// Resume after this sequence number (`after=`, or the `Last-Event-ID` header); live from now when unset.
-    after: Option<u64>,
-}
-
 impl StreamRequest {
-    /// Reads the query parameters (`repo` and `event_type` may repeat) and the `Last-Event-ID` header.
-    pub(super) fn parse(
-        params: &[(String, String)],
-        last_event_id: Option<&str>,
-    ) -> Result<StreamRequest, ApiError> {
-        let mut request = StreamRequest::default();
-        let mut seen: Vec<&str> = Vec::new();
-        for (name, value) in params {
-            let repeatable = matches!(name.as_str(), "repo" | "event_type");
-            if !repeatable && seen.contains(&name.as_str()) {
-                return Err(ApiError::bad_request(format!(
-                    "`{name}` is given more than once"
-                )));
-            }
-            seen.push(name);
-            match name.as_str() {
-                "repo" => request
-                    .repos
-                    .push(repo_filter(value)?.rid().as_str().to_owned()),
-                "event_type" => request.event_types.push(text_value(name, value)?),
-                "actor" => request.actor = Some(text_value(name, value)?),
-                "sample" => {
-                    request.sample = Some(
-                        value
-                            .parse::<f64>()
-                            .ok()
-                            .filter(|r| *r > 0.0 && *r <= 1.0)
-                            .ok_or_else(|| {
-                                ApiError::bad_request(format!(
-                                    "sample must be a fraction with 0 < sample ≤ 1, got `{value}`"
-                                ))
-                            })?,
-                    )
-                }
-                "after" => request.after = Some(parse_seq("after", value)?),
-                _ => {
-                    return Err(ApiError::bad_request(format!(
-                        "unknown query parameter `{name}`: accepted here are repo, event_type, actor, sample, after"
-                    )))
-                }
-            }
-        }
-        if let Some(id) = last_event_id.filter(|id| !id.trim().is_empty()) {
-            request.after = Some(parse_seq("Last-Event-ID", id.trim())?);
-        }
-        Ok(request)
-    }
-
     fn wants(&self, row: &EventRow) -> bool {
         (self.repos.is_empty() || self.repos.contains(&row.repo_rid))
             && (self.event_types.is_empty() || self.event_types.contains(&row.event_type))
@@ -369,37 +248,4 @@ pub(super) async fn websocket(
         }
     }
     let _ = sink.close().await;
-}
-
-/// A repository named in a filter: `owner/name` or its RID, a name GitHub allows.
-fn repo_filter(value: &str) -> Result<crate::protocol::GithubRepoRid, ApiError> {
-    let repo = parse_repo_ref(value)?;
-    check_github_name(value, repo.full_name())?;
-    Ok(repo)
-}
-
-fn text_value(name: &str, value: &str) -> Result<String, ApiError> {
-    if value.is_empty() || value.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(format!(
-            "{name} must be a non-empty name without control characters"
-        )));
-    }
-    Ok(value.to_owned())
-}
-
-fn parse_seq(name: &str, value: &str) -> Result<u64, ApiError> {
-    value.parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{name} must be a stream sequence number (a whole number ≥ 0), got `{value}`"
-        ))
-    })
-}
-
-fn parse_day(name: &str, value: &str) -> Result<u32, ApiError> {
-    crate::index::feeds::parse_day(value).ok_or_else(|| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("{name} must be a day like 2026-11-20 (UTC, inclusive), got `{value}`"),
-        )
-    })
 }

@@ -29,7 +29,7 @@ mod events;
 mod feeds;
 pub mod guard;
 mod node;
-mod params;
+pub(crate) mod params;
 mod repositories;
 pub mod route;
 pub mod server;
@@ -100,7 +100,7 @@ impl std::fmt::Debug for Access {
 
 /// A failed request: status and the message for `{"error": …}`.
 #[derive(Debug)]
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl ApiError {
     fn bad_request(message: impl Into<String>) -> ApiError {
@@ -306,11 +306,11 @@ async fn dispatch(route: Route, request: Request) -> Response {
         },
         Route::CommitEvents(sha) => finish(events::commit_events(sha, params, ctx).await),
         Route::Stats => finish(feeds::stats(params, ctx).await),
-        Route::Stream => match feeds::StreamRequest::parse(&params, last_event_id.as_deref()) {
+        Route::Stream => match params::StreamRequest::parse(&params, last_event_id.as_deref()) {
             Ok(request) => feeds::sse_reply(&ctx, request),
             Err(e) => finish(Err(e)),
         },
-        Route::StreamWs => match (websocket, feeds::StreamRequest::parse(&params, None)) {
+        Route::StreamWs => match (websocket, params::StreamRequest::parse(&params, None)) {
             (Some(ws), Ok(request)) => ws
                 .on_upgrade(move |socket| feeds::websocket(socket, ctx, request))
                 .into_response(),
