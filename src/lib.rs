@@ -23,6 +23,7 @@
 //! * [`config`] — the TOML configuration: sections with their defaults, validation, the settings derived from it.
 //! * [`secrets`] — the key password, action secrets and API token: read from the environment or systemd's
 //!   credentials, then wiped from the environment.
+//! * [`compression`] — zstd frames read back with a bound (the store's held values, the inbox's records).
 //! * [`storage`] — opening the sled database one way for the daemon, the CLI and the tests, with a lock that
 //!   tells "held by another process" apart by type; files private whatever the umask.
 //! * [`telemetry`] — what an operator sees: one struct per observable event that logs and counts at once,
@@ -32,8 +33,11 @@
 pub mod actions;
 pub mod api;
 pub mod cli;
+pub mod compression;
 pub mod config;
 pub mod daemon;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod node;
 pub mod protocol;

@@ -272,15 +272,7 @@ fn open_input(input: &str) -> anyhow::Result<Box<dyn BufRead>> {
 
 /// Parses and checks one line after the header.
 fn parse_line(number: u64, text: &str) -> anyhow::Result<Line> {
-    let line: Line = serde_json::from_str(text).map_err(|e| anyhow!("line {number}: {e}"))?;
-    if let Line::Bundle(bundle) = &line {
-        for (version, _) in bundle.versions() {
-            version
-                .verify_hash()
-                .map_err(|e| anyhow!("line {number}: {e}; the file is damaged"))?;
-        }
-    }
-    Ok(line)
+    export::parse_line(text).map_err(|e| anyhow!("line {number}: {e}"))
 }
 
 /// Reads the lines of `input` after its header, calling `batch` with up to [`STEP`] at a time.

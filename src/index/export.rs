@@ -147,3 +147,38 @@ pub struct Point {
     /// The start, µs since the epoch.
     pub at: i64,
 }
+
+/// Why a line of an export cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// Not a line of this format.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    /// A version's contents do not hash to its manifest.
+    #[error("{0}; the file is damaged")]
+    Hash(String),
+    /// A repository name GitHub does not allow.
+    #[error("{0}; the file is damaged")]
+    Repository(String),
+}
+
+/// One line after the header, checked for everything the import refuses, so that a file is refused whole before
+/// anything of it is written: the JSON, each version's hash, and a repository name.
+pub fn parse_line(text: &str) -> Result<Line, LineError> {
+    let line: Line = serde_json::from_str(text)?;
+    match &line {
+        Line::Bundle(bundle) => {
+            for (version, _) in bundle.versions() {
+                version
+                    .verify_hash()
+                    .map_err(|e| LineError::Hash(e.to_string()))?;
+            }
+        }
+        Line::Repository { full_name } => {
+            super::store::check_repository_name(full_name)
+                .map_err(|e| LineError::Repository(e.to_string()))?;
+        }
+        Line::End { .. } => {}
+    }
+    Ok(line)
+}

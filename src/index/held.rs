@@ -63,8 +63,6 @@ thread_local! {
 /// `ZSTD_getFrameContentSize` answers for "unknown" and "error" (`ZSTD_CONTENTSIZE_UNKNOWN` / `_ERROR`).
 const CONTENT_SIZE_UNKNOWN: u64 = u64::MAX;
 const CONTENT_SIZE_ERROR: u64 = u64::MAX - 1;
-/// A frame claiming more than this is not decompressed in one go (a corrupt header must not allocate gigabytes).
-const MAX_ONE_SHOT: u64 = 256 * 1024 * 1024;
 
 fn zstd_error(code: usize) -> std::io::Error {
     std::io::Error::other(zstd::zstd_safe::get_error_name(code))
@@ -100,10 +98,15 @@ fn compress_contents(json: &[u8]) -> Result<Vec<u8>, IndexError> {
 /// What [`compress_contents`] wrote, decompressed.
 fn decompress_contents(frame: &[u8]) -> std::io::Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(frame);
-    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR || size > MAX_ONE_SHOT {
+    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR {
         return Err(std::io::Error::other(
             "the frame does not say its size (not written by this program)",
         ));
+    }
+    if !crate::compression::plausible(size, frame.len()) {
+        return Err(std::io::Error::other(format!(
+            "the frame claims {size} bytes, more than it can hold or than a value may"
+        )));
     }
     let mut out = Vec::with_capacity(size as usize);
     DECOMPRESSOR
@@ -115,12 +118,15 @@ fn decompress_contents(frame: &[u8]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// A zstd frame decompressed, with this thread's context.
+/// A zstd frame decompressed, with this thread's context; at most [`crate::compression::MAX_OUTPUT`].
 pub fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
     let size = zstd::zstd_safe::get_frame_content_size(frame);
-    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR || size > MAX_ONE_SHOT {
-        // No usable size in the frame header (not written by [`compress`]): stream it.
-        return zstd::stream::decode_all(frame);
+    if size == CONTENT_SIZE_UNKNOWN
+        || size == CONTENT_SIZE_ERROR
+        || !crate::compression::plausible(size, frame.len())
+    {
+        // No usable size in the frame header (not written by [`compress`]): stream it, with the bound.
+        return crate::compression::decompress(frame);
     }
     let mut out = Vec::with_capacity(size as usize);
     DECOMPRESSOR

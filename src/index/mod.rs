@@ -45,7 +45,7 @@ pub mod feeds;
 pub mod github;
 pub mod held;
 pub mod live;
-mod row_codec;
+pub(crate) mod row_codec;
 pub mod store;
 
 pub use dead_letters::{DeadLetter, DeadLetters, Rejection};

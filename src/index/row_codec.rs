@@ -13,7 +13,7 @@
 use super::github::{EventRow, TimeSource};
 
 /// First byte of a row in this form.
-pub(super) const MARK: u8 = 0x01;
+pub(crate) const MARK: u8 = 0x01;
 
 const HAS_SEQ: u8 = 1;
 const HAS_RECEIVED: u8 = 2;
@@ -21,10 +21,11 @@ const HAS_SHA: u8 = 4;
 const SHA_TEXT: u8 = 8;
 const HAS_ACTION: u8 = 16;
 const HAS_ACTOR: u8 = 32;
+const KNOWN_FLAGS: u8 = HAS_SEQ | HAS_RECEIVED | HAS_SHA | SHA_TEXT | HAS_ACTION | HAS_ACTOR;
 
 /// What a row says of itself beyond the [`EventRow`]: its stream number, when it was received (µs), its version.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(super) struct RowMeta {
+pub(crate) struct RowMeta {
     pub q: Option<u64>,
     pub r: Option<i64>,
     pub v: u32,
@@ -33,7 +34,7 @@ pub(super) struct RowMeta {
 /// The parts of a row that are stored (its RIDs are its key's). Its serde form reads the JSON rows written before
 /// this codec: the short field names, and the full [`EventRow`] names that schema 1 and 2 wrote (aliases).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-pub(super) struct StoredRow {
+pub(crate) struct StoredRow {
     #[serde(rename = "t", alias = "event_type")]
     pub event_type: String,
     #[serde(rename = "ts", alias = "timestamp")]
@@ -50,6 +51,24 @@ pub(super) struct StoredRow {
     pub actor: Option<String>,
 }
 
+impl StoredRow {
+    /// The whole row, with the RIDs its key gives.
+    pub(crate) fn into_row(self, event_rid: &str, repo_rid: &str) -> EventRow {
+        EventRow {
+            event_rid: event_rid.to_owned(),
+            repo_rid: repo_rid.to_owned(),
+            event_type: self.event_type,
+            timestamp: self.timestamp,
+            time_source: self.time_source,
+            commit_sha: self.commit_sha,
+            summary: self.summary,
+            bundle_rid: event_rid.to_owned(),
+            action: self.action,
+            actor: self.actor,
+        }
+    }
+}
+
 /// Rows written before the time source was recorded took the event's own time.
 fn event_time() -> TimeSource {
     TimeSource::Event
@@ -63,15 +82,16 @@ fn source_code(source: TimeSource) -> u8 {
     }
 }
 
+/// A commit SHA as 20 bytes, when it is the 40 lowercase hex digits GitHub writes (anything else is kept as text).
+fn raw_sha(sha: &str) -> Option<Vec<u8>> {
+    (sha.len() == 40 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then(|| hex::decode(sha).ok())
+        .flatten()
+}
+
 /// The row in this form, or `None` when a text is longer than 65,535 bytes (the caller writes JSON then).
-pub(super) fn encode(row: &EventRow, meta: RowMeta) -> Option<Vec<u8>> {
-    let raw_sha = row
-        .commit_sha
-        .as_deref()
-        .filter(|sha| {
-            sha.len() == 40 && sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-        })
-        .and_then(|sha| hex::decode(sha).ok());
+pub(crate) fn encode(row: &EventRow, meta: RowMeta) -> Option<Vec<u8>> {
+    let raw_sha = row.commit_sha.as_deref().and_then(raw_sha);
     let mut flags = 0;
     for (present, flag) in [
         (meta.q.is_some(), HAS_SEQ),
@@ -139,10 +159,12 @@ impl<'a> Reader<'a> {
 }
 
 /// The stream number, received time and version of a row in this form (without reading its texts).
-pub(super) fn meta(bytes: &[u8]) -> Option<RowMeta> {
+pub(crate) fn meta(bytes: &[u8]) -> Option<RowMeta> {
     let mut r = Reader { bytes };
     let [mark, flags, _source] = r.array()?;
-    if mark != MARK {
+    // Only what `encode` writes: no unknown flag, and a text SHA only beside the SHA flag.
+    if mark != MARK || flags & !KNOWN_FLAGS != 0 || (flags & SHA_TEXT != 0 && flags & HAS_SHA == 0)
+    {
         return None;
     }
     let v = u32::from_be_bytes(r.array()?);
@@ -160,7 +182,7 @@ pub(super) fn meta(bytes: &[u8]) -> Option<RowMeta> {
 }
 
 /// A row in this form.
-pub(super) fn decode(bytes: &[u8]) -> Option<(StoredRow, RowMeta)> {
+pub(crate) fn decode(bytes: &[u8]) -> Option<(StoredRow, RowMeta)> {
     let meta = meta(bytes)?;
     let mut r = Reader { bytes };
     let [_, flags, source] = r.array()?;
@@ -176,7 +198,8 @@ pub(super) fn decode(bytes: &[u8]) -> Option<(StoredRow, RowMeta)> {
     let timestamp = r.text()?;
     let commit_sha = match (flags & HAS_SHA != 0, flags & SHA_TEXT != 0) {
         (false, _) => None,
-        (true, true) => Some(r.text()?),
+        // A SHA `encode` would have written as 20 bytes is not a text one: the decoder reads one form per row.
+        (true, true) => Some(r.text()?).filter(|sha| raw_sha(sha).is_none()),
         (true, false) => Some(hex::encode(r.take(20)?)),
     };
     let summary = r.text()?;

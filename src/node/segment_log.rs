@@ -40,7 +40,7 @@ const ENTRY: u8 = 1;
 /// Record kind: entries that are done.
 const REMOVED: u8 = 2;
 /// `kind`, `seq`, `length`, `crc`.
-const HEADER: usize = 1 + 8 + 4 + 4;
+pub(crate) const HEADER: usize = 1 + 8 + 4 + 4;
 /// A record longer than this is damage, not data (an inbox entry is a few KB; a poll response is capped far
 /// below this by `poll.max_response`).
 const MAX_PAYLOAD: u32 = 256 * 1024 * 1024;
@@ -67,6 +67,9 @@ impl Default for Limits {
         }
     }
 }
+/// Entry numbers never come near this (a billion a second for 290 years); a record claiming more is damage, and
+/// refusing it keeps the numbers after it from overflowing.
+const MAX_SEQ: u64 = 1 << 63;
 /// Segment file extension.
 const EXTENSION: &str = "seg";
 
@@ -578,12 +581,18 @@ fn parse_header(header: &[u8]) -> Option<(u8, u64, u32, u32)> {
     let seq = u64::from_le_bytes(header.get(1..9)?.try_into().ok()?);
     let len = u32::from_le_bytes(header.get(9..13)?.try_into().ok()?);
     let crc = u32::from_le_bytes(header.get(13..17)?.try_into().ok()?);
-    ((kind == ENTRY || kind == REMOVED) && len <= MAX_PAYLOAD).then_some((kind, seq, len, crc))
+    ((kind == ENTRY || kind == REMOVED) && len <= MAX_PAYLOAD && seq <= MAX_SEQ)
+        .then_some((kind, seq, len, crc))
 }
 
 /// The next record from `reader`: its kind and number, its payload in `payload`. `None` if it is cut short or
-/// fails its check; only other I/O failures are errors.
-fn next_record(reader: &mut impl io::Read, payload: &mut Vec<u8>) -> io::Result<Option<(u8, u64)>> {
+/// fails its check; only other I/O failures are errors. `remaining` is what the file holds from the record on: a length field claiming more is a cut-short record, found
+/// without allocating what it claims.
+fn next_record(
+    reader: &mut impl io::Read,
+    payload: &mut Vec<u8>,
+    remaining: u64,
+) -> io::Result<Option<(u8, u64)>> {
     let cut_short = |e: io::Error| match e.kind() {
         io::ErrorKind::UnexpectedEof => Ok(None),
         _ => Err(e),
@@ -595,6 +604,9 @@ fn next_record(reader: &mut impl io::Read, payload: &mut Vec<u8>) -> io::Result<
     let Some((kind, seq, len, crc)) = parse_header(&header) else {
         return Ok(None);
     };
+    if (HEADER as u64).saturating_add(u64::from(len)) > remaining {
+        return Ok(None);
+    }
     payload.clear();
     payload.resize(len as usize, 0);
     if let Err(e) = reader.read_exact(payload) {
@@ -654,7 +666,8 @@ impl State {
         let mut payload = Vec::new();
         let mut offset = 0u64;
         while offset < file_len {
-            let Some((kind, seq)) = next_record(&mut reader, &mut payload)? else {
+            let Some((kind, seq)) = next_record(&mut reader, &mut payload, file_len - offset)?
+            else {
                 break;
             };
             match kind {
@@ -670,7 +683,7 @@ impl State {
                             segment.waiting = segment.waiting.saturating_sub(1);
                         }
                     }
-                    self.next_seq = self.next_seq.max(seq + 1);
+                    self.next_seq = self.next_seq.max(seq.saturating_add(1));
                 }
                 _ => {
                     for done in payload.chunks_exact(8) {

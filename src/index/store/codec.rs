@@ -180,18 +180,7 @@ pub(in crate::index) fn decode_row(key: &[u8], bytes: &[u8]) -> Result<EventRow,
     let event = Rid::parse(rid)
         .and_then(|r| GithubEventRid::from_rid(&r))
         .map_err(|e| corrupt(e.to_string()))?;
-    Ok(EventRow {
-        event_rid: rid.to_owned(),
-        repo_rid: event.repo_rid().rid().to_string(),
-        event_type: stored.event_type,
-        timestamp: stored.timestamp,
-        time_source: stored.time_source,
-        commit_sha: stored.commit_sha,
-        summary: stored.summary,
-        bundle_rid: rid.to_owned(),
-        action: stored.action,
-        actor: stored.actor,
-    })
+    Ok(stored.into_row(rid, event.repo_rid().rid().as_str()))
 }
 
 pub(super) fn now_text() -> String {

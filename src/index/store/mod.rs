@@ -53,7 +53,7 @@ pub(super) use codec::encode_row_json;
 pub(super) use codec::{decode_row, stored_meta, StoredMeta};
 pub use keys::SCHEMA_VERSION;
 pub use prepare::{PreparedBundle, PreparedHeader};
-pub use repos::{check_github_name, parse_repo_ref, RepoRemoval};
+pub use repos::{check_github_name, check_repository_name, parse_repo_ref, RepoRemoval};
 pub use types::{
     BundleDetails, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery, HeldBundle,
     IndexOptions, Repository, DEFAULT_HISTORY,

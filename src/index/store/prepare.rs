@@ -108,16 +108,23 @@ impl PreparedBundle {
         } else {
             return Ok(Err(ApplyOutcome::Ignored));
         };
+        let contents = keep_contents
+            .then(|| serde_json::to_vec(&bundle.contents))
+            .transpose()?;
+        if let Some(json) = contents
+            .as_ref()
+            .filter(|json| json.len() > crate::compression::MAX_OUTPUT)
+        {
+            return Ok(Err(ApplyOutcome::Invalid(format!(
+                "its contents are {} bytes of JSON, more than the {} MiB the store keeps for one bundle",
+                json.len(),
+                crate::compression::MAX_OUTPUT / (1024 * 1024)
+            ))));
+        }
         Ok(Ok(PreparedBundle {
             rid: rid.clone(),
             manifest: bundle.manifest.clone(),
-            held: held::encode_manifest(
-                &bundle.manifest,
-                keep_contents
-                    .then(|| serde_json::to_vec(&bundle.contents))
-                    .transpose()?
-                    .as_deref(),
-            )?,
+            held: held::encode_manifest(&bundle.manifest, contents.as_deref())?,
             details,
             at,
             row,
@@ -174,5 +181,10 @@ impl PreparedBundle {
     /// Its manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    /// For an event, its row.
+    pub fn row(&self) -> Option<&EventRow> {
+        self.row.as_ref()
     }
 }

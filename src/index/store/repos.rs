@@ -32,6 +32,13 @@ impl RepoRemoval {
     }
 }
 
+/// `owner/name` or a repository RID, naming a repository GitHub allows: what [`Index::add_repository`] takes.
+pub fn check_repository_name(full_name_or_rid: &str) -> Result<GithubRepoRid, IndexError> {
+    let repo = parse_repo_ref(full_name_or_rid)?;
+    check_github_name(full_name_or_rid, repo.full_name())?;
+    Ok(repo)
+}
+
 /// A repository name as GitHub allows it: owner 1–39 of `[A-Za-z0-9-]`, name 1–100 of `[A-Za-z0-9._-]`, and
 /// neither `.` nor `..`.
 pub fn check_github_name(input: &str, full_name: &str) -> Result<(), IndexError> {
@@ -88,8 +95,7 @@ impl Index {
     /// Adds a repository with no events yet (`add-repo`). Idempotent: returns the row and whether it was created.
     /// The name must be one GitHub allows ([`check_github_name`]).
     pub fn add_repository(&self, full_name_or_rid: &str) -> Result<(Repository, bool), IndexError> {
-        let repo = parse_repo_ref(full_name_or_rid)?;
-        check_github_name(full_name_or_rid, repo.full_name())?;
+        let repo = check_repository_name(full_name_or_rid)?;
         let key = repo.rid().as_str();
         let now = now_text();
         let created = self.transaction(|tx| {

@@ -12,7 +12,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-mod record;
+pub(crate) mod record;
 
 pub use record::{InboxEntry, RecordError};
 
