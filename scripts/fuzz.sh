@@ -44,17 +44,18 @@ for target in "${targets[@]}"; do
       >"$log" 2>&1)
   status=$?
   set -e
-  runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -1)
+  # (each `|| true`: a line missing from the log is a `?` in the report, not the end of the script)
+  runs=$(grep -oE '^stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)
+  took=$(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$log" | grep -oE 'in [0-9]+' | grep -oE '[0-9]+' | tail -1 || true)
   [ "${took:-0}" -gt 0 ] || took=1
-  cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)
-  artifact=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/Test unit written to //')
+  cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)
+  artifact=$(grep -oE "Test unit written to [^ ]+" "$log" | tail -1 | sed 's/Test unit written to //' || true)
   if [ $status -eq 0 ]; then
     result=ok
   else
     failed=1
-    kind=$(grep -oE 'ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+|panicked at [^ ]+' "$log" | head -1)
-    result="FAILED (${kind:-exit $status}) ${artifact:+→ fuzz/$artifact}; log: $log"
+    kind=$(grep -oE 'ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+|panicked at [^ ]+' "$log" | head -1 || true)
+    result="FAILED (${kind:-exit $status}) ${artifact:+→ $artifact}; log: $log"
   fi
   printf '%-16s %10s runs %8s/s  %-20s %s\n' "$target" "${runs:-?}" "$(( ${runs:-0} / ${took:-$seconds} ))" \
     "${cov:-cov: ?}" "$result"

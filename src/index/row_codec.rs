@@ -199,7 +199,13 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<(StoredRow, RowMeta)> {
     let commit_sha = match (flags & HAS_SHA != 0, flags & SHA_TEXT != 0) {
         (false, _) => None,
         // A SHA `encode` would have written as 20 bytes is not a text one: the decoder reads one form per row.
-        (true, true) => Some(r.text()?).filter(|sha| raw_sha(sha).is_none()),
+        (true, true) => {
+            let sha = r.text()?;
+            if raw_sha(&sha).is_some() {
+                return None;
+            }
+            Some(sha)
+        }
         (true, false) => Some(hex::encode(r.take(20)?)),
     };
     let summary = r.text()?;

@@ -90,6 +90,11 @@ impl PreparedBundle {
                 Ok(event) => event,
                 Err(e) => return Ok(Err(ApplyOutcome::BadRid(e.to_string()))),
             };
+            // A repository GitHub could not have is refused here, so that every repository indexed can be named
+            // in the API's and the CLI's filters (which allow only GitHub's names).
+            if let Err(e) = check_github_name(rid.as_str(), &event.full_name()) {
+                return Ok(Err(ApplyOutcome::BadRid(e.to_string())));
+            }
             let row = parse_event(&event, &bundle.manifest.timestamp, &bundle.contents);
             // Checked here, so that writing cannot fail on it: it is all `Entries::of` can fail on.
             let at = row_micros(&row)?;
@@ -99,8 +104,13 @@ impl PreparedBundle {
                 Some(row),
             )
         } else if rid.is_type(RidType::GITHUB_REPO) {
-            if let Err(e) = GithubRepoRid::from_rid(rid) {
-                return Ok(Err(ApplyOutcome::BadRid(e.to_string())));
+            if let Err(e) = GithubRepoRid::from_rid(rid)
+                .map_err(|e| e.to_string())
+                .and_then(|repo| {
+                    check_github_name(rid.as_str(), repo.full_name()).map_err(|e| e.to_string())
+                })
+            {
+                return Ok(Err(ApplyOutcome::BadRid(e)));
             }
             let (details, time) = parse_repo_bundle(&bundle.contents);
             let at = time.unwrap_or(bundle.manifest.timestamp).unix_micros();
