@@ -31,14 +31,18 @@ impl Timestamp {
 
     /// Parses RFC 3339; a timestamp without an offset is taken as UTC, as koi-net treats naive datetimes.
     pub fn parse(text: &str) -> Result<Timestamp, TimestampError> {
-        if let Ok(dt) = DateTime::parse_from_rfc3339(text) {
-            return Ok(Timestamp(dt));
-        }
-        NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-            .map(|naive| Timestamp(naive.and_utc().fixed_offset()))
-            .map_err(|_| TimestampError {
+        let parsed = DateTime::parse_from_rfc3339(text).or_else(|_| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .map(|naive| naive.and_utc().fixed_offset())
+        });
+        match parsed {
+            // A leap second (`:60`): Python's datetime, and so koi-net, has none, and chrono writes it back in
+            // another form, so a manifest holding one would not read back as received (found by fuzzing).
+            Ok(dt) if chrono::Timelike::nanosecond(&dt) < 1_000_000_000 => Ok(Timestamp(dt)),
+            _ => Err(TimestampError {
                 text: text.to_owned(),
-            })
+            }),
+        }
     }
 
     /// The instant in UTC.
@@ -117,6 +121,18 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leap_second_is_refused_as_python_refuses_it() {
+        for text in [
+            "2026-11-24T12:00:60Z",
+            "2026-11-24T23:59:60.5+00:00",
+            "2026-11-24T12:00:60",
+        ] {
+            assert!(Timestamp::parse(text).is_err(), "{text}");
+        }
+        assert!(Timestamp::parse("2026-11-24T12:00:59.999999Z").is_ok());
+    }
 
     #[test]
     fn written_as_pydantic_writes_datetimes() {
