@@ -291,26 +291,7 @@ impl Node {
         } else if is_edge {
             self.apply_edge_bundle(&bundle, &source)
         } else {
-            // Not prepared when it was received (an entry of an older release, or one the index will not
-            // write): prepared now, or refused with the reason the index gives.
-            return match PreparedBundle::of(&bundle) {
-                Ok(prepared) => Handled::Index(Box::new(prepared)),
-                Err(ApplyOutcome::BadRid(why)) => Handled::Refused(Box::new(rejection_of(
-                    &source,
-                    &rid,
-                    RejectReason::BadRid,
-                    why,
-                    &bundle,
-                ))),
-                Err(ApplyOutcome::Invalid(why)) => Handled::Refused(Box::new(rejection_of(
-                    &source,
-                    &rid,
-                    RejectReason::Unindexable,
-                    why,
-                    &bundle,
-                ))),
-                Err(_) => Handled::Done,
-            };
+            return prepare_or_refuse(&source, &rid, &bundle);
         };
         match applied {
             Ok(EdgeApplied::Done) => Handled::Done,
@@ -539,6 +520,19 @@ impl Node {
             }
         }
         Err(format!("could not fetch the bundle of {rid}: {last_error}"))
+    }
+}
+
+/// A GitHub bundle not prepared when it was received (an entry of an older release, or one the index will not
+/// write): prepared now, or refused with the reason the index gives and the bundle as evidence.
+fn prepare_or_refuse(source: &Rid, rid: &Rid, bundle: &Bundle) -> Handled {
+    let refused =
+        |reason, why| Handled::Refused(Box::new(rejection_of(source, rid, reason, why, bundle)));
+    match PreparedBundle::of(bundle) {
+        Ok(prepared) => Handled::Index(Box::new(prepared)),
+        Err(ApplyOutcome::BadRid(why)) => refused(RejectReason::BadRid, why),
+        Err(ApplyOutcome::Invalid(why)) => refused(RejectReason::Unindexable, why),
+        Err(_) => Handled::Done,
     }
 }
 
