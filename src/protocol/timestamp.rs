@@ -41,7 +41,7 @@ impl Timestamp {
             // would not read back as received (both found by fuzzing).
             Ok(dt)
                 if chrono::Timelike::nanosecond(&dt) < 1_000_000_000
-                    && (1..=9999).contains(&chrono::Datelike::year(&dt.naive_utc())) =>
+                    && (1..=9999).contains(&chrono::Datelike::year(&dt)) =>
             {
                 Ok(Timestamp(dt))
             }
