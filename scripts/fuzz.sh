@@ -2,8 +2,13 @@
 # Runs every fuzz target in fuzz/ for SECONDS each (default 20) and prints one line per target: executions (and per
 # second), coverage, and the result. Exits 1 if any target crashed, hung, or ran out of memory.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET ...]     (no TARGET: all of them)
+#   scripts/fuzz.sh [--quick] [SECONDS] [TARGET ...]     (no TARGET: all of them)
 #
+# --quick (what .ci/run uses): builds without AddressSanitizer and without optimisation, which takes about 3
+# minutes from clean instead of 6 to 10, and runs 2 to 7 times fewer inputs a second; panics, overflows (debug
+# assertions stay on), hangs and memory limits are still found. Its build is kept in
+# ${KOI_FUZZ_TARGET_DIR:-~/.cache/koi-github-indexer/fuzz-target}, shared by every clone on the machine, so a
+# second run rebuilds only this crate.
 # Installs cargo-fuzz if it is missing and sets RUSTC_BOOTSTRAP=1 itself (libFuzzer's instrumentation needs
 # nightly flags; stable rustc accepts them so). Each target starts from its corpus in fuzz/corpus/<target>/,
 # seeded from tests/fixtures/ by the suite's `write_seed_corpus`, and keeps what it finds there. Limits: inputs up
@@ -12,8 +17,21 @@
 # test in tests/fixtures/fuzz/<target>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+quick=0
+if [ "${1:-}" = --quick ]; then
+  quick=1
+  shift
+fi
 seconds=${1:-20}
 shift || true
+if [ $quick -eq 1 ]; then
+  build_flags=(--sanitizer none --dev)
+  export CARGO_TARGET_DIR=${KOI_FUZZ_TARGET_DIR:-$HOME/.cache/koi-github-indexer/fuzz-target}
+  what="without sanitizer or optimisation (--quick)"
+else
+  build_flags=(--debug-assertions)
+  what="instrumented, with AddressSanitizer and debug assertions; the first build takes 6 to 10 minutes"
+fi
 export RUSTC_BOOTSTRAP=1
 
 if ! cargo fuzz --version >/dev/null 2>&1; then
@@ -30,8 +48,14 @@ echo "fuzz: seeding the corpora from tests/fixtures/" >&2
 KOI_FUZZ_CORPUS=$(pwd)/fuzz/corpus cargo test --quiet --test fuzz_regressions -- --ignored --exact write_seed_corpus \
   >/dev/null
 
-echo "fuzz: building the targets (instrumented, with debug assertions; the first build takes a few minutes)" >&2
-(cd fuzz && cargo fuzz build --debug-assertions 2>&1 | grep -E "^(error|warning: unused)" || true)
+echo "fuzz: building the targets ($what)" >&2
+build_log=$(mktemp)
+if ! (cd fuzz && cargo fuzz build "${build_flags[@]}" >"$build_log" 2>&1); then
+  tail -40 "$build_log" >&2
+  echo "fuzz: the build failed (above; the whole log: $build_log)" >&2
+  exit 1
+fi
+rm -f "$build_log"
 
 failed=0
 logs=$(mktemp -d)
@@ -39,7 +63,7 @@ for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
   log="$logs/$target.log"
   set +e
-  (cd fuzz && cargo fuzz run --debug-assertions "$target" "corpus/$target" -- \
+  (cd fuzz && cargo fuzz run "${build_flags[@]}" "$target" "corpus/$target" -- \
       -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=512 -timeout=5 -print_final_stats=1 \
       >"$log" 2>&1)
   status=$?
@@ -56,9 +80,15 @@ for target in "${targets[@]}"; do
     failed=1
     kind=$(grep -oE 'ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+|panicked at [^ ]+' "$log" | head -1 || true)
     result="FAILED (${kind:-exit $status}) ${artifact:+→ $artifact}; log: $log"
+    grep -E -B2 -A12 'ERROR: libFuzzer|ERROR: AddressSanitizer|panicked at' "$log" | head -40 >&2 || true
   fi
   printf '%-16s %10s runs %8s/s  %-20s %s\n' "$target" "${runs:-?}" "$(( ${runs:-0} / ${took:-$seconds} ))" \
     "${cov:-cov: ?}" "$result"
 done
-[ $failed -eq 0 ] && rm -rf "$logs"
+if [ $failed -eq 0 ]; then
+  rm -rf "$logs"
+  echo "fuzz: ${#targets[@]} targets, ${seconds} s each: all clean" >&2
+else
+  echo "fuzz: a target FAILED (above); fix it and keep its input in tests/fixtures/fuzz/<target>/" >&2
+fi
 exit $failed

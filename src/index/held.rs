@@ -43,26 +43,24 @@ const DICTIONARY: u8 = 16;
 /// this file**: values written with it need it to be read. A better dictionary gets a file and a flag of its own.
 static CONTENTS_DICTIONARY: &[u8] = include_bytes!("contents-dictionary.json");
 
-/// [`CONTENTS_DICTIONARY`] prepared once for compressing and for decompressing.
+/// [`CONTENTS_DICTIONARY`] prepared once for compressing.
 static COMPRESSION_DICTIONARY: std::sync::LazyLock<CDict<'static>> =
     std::sync::LazyLock::new(|| CDict::create(CONTENTS_DICTIONARY, LEVEL));
-static DECOMPRESSION_DICTIONARY: std::sync::LazyLock<DDict<'static>> =
-    std::sync::LazyLock::new(|| DDict::create(CONTENTS_DICTIONARY));
+/// [`CONTENTS_DICTIONARY`] for reading frames back ([`crate::compression`]).
+static DECOMPRESSION_DICTIONARY: RawDictionary = RawDictionary {
+    id: 1,
+    content: CONTENTS_DICTIONARY,
+};
 /// zstd level: 3 is zstd's default, a good ratio at a few hundred MB/s on this machine's core.
 const LEVEL: i32 = 3;
 
-use zstd::zstd_safe::{CCtx, CDict, DCtx, DDict};
+use crate::compression::RawDictionary;
+use zstd::zstd_safe::{CCtx, CDict};
 
 thread_local! {
     /// One compression context per thread: creating one costs about as much as compressing a small bundle.
     static COMPRESSOR: std::cell::RefCell<CCtx<'static>> = std::cell::RefCell::new(CCtx::create());
-    /// Likewise for decompression.
-    static DECOMPRESSOR: std::cell::RefCell<DCtx<'static>> = std::cell::RefCell::new(DCtx::create());
 }
-
-/// `ZSTD_getFrameContentSize` answers for "unknown" and "error" (`ZSTD_CONTENTSIZE_UNKNOWN` / `_ERROR`).
-const CONTENT_SIZE_UNKNOWN: u64 = u64::MAX;
-const CONTENT_SIZE_ERROR: u64 = u64::MAX - 1;
 
 fn zstd_error(code: usize) -> std::io::Error {
     std::io::Error::other(zstd::zstd_safe::get_error_name(code))
@@ -97,42 +95,7 @@ fn compress_contents(json: &[u8]) -> Result<Vec<u8>, IndexError> {
 
 /// What [`compress_contents`] wrote, decompressed.
 fn decompress_contents(frame: &[u8]) -> std::io::Result<Vec<u8>> {
-    let size = zstd::zstd_safe::get_frame_content_size(frame);
-    if size == CONTENT_SIZE_UNKNOWN || size == CONTENT_SIZE_ERROR {
-        return Err(std::io::Error::other(
-            "the frame does not say its size (not written by this program)",
-        ));
-    }
-    if !crate::compression::plausible(size, frame.len()) {
-        return Err(std::io::Error::other(format!(
-            "the frame claims {size} bytes, more than it can hold or than a value may"
-        )));
-    }
-    let mut out = Vec::with_capacity(size as usize);
-    DECOMPRESSOR
-        .with(|dctx| {
-            dctx.borrow_mut()
-                .decompress_using_ddict(&mut out, frame, &DECOMPRESSION_DICTIONARY)
-        })
-        .map_err(zstd_error)?;
-    Ok(out)
-}
-
-/// A zstd frame decompressed, with this thread's context; at most [`crate::compression::MAX_OUTPUT`].
-pub fn decompress(frame: &[u8]) -> std::io::Result<Vec<u8>> {
-    let size = zstd::zstd_safe::get_frame_content_size(frame);
-    if size == CONTENT_SIZE_UNKNOWN
-        || size == CONTENT_SIZE_ERROR
-        || !crate::compression::plausible(size, frame.len())
-    {
-        // No usable size in the frame header (not written by [`compress`]): stream it, with the bound.
-        return crate::compression::decompress(frame);
-    }
-    let mut out = Vec::with_capacity(size as usize);
-    DECOMPRESSOR
-        .with(|dctx| dctx.borrow_mut().decompress(&mut out, frame))
-        .map_err(zstd_error)?;
-    Ok(out)
+    crate::compression::decompress_with(frame, &DECOMPRESSION_DICTIONARY)
 }
 
 /// The value for a manifest (JSON) and, when kept, its contents (JSON, compressed here).
@@ -310,7 +273,7 @@ pub fn decode(key: &[u8], value: &[u8]) -> Result<(Manifest, Option<Contents>), 
             let json = if flags & DICTIONARY != 0 {
                 decompress_contents(c)
             } else {
-                decompress(c)
+                crate::compression::decompress(c)
             }
             .map_err(|e| corrupt(key, format!("cannot decompress the contents: {e}")))?;
             Some(
