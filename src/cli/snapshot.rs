@@ -252,7 +252,7 @@ impl Tally {
                 ApplyOutcome::Indexed { new: false } => self.updated += 1,
                 ApplyOutcome::Unchanged => self.unchanged += 1,
                 ApplyOutcome::Stale => self.stale += 1,
-                ApplyOutcome::Ignored => self.skipped += 1,
+                ApplyOutcome::Ignored | ApplyOutcome::Filtered => self.skipped += 1,
                 ApplyOutcome::BadRid(why) | ApplyOutcome::Invalid(why) => {
                     self.skipped += 1;
                     self.first_skip.get_or_insert_with(|| why.clone());

@@ -82,6 +82,15 @@ pub enum ConfigError {
         /// The variable's name.
         var: String,
     },
+    /// `sink.nats.token_env` is set, but neither its variable nor its credential file holds a token.
+    #[error(
+        "the NATS token variable `{var}` (set by `sink.nats.token_env`) is not set or empty: export it, put `{var}=…` \
+         in the service's EnvironmentFile, or pass it with LoadCredential={var}:FILE"
+    )]
+    MissingNatsToken {
+        /// The variable's name.
+        var: String,
+    },
     /// A secret's variable or credential file could not be read.
     #[error(transparent)]
     Secret(#[from] crate::secrets::SecretError),
@@ -131,6 +140,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Where indexed events are published beside the index (`[sink.nats]`).
+    #[serde(default)]
+    pub sink: SinkConfig,
     /// Outbound webhooks on new events, one `[[action]]` block each.
     #[serde(default, rename = "action")]
     pub actions: Vec<ActionConfig>,
@@ -148,6 +160,8 @@ pub struct Secrets {
     pub action_secrets: Vec<String>,
     /// The API's bearer token (`api.token_env`), if one is configured.
     pub api_token: Option<String>,
+    /// The NATS token (`sink.nats.token_env`), if one is configured.
+    pub nats_token: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -185,6 +199,20 @@ impl Config {
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         if config.node.data_dir.is_relative() {
             config.node.data_dir = base.join(&config.node.data_dir);
+        }
+        if let Some(nats) = &mut config.sink.nats {
+            for path in [
+                &mut nats.creds_file,
+                &mut nats.nkey_seed_file,
+                &mut nats.tls_ca,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
         }
         config.validate()?;
         Ok(config)
@@ -234,7 +262,8 @@ impl Config {
             // Only once every secret is read: two actions may share one variable.
             let names = std::iter::once(&self.node.key_password_env)
                 .chain(self.actions.iter().map(|a| &a.secret_env))
-                .chain(self.api.token_env.iter());
+                .chain(self.api.token_env.iter())
+                .chain(self.sink.nats.iter().flat_map(|n| n.token_env.iter()));
             for name in names {
                 crate::secrets::scrub(name);
             }
@@ -262,10 +291,18 @@ impl Config {
                 read_secret(var)?.ok_or_else(|| ConfigError::MissingToken { var: var.clone() })?,
             ),
         };
+        let nats_token = match self.sink.nats.as_ref().and_then(|n| n.token_env.as_ref()) {
+            None => None,
+            Some(var) => Some(
+                read_secret(var)?
+                    .ok_or_else(|| ConfigError::MissingNatsToken { var: var.clone() })?,
+            ),
+        };
         Ok(Secrets {
             key_password,
             action_secrets,
             api_token,
+            nats_token,
         })
     }
 

@@ -126,6 +126,75 @@ pub struct IndexConfig {
     pub keep_contents: bool,
     /// Versions of an event kept, the current one included: an UPDATE keeps the one it replaces (1 keeps none).
     pub history: u32,
+    /// The repositories this node indexes, `owner/name` or `owner/*`; empty (the default) indexes all. Events of
+    /// others are counted (`events_filtered_total`) and dropped: several nodes can share the work by repository.
+    pub repos: Vec<String>,
+}
+
+/// `[sink]`: where indexed events are published beside the index.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinkConfig {
+    /// `[sink.nats]`: a NATS JetStream stream.
+    pub nats: Option<NatsSinkConfig>,
+}
+
+/// `[sink.nats]`: publish every indexed event (each version once) to a JetStream stream (docs/operations.md,
+/// "Scaling out").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSinkConfig {
+    /// Server URLs (`nats://host:4222`, `tls://…`); the client finds the rest of the cluster from them.
+    pub servers: Vec<String>,
+    /// The stream; created when missing.
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    /// Subjects are `<subject_prefix>.<owner>.<repo>.<event_type>`.
+    #[serde(default = "default_subject_prefix")]
+    pub subject_prefix: String,
+    /// A `.creds` file (user JWT and NKey seed).
+    #[serde(default)]
+    pub creds_file: Option<PathBuf>,
+    /// The environment variable (or credential file, systemd's `LoadCredential`) holding a token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// A file holding an NKey seed (`SU…`).
+    #[serde(default)]
+    pub nkey_seed_file: Option<PathBuf>,
+    /// A PEM file of the CA that signed the servers' certificates; TLS is then required.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Copies of the stream the cluster keeps, when the node creates it (1, 3 or 5).
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// How long the stream keeps messages, when the node creates it; unset keeps them until limits say otherwise.
+    #[serde(default, deserialize_with = "de_opt_duration")]
+    pub max_age: Option<Duration>,
+    /// The server drops a message whose `Nats-Msg-Id` it has seen within this window.
+    #[serde(default = "default_duplicate_window", deserialize_with = "de_duration")]
+    pub duplicate_window: Duration,
+    /// Publishes awaiting their acknowledgement at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Put each event's contents (the GitHub payload) in its message.
+    #[serde(default)]
+    pub include_contents: bool,
+}
+
+fn default_stream() -> String {
+    "GITHUB_EVENTS".to_owned()
+}
+fn default_subject_prefix() -> String {
+    "github".to_owned()
+}
+fn default_replicas() -> usize {
+    3
+}
+fn default_duplicate_window() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_max_in_flight() -> usize {
+    256
 }
 
 /// `[[action]]`: POST each newly indexed event that matches the filters to `url`, signed with HMAC-SHA256.
@@ -175,7 +244,7 @@ impl ActionConfig {
     pub fn filter(&self) -> crate::index::ActionFilter {
         crate::index::ActionFilter {
             name: self.name.clone(),
-            repos: self.repos.clone(),
+            repos: crate::index::RepoFilter(self.repos.clone()),
             event_types: self.event_types.clone(),
             actors: self.actors.clone(),
         }
@@ -266,6 +335,7 @@ impl Default for IndexConfig {
             retention: None,
             keep_contents: true,
             history: crate::index::DEFAULT_HISTORY,
+            repos: Vec::new(),
         }
     }
 }

@@ -33,6 +33,8 @@ impl Config {
             keep_contents: self.index.keep_contents,
             history: self.index.history,
             actions: self.actions.iter().map(ActionConfig::filter).collect(),
+            repos: crate::index::RepoFilter(self.index.repos.clone()),
+            sink_log: self.sink.nats.is_some(),
         }
     }
 

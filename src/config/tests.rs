@@ -38,6 +38,10 @@ fn the_example_file_documents_the_defaults() {
         "# secret_env = ",
         "# max_age = ",
         "# token_env = ",
+        "# repos = ",
+        "# [sink.nats]",
+        "# subject_prefix = ",
+        "# include_contents = ",
     ] {
         assert!(text.contains(optional), "{optional}");
     }
@@ -142,7 +146,7 @@ fn actions_parse_with_defaults_and_bad_ones_name_the_action_and_the_fix() {
     assert_eq!(a.max_backoff, Duration::from_secs(60));
     assert_eq!(a.max_age, Duration::from_secs(24 * 3600));
     assert_eq!((a.keep_delivered, a.keep_failed), (1000, 1000));
-    assert_eq!(a.filter().repos, ["octo-org/hello-world", "rust-lang/*"]);
+    assert_eq!(a.filter().repos.0, ["octo-org/hello-world", "rust-lang/*"]);
     assert_eq!(c.index.history, 10);
     // PATH is always set: the password is found, and the action's secret is the one missing.
     let mut c = c;
@@ -261,6 +265,7 @@ fn the_examples_placeholder_and_password_are_refused() {
         key_password: password.to_owned(),
         action_secrets: Vec::new(),
         api_token: None,
+        nats_token: None,
     };
     let err = example
         .refuse_placeholders(&secrets("good"))
@@ -280,4 +285,77 @@ fn the_examples_placeholder_and_password_are_refused() {
         err.contains("KOI_KEY_PASSWORD") && err.contains("change-me"),
         "{err}"
     );
+}
+
+#[test]
+fn the_nats_sink_has_defaults_and_its_mistakes_name_the_key() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[sink.nats]\nservers = [\"nats://127.0.0.1:4222\"]\ncreds_file = \"nats.creds\"\n"
+    ))
+    .unwrap();
+    let n = c.sink.nats.as_ref().unwrap();
+    assert_eq!(
+        (n.stream.as_str(), n.subject_prefix.as_str()),
+        ("GITHUB_EVENTS", "github")
+    );
+    assert_eq!((n.replicas, n.max_in_flight), (3, 256));
+    assert_eq!(n.duplicate_window, Duration::from_secs(120));
+    assert!(!n.include_contents && n.max_age.is_none());
+    assert_eq!(
+        n.creds_file.as_deref(),
+        Some(Path::new("/etc/koi/nats.creds")),
+        "relative to the config"
+    );
+    assert!(c.index_options().sink_log);
+    assert!(!parse(MINIMAL).unwrap().index_options().sink_log);
+    for (keys, key, says) in [
+        ("servers = []", "sink.nats.servers", "is empty"),
+        (
+            "servers = [\"http://x:1\"]",
+            "sink.nats.servers",
+            "not a NATS server URL",
+        ),
+        (
+            "servers = [\"nats://a:4222\"]\nstream = \"a.b\"",
+            "sink.nats.stream",
+            "not a stream name",
+        ),
+        (
+            "servers = [\"nats://a:4222\"]\nsubject_prefix = \"gh.*\"",
+            "sink.nats.subject_prefix",
+            "not a subject prefix",
+        ),
+        (
+            "servers = [\"nats://a:4222\"]\nreplicas = 7",
+            "sink.nats.replicas",
+            "1 to 5",
+        ),
+        (
+            "servers = [\"nats://a:4222\"]\nmax_in_flight = 0",
+            "sink.nats.max_in_flight",
+            "at least 1",
+        ),
+        (
+            "servers = [\"nats://a:4222\"]\ntoken_env = \"T\"\ncreds_file = \"c\"",
+            "sink.nats",
+            "choose one",
+        ),
+    ] {
+        let err = parse(&format!("{MINIMAL}\n[sink.nats]\n{keys}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(key) && err.contains(says), "{keys}: {err}");
+    }
+    let err = parse(&format!("{MINIMAL}\n[index]\nrepos = [\"not a repo\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("index.repos") && err.contains("not a repo"),
+        "{err}"
+    );
+    let c = parse(&format!(
+        "{MINIMAL}\n[index]\nrepos = [\"octo-org/*\", \"rust-lang/rust\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.index_options().repos.0, ["octo-org/*", "rust-lang/rust"]);
 }

@@ -20,7 +20,8 @@ impl Config {
             .or_else(|| storage(self))
             .or_else(|| index(self))
             .or_else(|| log(self))
-            .or_else(|| actions(self));
+            .or_else(|| actions(self))
+            .or_else(|| sink(self));
         match problem {
             Some((key, problem)) => Err(self.invalid(key, problem)),
             None => Ok(()),
@@ -150,6 +151,12 @@ fn index(c: &Config) -> Option<Problem> {
             "must be greater than zero; remove the key to keep everything".to_owned(),
         ));
     }
+    if let Some(bad) = i.repos.iter().find(|repo| !repo_pattern_ok(repo)) {
+        return Some((
+            "index.repos",
+            format!("entry `{bad}` is not `owner/name` or `owner/*` as GitHub spells them"),
+        ));
+    }
     (i.history == 0).then(|| {
         (
             "index.history",
@@ -223,15 +230,10 @@ pub(super) fn check_action(action: &ActionConfig) -> Result<(), String> {
                 .into(),
         );
     }
-    for repo in &action.repos {
-        let full_name = repo
-            .strip_suffix("/*")
-            .map_or(repo.clone(), |owner| format!("{owner}/x"));
-        if crate::index::check_github_name(repo, &full_name).is_err() {
-            return Err(format!(
-                "`repos` entry `{repo}` is not `owner/name` or `owner/*` as GitHub spells them"
-            ));
-        }
+    if let Some(repo) = action.repos.iter().find(|repo| !repo_pattern_ok(repo)) {
+        return Err(format!(
+            "`repos` entry `{repo}` is not `owner/name` or `owner/*` as GitHub spells them"
+        ));
     }
     if let Some(bad) = action
         .event_types
@@ -269,4 +271,92 @@ fn check_cron(expr: &str) -> Result<(), String> {
         .map_err(|e| {
             format!("`{expr}` is not a valid cron expression ({e:?}); write 6 fields with seconds first, e.g. \"*/5 * * * * *\"")
         })
+}
+
+/// An `owner/name` or `owner/*` GitHub could have.
+fn repo_pattern_ok(repo: &str) -> bool {
+    let full_name = repo
+        .strip_suffix("/*")
+        .map_or(repo.to_owned(), |owner| format!("{owner}/x"));
+    crate::index::check_github_name(repo, &full_name).is_ok()
+}
+
+/// A NATS subject token or stream name: no whitespace, `.`, `*`, `>` (nor `/` and `\\` in a stream name).
+fn nats_name_ok(name: &str, extra: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "*>".contains(c) || extra.contains(c))
+}
+
+fn sink(c: &Config) -> Option<Problem> {
+    let n = c.sink.nats.as_ref()?;
+    if n.servers.is_empty() {
+        return Some((
+            "sink.nats.servers",
+            "is empty: list the cluster's servers, e.g. [\"nats://127.0.0.1:4222\"]".to_owned(),
+        ));
+    }
+    if let Some(bad) = n
+        .servers
+        .iter()
+        .find(|s| s.parse::<async_nats::ServerAddr>().is_err())
+    {
+        return Some((
+            "sink.nats.servers",
+            format!("entry `{bad}` is not a NATS server URL (nats://host:port, tls://host:port)"),
+        ));
+    }
+    if !nats_name_ok(&n.stream, "./\\") {
+        return Some((
+            "sink.nats.stream",
+            format!(
+                "`{}` is not a stream name: no spaces, `.`, `*`, `>`, `/` or `\\`",
+                n.stream
+            ),
+        ));
+    }
+    if !n
+        .subject_prefix
+        .split('.')
+        .all(|token| nats_name_ok(token, ""))
+    {
+        return Some((
+            "sink.nats.subject_prefix",
+            format!(
+                "`{}` is not a subject prefix: dot-separated tokens without spaces, `*` or `>`",
+                n.subject_prefix
+            ),
+        ));
+    }
+    let credentials = [
+        n.creds_file.is_some(),
+        n.token_env.is_some(),
+        n.nkey_seed_file.is_some(),
+    ];
+    if credentials.iter().filter(|set| **set).count() > 1 {
+        return Some((
+            "sink.nats",
+            "sets more than one of `creds_file`, `token_env` and `nkey_seed_file`: choose one"
+                .to_owned(),
+        ));
+    }
+    if !(1..=5).contains(&n.replicas) {
+        return Some((
+            "sink.nats.replicas",
+            format!(
+                "is {}: JetStream keeps 1 to 5 copies (3 is usual)",
+                n.replicas
+            ),
+        ));
+    }
+    if n.max_age.is_some_and(|a| a.is_zero()) {
+        return Some((
+            "sink.nats.max_age",
+            "must be greater than zero; remove the key to keep messages by the stream's other limits".to_owned(),
+        ));
+    }
+    positive("sink.nats.duplicate_window", n.duplicate_window)
+        .or_else(|| at_least_one("sink.nats.max_in_flight", n.max_in_flight as u64))
 }

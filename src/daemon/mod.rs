@@ -28,6 +28,7 @@ pub async fn run(config: Config, secrets: Secrets) -> anyhow::Result<()> {
         key_password,
         action_secrets,
         api_token,
+        nats_token,
     } = secrets;
     let opened = open::open(&config, key_password).await?;
     let node = opened.node(&config)?;
@@ -49,6 +50,16 @@ pub async fn run(config: Config, secrets: Secrets) -> anyhow::Result<()> {
         .map(|(action, secret)| Action::new(action, secret))
         .collect();
     let mut others = actions::spawn(&opened.index, actions, &opened.metrics, &shutdown.token)?;
+    if let Some(nats) = &config.sink.nats {
+        others.push(crate::sink::spawn(
+            nats.clone(),
+            nats_token,
+            config.node.name.clone(),
+            opened.index.clone(),
+            opened.metrics.clone(),
+            shutdown.token.clone(),
+        ));
+    }
     if let Some(keep) = config.index.retention {
         others.push(tokio::spawn(schedule::prune_on_schedule(
             opened.index.clone(),

@@ -36,7 +36,7 @@ pub struct ActionFilter {
     /// The action's name (unique, letters, digits, `-` and `_`).
     pub name: String,
     /// Repositories (`owner/name` or `owner/*`).
-    pub repos: Vec<String>,
+    pub repos: super::RepoFilter,
     /// Event types (`push`, `issues`, …).
     pub event_types: Vec<String>,
     /// GitHub logins.
@@ -46,17 +46,7 @@ pub struct ActionFilter {
 impl ActionFilter {
     /// Whether `row` is for this action.
     pub fn matches(&self, row: &EventRow) -> bool {
-        let full_name = super::feeds::full_name(&row.repo_rid);
-        let repo_ok = self.repos.is_empty()
-            || self
-                .repos
-                .iter()
-                .any(|pattern| match pattern.strip_suffix("/*") {
-                    Some(owner) => full_name
-                        .split_once('/')
-                        .is_some_and(|(o, _)| o.eq_ignore_ascii_case(owner)),
-                    None => pattern.eq_ignore_ascii_case(full_name),
-                });
+        let repo_ok = self.repos.matches_rid(&row.repo_rid);
         let type_ok = self.event_types.is_empty() || self.event_types.contains(&row.event_type);
         let actor_ok = self.actors.is_empty()
             || row

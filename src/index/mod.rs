@@ -45,6 +45,7 @@ pub mod feeds;
 pub mod github;
 pub mod held;
 pub mod live;
+pub mod repo_filter;
 pub(crate) mod row_codec;
 pub mod store;
 
@@ -58,10 +59,11 @@ pub use github::{
     parse_event, parse_repo_bundle, repo_details_from_event, EventRow, RepoDetails, TimeSource,
 };
 pub use live::{stream_json, LiveBatch, LiveEvent};
+pub use repo_filter::RepoFilter;
 pub use store::{
     check_github_name, parse_repo_ref, BundleDetails, Counts, EventDetails, EventQuery,
     EventVersion, GlobalQuery, HeldBundle, Index, IndexOptions, PreparedBundle, PreparedHeader,
-    RepoRemoval, Repository, DEFAULT_HISTORY, SCHEMA_VERSION,
+    RepoRemoval, Repository, SinkEntry, SinkItem, SinkStatus, DEFAULT_HISTORY, SCHEMA_VERSION,
 };
 
 /// What applying a bundle did.
@@ -78,6 +80,8 @@ pub enum ApplyOutcome {
     Stale,
     /// Not a RID type the index keeps.
     Ignored,
+    /// For a repository outside `index.repos`: dropped (another node indexes it), counted, not a dead letter.
+    Filtered,
     /// A RID of an indexed type that is malformed (e.g. `orn:github.event:` without an event id): dropped, with
     /// the reason. Retrying cannot help.
     BadRid(String),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::index::{ApplyOutcome, PreparedBundle, Rejection};
 use crate::protocol::{Bundle, EventType, Freshness, HashScheme, Rid, RidType};
 use crate::telemetry::{
-    DedupReason, EventDeduplicated, EventIndexed, LegacyHashAccepted, RejectReason,
+    DedupReason, EventDeduplicated, EventFiltered, EventIndexed, LegacyHashAccepted, RejectReason,
 };
 
 use super::inbox::{InboxEntry, InboxError};
@@ -210,6 +210,7 @@ impl Node {
                 ApplyOutcome::Unchanged => dedup(DedupReason::Unchanged),
                 ApplyOutcome::Stale => dedup(DedupReason::Stale),
                 ApplyOutcome::Ignored => {}
+                ApplyOutcome::Filtered => EventFiltered { rid }.emit(metrics),
                 ApplyOutcome::BadRid(why) => rejections.push(refused(RejectReason::BadRid, why)),
                 ApplyOutcome::Invalid(why) => {
                     rejections.push(refused(RejectReason::Unindexable, why))

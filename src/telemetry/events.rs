@@ -10,6 +10,10 @@
 //! | [`EventIndexed`] | debug | `events_indexed_total` |
 //! | [`EventDeduplicated`] | debug | `events_deduplicated_total{reason}` |
 //! | [`EventRejected`] | warn | `events_rejected_total{neighbour,reason}` |
+//! | [`EventFiltered`] | debug | `events_filtered_total` |
+//! | [`SinkProgress`] | debug | `sink_published_total`, `sink_lag` |
+//! | [`SinkFailed`] | warn (once per outage) | `sink_errors_total{kind}` |
+//! | [`SinkRecovered`] | info | |
 //! | [`BundlesFetched`] | debug | `bundles_fetched_total` |
 //! | [`LegacyHashAccepted`] | debug | `events_legacy_hash_total{neighbour}` |
 //! | [`InboxDepth`] | trace | `inbox_depth` |
@@ -681,6 +685,9 @@ impl EdgeProposed<'_> {
             .inc();
     }
 }
+
+mod sink;
+pub use sink::{EventFiltered, SinkFailed, SinkProgress, SinkRecovered};
 
 #[cfg(test)]
 mod tests;

@@ -96,6 +96,20 @@ pub(super) struct Families {
     pub(super) action_duration: Family<ActionLabels, Histogram, fn() -> Histogram>,
     /// Deliveries waiting per action.
     pub(super) action_queued: Family<ActionLabels, Gauge>,
+    /// Events dropped because their repository is outside `index.repos` (another node indexes them).
+    pub(super) events_filtered: Counter,
+    /// Messages the JetStream sink published and the cluster acknowledged (duplicates the server dropped included).
+    pub(super) sink_published: Counter,
+    /// Entries of the publish log not yet acknowledged: grows while the cluster is away.
+    pub(super) sink_lag: Gauge,
+    /// Sink failures by kind (connect, stream, publish, store).
+    pub(super) sink_errors: Family<SinkErrorLabels, Counter>,
+}
+
+/// Labels of `sink_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct SinkErrorLabels {
+    pub(super) kind: &'static str,
 }
 
 /// Labels of per-action series.
@@ -239,6 +253,10 @@ impl Metrics {
             action_attempts: Family::default(),
             action_duration: Family::new_with_constructor(poll_duration_histogram),
             action_queued: Family::default(),
+            events_filtered: Counter::default(),
+            sink_published: Counter::default(),
+            sink_lag: Gauge::default(),
+            sink_errors: Family::default(),
             registry: Registry::default(), // replaced below, once everything is registered
         };
         // Both dedup reasons exist from the start, so rate() and ratios work before the first duplicate.
@@ -274,6 +292,26 @@ impl Metrics {
             "events_deduplicated",
             "Events that left the index unchanged: same hash (unchanged) or older than held (stale)",
             families.events_deduplicated.clone(),
+        );
+        registry.register(
+            "events_filtered",
+            "Events dropped because their repository is outside index.repos (another node indexes them)",
+            families.events_filtered.clone(),
+        );
+        registry.register(
+            "sink_published",
+            "Messages the JetStream sink published and the cluster acknowledged",
+            families.sink_published.clone(),
+        );
+        registry.register(
+            "sink_lag",
+            "Indexed event versions the JetStream sink has not published yet",
+            families.sink_lag.clone(),
+        );
+        registry.register(
+            "sink_errors",
+            "JetStream sink failures by kind (connect, stream, publish, store)",
+            families.sink_errors.clone(),
         );
         registry.register(
             "events_rejected",

@@ -2,6 +2,7 @@
 //! `scripts/setup-python.sh`). Each test binary that uses them says `mod support;`.
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod pynet;
 pub mod receiver;
 

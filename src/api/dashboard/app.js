@@ -178,6 +178,14 @@
     $("#repositories-count").textContent = number(details.repositories);
     $("#inbox-depth").textContent = number(details.inbox);
     $("#rejected-count").textContent = number(details.rejected);
+    // The JetStream sink's lag (event versions not yet published), when one is configured; its error as the tip.
+    const sink = details.sink;
+    $("#sink-card").hidden = !sink;
+    if (sink) {
+      $("#sink-lag").textContent = number(sink.lag);
+      $("#sink-card").title = sink.last_error ? `Cannot publish: ${sink.last_error}` : `Published up to entry ${sink.cursor}`;
+      $("#sink-card").classList.toggle("failing", Boolean(sink.last_error));
+    }
     const neighbours = details.neighbours || [];
     renderNeighbours(neighbours, lastPolls);
     getJson(`${API}/polls?limit=100`)

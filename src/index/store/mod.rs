@@ -40,6 +40,7 @@ mod keys;
 mod prepare;
 mod read;
 mod repos;
+mod sink_log;
 mod snapshot;
 mod types;
 mod upgrade;
@@ -54,6 +55,7 @@ pub(super) use codec::{decode_row, stored_meta, StoredMeta};
 pub use keys::SCHEMA_VERSION;
 pub use prepare::{PreparedBundle, PreparedHeader};
 pub use repos::{check_github_name, check_repository_name, parse_repo_ref, RepoRemoval};
+pub use sink_log::{SinkEntry, SinkItem, SinkStatus};
 pub use types::{
     BundleDetails, Counts, EventDetails, EventQuery, EventVersion, GlobalQuery, HeldBundle,
     IndexOptions, Repository, DEFAULT_HISTORY,
@@ -99,6 +101,13 @@ pub struct Index {
     queued: Arc<tokio::sync::watch::Sender<u64>>,
     /// Newly indexed events, to the stream's listeners.
     live: Arc<LiveFeed>,
+    /// The repositories this node indexes (`index.repos`; empty: all).
+    repo_filter: super::RepoFilter,
+    /// The publish log ([`sink_log`]), written only when `sink_enabled`.
+    sink_log: Tree,
+    sink_enabled: bool,
+    /// Bumped after a commit that logged entries for the sink.
+    sink_logged: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl Index {
@@ -129,6 +138,10 @@ impl Index {
             actions: options.actions.into(),
             queued: Arc::new(tokio::sync::watch::Sender::new(0)),
             live: Arc::new(LiveFeed::new(0)),
+            repo_filter: options.repos,
+            sink_log: db.open_tree(sink_log::LOG_TREE)?,
+            sink_enabled: options.sink_log,
+            sink_logged: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         match index.meta.get(SCHEMA_KEY)? {
             Some(bytes) => {
@@ -166,6 +179,9 @@ impl Index {
                     .meta
                     .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
             }
+        }
+        if index.sink_enabled {
+            index.log_unlogged_events()?;
         }
         let live = Arc::new(LiveFeed::new(index.last_seq()?));
         Ok(Index { live, ..index })

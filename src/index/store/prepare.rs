@@ -58,6 +58,14 @@ impl PreparedBundle {
             .map_err(|e| ApplyOutcome::Invalid(e.to_string()))?
     }
 
+    /// The repository the bundle is about: an event's, or a repository bundle's own RID.
+    pub(super) fn repo_rid(&self) -> &str {
+        match &self.row {
+            Some(row) => &row.repo_rid,
+            None => self.rid.as_str(),
+        }
+    }
+
     /// Itself as a store that keeps no contents writes it: without them.
     pub(super) fn for_store(
         &self,

@@ -88,6 +88,10 @@ pub struct IndexOptions {
     pub history: u32,
     /// The actions new events are queued for (`[[action]]`).
     pub actions: Vec<ActionFilter>,
+    /// The repositories indexed (`index.repos`); bundles of others are dropped as [`ApplyOutcome::Filtered`].
+    pub repos: crate::index::RepoFilter,
+    /// Keep the publish log a JetStream sink reads (`[sink.nats]` configured).
+    pub sink_log: bool,
 }
 
 /// Versions kept per event when `index.history` is not set.
@@ -99,6 +103,8 @@ impl Default for IndexOptions {
             keep_contents: true,
             history: DEFAULT_HISTORY,
             actions: Vec::new(),
+            repos: Default::default(),
+            sink_log: false,
         }
     }
 }

@@ -19,6 +19,7 @@ pub(super) struct Tx<'a> {
     pub(super) stream: &'a TransactionalTree,
     pub(super) history: &'a TransactionalTree,
     pub(super) actions: &'a TransactionalTree,
+    pub(super) sink_log: &'a TransactionalTree,
 }
 
 /// One instant, read from the clock once per commit, in the forms the writes record it in.
@@ -49,6 +50,8 @@ pub(super) struct WriteContext<'a> {
     pub(super) versions_kept: u32,
     /// Actions to queue new events for (empty for an import).
     pub(super) actions: &'a [ActionFilter],
+    /// Log each event written for the sink ([`super::sink_log`]).
+    pub(super) sink: bool,
 }
 
 impl Tx<'_> {
@@ -280,6 +283,9 @@ impl Tx<'_> {
                     }
                 };
                 let seq = stream_number(key, &meta).map_err(abort)?;
+                if ctx.sink {
+                    self.log_for_sink(key, meta.v, seq)?;
+                }
                 let entries = Entries::of(row, seq, repo).map_err(abort)?;
                 let row_bytes = encode_row(row, meta).map_err(abort)?;
                 self.events.insert(key, row_bytes)?;
@@ -338,6 +344,7 @@ impl Index {
             &self.stream,
             &self.replaced_versions,
             self.deliveries.tree(),
+            &self.sink_log,
         )
             .transaction(
                 |(
@@ -354,10 +361,12 @@ impl Index {
                     stream,
                     history,
                     actions,
+                    sink_log,
                 )| {
                     f(&Tx {
                         history,
                         actions,
+                        sink_log,
                         meta,
                         bundles,
                         events,
@@ -431,6 +440,21 @@ impl Index {
         prepared: &[Result<Cow<'_, PreparedBundle>, ApplyOutcome>],
         actions: &[ActionFilter],
     ) -> Result<Vec<ApplyOutcome>, IndexError> {
+        let filtered: Vec<_>;
+        let prepared = if self.repo_filter.is_all() {
+            prepared
+        } else {
+            filtered = prepared
+                .iter()
+                .map(|p| match p {
+                    Ok(p) if !self.repo_filter.matches_rid(p.repo_rid()) => {
+                        Err(ApplyOutcome::Filtered)
+                    }
+                    other => other.clone(),
+                })
+                .collect();
+            &filtered
+        };
         if prepared.iter().all(Result::is_err) {
             return Ok(prepared
                 .iter()
@@ -442,8 +466,16 @@ impl Index {
             now: &now,
             versions_kept: self.versions_kept,
             actions,
+            sink: self.sink_enabled,
         };
         let outcomes = self.write_prepared(prepared, &ctx)?;
+        if self.sink_enabled
+            && outcomes
+                .iter()
+                .any(|o| matches!(o, ApplyOutcome::Indexed { .. }))
+        {
+            self.sink_logged.send_modify(|n| *n = n.wrapping_add(1));
+        }
         if outcomes
             .iter()
             .any(|o| matches!(o, ApplyOutcome::Indexed { new: true }))

@@ -7,13 +7,13 @@ use super::*;
 fn new_matching_events_queue_deliveries_in_order_and_updates_and_imports_do_not() {
     let hello_pushes = ActionFilter {
         name: "hello-pushes".into(),
-        repos: vec!["Octo-Org/hello-world".into()],
+        repos: RepoFilter(vec!["Octo-Org/hello-world".into()]),
         event_types: vec!["push".into()],
         actors: Vec::new(),
     };
     let octo_owner = ActionFilter {
         name: "octo".into(),
-        repos: vec!["octo-org/*".into()],
+        repos: RepoFilter(vec!["octo-org/*".into()]),
         ..ActionFilter::default()
     };
     let t = temp_index_with(IndexOptions {

@@ -108,6 +108,7 @@ pub(super) fn assert_consistent(index: &Index) {
 mod deliveries;
 mod property;
 mod read;
+mod sink;
 mod snapshot;
 mod upgrade;
 mod write;
