@@ -55,7 +55,13 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
     fixtures.extend(push_items("before", 20));
     let sensor =
         PyNode::sensor_with_items(root.path(), &coordinator, &Value::Array(fixtures.clone()));
-    let daemon = Daemon::start(root.path(), &coordinator);
+    // A JetStream sink whose cluster is not there: it falls behind, and the dashboard shows its lag in red.
+    let absent_nats = support::pynet::free_port();
+    let daemon = Daemon::start_with(
+        root.path(),
+        &coordinator,
+        &format!("[sink.nats]\nservers = [\"nats://127.0.0.1:{absent_nats}\"]\n"),
+    );
     daemon.wait_until(
         "the sensor's events are indexed",
         Duration::from_secs(90),
@@ -92,6 +98,19 @@ async fn the_dashboard_shows_health_live_events_charts_and_repositories_in_a_rea
             "document.querySelector('#events-indexed').textContent === '{}' && \
              document.querySelector('#repositories-count').textContent !== '–' && \
              document.querySelector('#inbox-depth').textContent === '0'",
+            fixtures.len()
+        ),
+        "document.querySelector('#health').innerText",
+    )
+    .await;
+    page.wait_until(
+        "the JetStream card shows the lag, failing",
+        Duration::from_secs(20),
+        &format!(
+            "!document.querySelector('#sink-card').hidden && \
+             document.querySelector('#sink-lag').textContent === '{}' && \
+             document.querySelector('#sink-card').classList.contains('failing') && \
+             document.querySelector('#sink-card').title.startsWith('Cannot publish')",
             fixtures.len()
         ),
         "document.querySelector('#health').innerText",

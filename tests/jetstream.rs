@@ -13,6 +13,8 @@ use support::nats::{read_stream, Cluster, Stored};
 use support::pynet::{fixture_items, push_items, Daemon, PyNode};
 
 const STREAM: &str = "GITHUB_EVENTS";
+const TOKEN_ENV: &str = "KOI_TEST_NATS_TOKEN";
+const TOKEN: &str = "a-nats-token";
 
 fn sink_config(cluster: &Cluster, extra: &str) -> String {
     format!(
@@ -67,7 +69,7 @@ fn every_event_version_is_published_once_in_order_through_kill_9_and_outages() {
     );
 
     // 1. Every event once, in index order, with the documented subject, headers and body.
-    let messages = read_stream(&cluster.urls(), STREAM);
+    let messages = read_stream(&cluster, STREAM);
     assert_eq!(messages.len(), total, "{}", cluster.log_tail());
     let by_event = exactly_once(&messages);
     assert_eq!(by_event.len(), total);
@@ -143,7 +145,7 @@ fn every_event_version_is_published_once_in_order_through_kill_9_and_outages() {
     daemon.wait_until("the update is published", Duration::from_secs(60), |d| {
         d["sink"]["cursor"].as_u64() == Some(total as u64 + 1)
     });
-    let messages = read_stream(&cluster.urls(), STREAM);
+    let messages = read_stream(&cluster, STREAM);
     assert_eq!(messages.len(), total + 1);
     let last = messages.last().unwrap();
     assert_eq!(
@@ -168,7 +170,7 @@ fn every_event_version_is_published_once_in_order_through_kill_9_and_outages() {
         Duration::from_secs(120),
         "everything is published after kill -9",
     );
-    let messages = read_stream(&cluster.urls(), STREAM);
+    let messages = read_stream(&cluster, STREAM);
     assert_eq!(messages.len(), total + versions, "{}", daemon.log());
     exactly_once(&messages);
 
@@ -208,7 +210,7 @@ fn every_event_version_is_published_once_in_order_through_kill_9_and_outages() {
         Duration::from_secs(180),
         "caught up after the outage",
     );
-    let messages = read_stream(&cluster.urls(), STREAM);
+    let messages = read_stream(&cluster, STREAM);
     assert_eq!(
         messages.len(),
         total + versions,
@@ -230,7 +232,8 @@ fn every_event_version_is_published_once_in_order_through_kill_9_and_outages() {
 #[test]
 fn two_daemons_with_disjoint_repositories_publish_every_event_once() {
     let root = tempfile::tempdir().unwrap();
-    let cluster = Cluster::start(root.path(), 1);
+    // This server requires a token: the daemons give it from `token_env`.
+    let cluster = Cluster::start_with_token(root.path(), 1, Some(TOKEN));
     let coordinator = PyNode::coordinator(root.path());
     let mut items = fixture_items();
     items.extend(push_items("more", 10));
@@ -246,21 +249,21 @@ fn two_daemons_with_disjoint_repositories_publish_every_event_once() {
         })
         .count();
     let other_root = tempfile::tempdir().unwrap();
-    let octo = Daemon::start_with(
+    let sink = sink_config(&cluster, &format!("token_env = \"{TOKEN_ENV}\""));
+    let env = [(TOKEN_ENV, TOKEN)];
+    let octo = Daemon::start_with_env(
         root.path(),
         &coordinator,
-        &format!(
-            "[index]\nrepos = [\"octo-org/*\"]\n\n{}",
-            sink_config(&cluster, "")
-        ),
+        "",
+        &format!("[index]\nrepos = [\"octo-org/*\"]\n\n{sink}"),
+        &env,
     );
-    let rust = Daemon::start_with(
+    let rust = Daemon::start_with_env(
         other_root.path(),
         &coordinator,
-        &format!(
-            "[index]\nrepos = [\"rust-lang/rust\"]\n\n{}",
-            sink_config(&cluster, "")
-        ),
+        "",
+        &format!("[index]\nrepos = [\"rust-lang/rust\"]\n\n{sink}"),
+        &env,
     );
     wait_published(
         &octo,
@@ -274,7 +277,7 @@ fn two_daemons_with_disjoint_repositories_publish_every_event_once() {
         Duration::from_secs(120),
         "rust-lang's are",
     );
-    let messages = read_stream(&cluster.urls(), STREAM);
+    let messages = read_stream(&cluster, STREAM);
     let by_event = exactly_once(&messages);
     let expected: BTreeSet<String> = items
         .iter()

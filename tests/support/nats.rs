@@ -35,6 +35,8 @@ struct Server {
 /// A JetStream cluster on loopback.
 pub struct Cluster {
     servers: Vec<Server>,
+    /// The token every client must give (`--auth`), if any.
+    token: Option<String>,
 }
 
 fn accepts(port: u16) -> bool {
@@ -49,6 +51,11 @@ impl Cluster {
     /// `n` servers (1, or 3 for a cluster), each with its own JetStream directory under `root`; returns once
     /// JetStream answers on all of them.
     pub fn start(root: &Path, n: usize) -> Cluster {
+        Cluster::start_with_token(root, n, None)
+    }
+
+    /// [`Cluster::start`], the servers requiring `token` from every client.
+    pub fn start_with_token(root: &Path, n: usize, token: Option<&str>) -> Cluster {
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let route_list = routes
@@ -72,6 +79,9 @@ impl Cluster {
                     "-sd".into(),
                     dir.display().to_string(),
                 ];
+                if let Some(token) = token {
+                    args.extend(["--auth".into(), token.to_owned()]);
+                }
                 if n > 1 {
                     args.extend([
                         "--cluster_name".into(),
@@ -91,7 +101,10 @@ impl Cluster {
                 }
             })
             .collect();
-        let mut cluster = Cluster { servers };
+        let mut cluster = Cluster {
+            servers,
+            token: token.map(str::to_owned),
+        };
         for i in 0..n {
             cluster.start_server(i);
         }
@@ -174,7 +187,7 @@ impl Cluster {
         runtime().block_on(async {
             loop {
                 let ready = async {
-                    let client = async_nats::connect(urls.as_slice()).await.ok()?;
+                    let client = connect(&urls, self.token.as_deref()).await.ok()?;
                     let js = async_nats::jetstream::new(client);
                     js.query_account().await.ok()
                 };
@@ -247,10 +260,24 @@ impl Stored {
     }
 }
 
+async fn connect(
+    urls: &[String],
+    token: Option<&str>,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut options = async_nats::ConnectOptions::new();
+    if let Some(token) = token {
+        options = options.token(token.to_owned());
+    }
+    options.connect(urls).await
+}
+
 /// Every message of `stream`, in stream order (a consumer reading the whole stream).
-pub fn read_stream(urls: &[String], stream: &str) -> Vec<Stored> {
+pub fn read_stream(cluster: &Cluster, stream: &str) -> Vec<Stored> {
+    let urls = cluster.urls();
     runtime().block_on(async {
-        let client = async_nats::connect(urls).await.expect("connect to read");
+        let client = connect(&urls, cluster.token.as_deref())
+            .await
+            .expect("connect to read");
         let js = async_nats::jetstream::new(client);
         let mut handle = js.get_stream(stream).await.expect("the stream exists");
         let last = handle
