@@ -287,3 +287,28 @@ fn two_daemons_with_disjoint_repositories_publish_every_event_once() {
     assert!(octo.metric("koi_indexer_events_filtered_total", &[]) >= (items.len() - hello) as f64);
     assert!(rust.metric("koi_indexer_events_filtered_total", &[]) >= hello as f64);
 }
+
+#[test]
+fn a_stream_that_does_not_capture_the_subjects_is_reported_and_indexing_goes_on() {
+    let root = tempfile::tempdir().unwrap();
+    let cluster = Cluster::start(root.path(), 1);
+    support::nats::create_stream(&cluster, STREAM, &["elsewhere.>"]);
+    let coordinator = PyNode::coordinator(root.path());
+    let items = fixture_items();
+    let _sensor =
+        PyNode::sensor_with_items(root.path(), &coordinator, &Value::Array(items.clone()));
+    let daemon = Daemon::start_with(root.path(), &coordinator, &sink_config(&cluster, ""));
+    daemon.wait_until(
+        "indexed, and the sink says what differs",
+        Duration::from_secs(90),
+        |d| {
+            d["events"].as_u64() == Some(items.len() as u64)
+                && d["sink"]["lag"].as_u64() == Some(items.len() as u64)
+                && d["sink"]["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("elsewhere.>") && e.contains("github.>"))
+        },
+    );
+    assert!(daemon.metric("koi_indexer_sink_errors_total", &["kind=\"stream\""]) >= 1.0);
+    assert!(read_stream(&cluster, STREAM).is_empty());
+}

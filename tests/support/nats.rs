@@ -310,3 +310,21 @@ pub fn read_stream(cluster: &Cluster, stream: &str) -> Vec<Stored> {
         out
     })
 }
+
+/// Creates `stream` capturing `subjects` (as an operator would, before the node starts).
+pub fn create_stream(cluster: &Cluster, stream: &str, subjects: &[&str]) {
+    let urls = cluster.urls();
+    runtime().block_on(async {
+        let client = connect(&urls, cluster.token.as_deref())
+            .await
+            .expect("connect");
+        async_nats::jetstream::new(client)
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: stream.to_owned(),
+                subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+                ..Default::default()
+            })
+            .await
+            .expect("create the stream");
+    });
+}
