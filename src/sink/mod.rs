@@ -15,8 +15,8 @@
 //! are at most `max_in_flight` messages sent in the last moments before the failure (the cursor moves after each
 //! batch, within seconds when the cluster answers). The window (2 minutes by default) has to cover the time
 //! between a send and its resend: the failure's detection (at most the 5 s acknowledgement timeout) plus the
-//! retry backoff (at most 30 s). A kill -9 is the same: the cursor on disk is at most one batch behind, and a
-//! restart within the window resends that batch as duplicates. Only a restart more than the window after a crash
+//! retry backoff (at most 30 s). A kill -9 is the same: the cursor on disk is at most half a second behind (sled's
+//! flush interval), and a restart within the window resends those batches as duplicates. Only a restart more than the window after a crash
 //! mid-batch can store up to `max_in_flight` messages twice; consumers that need exactly-once then dedupe on
 //! `Nats-Msg-Id`, which is in every message.
 
@@ -115,15 +115,16 @@ impl Sink {
                 result = self.session(&shutdown) => result,
             };
             let Err(error) = result else { return };
+            if self.outage.is_none() {
+                // A new outage (the session had worked, or this is the first try): start the pauses afresh.
+                backoff = MIN_BACKOFF;
+            }
             self.failed(&error).await;
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
-            if self.outage.is_none() {
-                backoff = MIN_BACKOFF;
-            }
         }
     }
 
@@ -220,7 +221,8 @@ impl Sink {
             .store(|index, _| Ok(index.sink_last()?.saturating_sub(index.sink_cursor()?)))
             .await
             .unwrap_or(0);
-        let text = error.to_string();
+        // Server errors carry the server's text: escaped and bounded before it reaches logs and `/status`.
+        let text = crate::telemetry::printable(&error.to_string());
         SinkFailed {
             kind: error.kind(),
             error: &text,
