@@ -58,6 +58,7 @@ fi
 rm -f "$build_log"
 
 failed=0
+failures=0
 logs=$(mktemp -d)
 for target in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
@@ -78,6 +79,7 @@ for target in "${targets[@]}"; do
     result=ok
   else
     failed=1
+    failures=$((failures + 1))
     kind=$(grep -oE 'ERROR: libFuzzer: [a-z-]+|ERROR: AddressSanitizer: [a-z-]+|panicked at [^ ]+' "$log" | head -1 || true)
     result="FAILED (${kind:-exit $status}) ${artifact:+→ $artifact}; log: $log"
     grep -E -B2 -A12 'ERROR: libFuzzer|ERROR: AddressSanitizer|panicked at' "$log" | head -40 >&2 || true
@@ -91,4 +93,6 @@ if [ $failed -eq 0 ]; then
 else
   echo "fuzz: a target FAILED (above); fix it and keep its input in tests/fixtures/fuzz/<target>/" >&2
 fi
+# The closing line in the plain form CI reads: targets run clean, and targets that found something.
+echo "fuzz: $(( ${#targets[@]} - failures )) passed, $failures failed"
 exit $failed
