@@ -53,10 +53,15 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// `$NATS_SERVER`, or the koi-net venv's (`$KOI_VENV`, default `.venv`).
 fn nats_server() -> std::path::PathBuf {
-    std::env::var_os("NATS_SERVER")
-        .map(Into::into)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/nats-server"))
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return path.into();
+    }
+    let venv = std::env::var_os("KOI_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv"));
+    venv.join("bin/nats-server")
 }
 
 fn start_servers(dir: &Path, n: usize) -> Servers {
