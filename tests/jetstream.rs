@@ -312,3 +312,69 @@ fn a_stream_that_does_not_capture_the_subjects_is_reported_and_indexing_goes_on(
     assert!(daemon.metric("koi_indexer_sink_errors_total", &["kind=\"stream\""]) >= 1.0);
     assert!(read_stream(&cluster, STREAM).is_empty());
 }
+
+/// A CA, and a certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
+fn certificates() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn the_sink_connects_with_tls_and_an_nkey_as_configured() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    let (ca, cert, key) = certificates();
+    for (name, text) in [("ca.pem", &ca), ("server.pem", &cert), ("server.key", &key)] {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let user = nkeys::KeyPair::new_user();
+    std::fs::write(dir.join("nats.nk"), user.seed().unwrap()).unwrap();
+    // One server that takes nothing but TLS and this user's NKey.
+    let port = support::pynet::free_port();
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\n\
+             tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n\
+             authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+            dir.join("js").display(),
+            dir.join("server.pem").display(),
+            dir.join("server.key").display(),
+            user.public_key()
+        ),
+    )
+    .unwrap();
+    let _server = support::nats::Server::start_with_config(&conf, port, &dir.join("nats.log"));
+
+    let coordinator = PyNode::coordinator(dir);
+    let items = fixture_items();
+    let _sensor = PyNode::sensor_with_items(dir, &coordinator, &Value::Array(items.clone()));
+    let sink = format!(
+        "[sink.nats]\nservers = [\"tls://127.0.0.1:{port}\"]\nreplicas = 1\nnkey_seed_file = \"{}\"\ntls_ca = \"{}\"\n",
+        dir.join("nats.nk").display(),
+        dir.join("ca.pem").display()
+    );
+    let daemon = Daemon::start_with(dir, &coordinator, &sink);
+    wait_published(
+        &daemon,
+        items.len(),
+        Duration::from_secs(120),
+        "published over TLS with the NKey",
+    );
+    assert_eq!(
+        daemon.metric("koi_indexer_sink_published_total", &[]),
+        items.len() as f64
+    );
+}

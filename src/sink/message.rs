@@ -46,6 +46,21 @@ fn header_value(text: &str) -> String {
 }
 
 impl Message {
+    /// The same message without its `contents` (and with `Koi-Contents-Omitted: too-large`), for a payload larger
+    /// than the server takes; `None` when it has no contents to leave out.
+    pub fn without_contents(&self) -> Option<Message> {
+        let mut body: Map<String, Value> = serde_json::from_slice(&self.body).ok()?;
+        body.remove("contents")?;
+        let mut headers = self.headers.clone();
+        headers.push(("Koi-Contents-Omitted", "too-large".to_owned()));
+        Some(Message {
+            subject: self.subject.clone(),
+            id: self.id.clone(),
+            headers,
+            body: serde_json::to_vec(&body).ok()?,
+        })
+    }
+
     /// The message for `item` under `prefix`.
     pub fn of(item: &SinkItem, prefix: &str) -> Result<Message, serde_json::Error> {
         let row = &item.row;
@@ -137,5 +152,26 @@ mod tests {
         assert_eq!(body["seq"], 7);
         assert_eq!(body["summary"], "pushed");
         assert!(body.get("contents").is_none());
+        assert!(m.without_contents().is_none(), "nothing to leave out");
+
+        let mut contents = serde_json::Map::new();
+        contents.insert("big".into(), Value::String("x".repeat(2 << 20)));
+        let with = Message::of(
+            &SinkItem {
+                contents: Some(contents),
+                ..item
+            },
+            "github",
+        )
+        .unwrap();
+        let smaller = with.without_contents().unwrap();
+        assert!(smaller.body.len() < 1000 && with.body.len() > 2 << 20);
+        assert_eq!(
+            (smaller.id.as_str(), smaller.subject.as_str()),
+            (with.id.as_str(), with.subject.as_str())
+        );
+        assert!(smaller
+            .headers
+            .contains(&("Koi-Contents-Omitted", "too-large".to_owned())));
     }
 }

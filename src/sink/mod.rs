@@ -23,6 +23,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::context::PublishErrorKind;
 use futures::stream::{FuturesOrdered, StreamExt};
 use tokio_util::sync::CancellationToken;
 
@@ -174,16 +175,18 @@ impl Sink {
         let mut acks = FuturesOrdered::new();
         for (_, message) in batch {
             let Some(message) = message else { continue };
-            let mut publish = async_nats::jetstream::message::PublishMessage::build()
-                .payload(message.body.into())
-                .message_id(&message.id);
-            for (name, value) in message.headers {
-                publish = publish.header(name, value.as_str());
+            let ack = match send(js, &message).await {
+                // Contents larger than the server takes (its `max_payload`, 1 MiB by default) would stop the sink
+                // at this message for ever: the event goes out without them, marked so, and is not lost.
+                Err(e) if matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded) => {
+                    match message.without_contents() {
+                        Some(smaller) => send(js, &smaller).await,
+                        None => Err(e),
+                    }
+                }
+                other => other,
             }
-            let ack = js
-                .send_publish(message.subject, publish)
-                .await
-                .map_err(|e| SinkError::Publish(e.to_string()))?;
+            .map_err(|e| SinkError::Publish(e.to_string()))?;
             acks.push_back(std::future::IntoFuture::into_future(ack));
         }
         let mut published = 0;
@@ -247,6 +250,23 @@ impl Sink {
             .map_err(|e| SinkError::Task(e.to_string()))?
             .map_err(SinkError::Store)
     }
+}
+
+/// Sends one message; its acknowledgement is awaited later.
+async fn send(
+    js: &async_nats::jetstream::Context,
+    message: &message::Message,
+) -> Result<
+    async_nats::jetstream::context::PublishAckFuture,
+    async_nats::jetstream::context::PublishError,
+> {
+    let mut publish = async_nats::jetstream::message::PublishMessage::build()
+        .payload(message.body.clone().into())
+        .message_id(&message.id);
+    for (name, value) in &message.headers {
+        publish = publish.header(*name, value.as_str());
+    }
+    js.send_publish(message.subject.clone(), publish).await
 }
 
 /// One log entry as a message to send (`None`: nothing to send, the version is gone; the cursor passes it).

@@ -24,7 +24,7 @@ pub fn nats_server_binary() -> PathBuf {
 }
 
 /// One server of the cluster.
-struct Server {
+struct Member {
     name: String,
     port: u16,
     args: Vec<String>,
@@ -34,7 +34,7 @@ struct Server {
 
 /// A JetStream cluster on loopback.
 pub struct Cluster {
-    servers: Vec<Server>,
+    servers: Vec<Member>,
     /// The token every client must give (`--auth`), if any.
     token: Option<String>,
 }
@@ -92,7 +92,7 @@ impl Cluster {
                         route_list.clone(),
                     ]);
                 }
-                Server {
+                Member {
                     name,
                     port: ports[i],
                     args,
@@ -327,4 +327,39 @@ pub fn create_stream(cluster: &Cluster, stream: &str, subjects: &[&str]) {
             .await
             .expect("create the stream");
     });
+}
+
+/// One `nats-server` run from a configuration file (TLS, authorization), stopped when dropped.
+pub struct Server {
+    child: Child,
+}
+
+impl Server {
+    /// Starts `nats-server -c conf` and waits until it listens on `port`.
+    pub fn start_with_config(conf: &Path, port: u16, log: &Path) -> Server {
+        let child = Command::new(nats_server_binary())
+            .arg("-c")
+            .arg(conf)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("start nats-server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !accepts(port) {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not listen on {port}:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server { child }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
