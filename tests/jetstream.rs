@@ -378,3 +378,98 @@ fn the_sink_connects_with_tls_and_an_nkey_as_configured() {
         items.len() as f64
     );
 }
+
+/// A NATS JWT (`header.claims.signature`) of `claims`, signed by `signer`, with its `jti` as nats-server's own
+/// tooling computes it (base32hex of the SHA-256 of the claims without it).
+fn nats_jwt(mut claims: Value, signer: &nkeys::KeyPair) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    claims["iat"] = json!(1_700_000_000);
+    claims["iss"] = json!(signer.public_key());
+    claims["jti"] = json!("");
+    let hash = sha2::Sha256::digest(serde_json::to_vec(&claims).unwrap());
+    claims["jti"] = json!(data_encoding::BASE32HEX_NOPAD.encode(&hash));
+    let signed = format!(
+        "{}.{}",
+        b64(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#),
+        b64(&serde_json::to_vec(&claims).unwrap())
+    );
+    let signature = signer.sign(signed.as_bytes()).unwrap();
+    format!("{signed}.{}", b64(&signature))
+}
+
+#[test]
+fn the_sink_connects_with_a_creds_file() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path();
+    // An operator, an account with JetStream, and a user of it: the decentralised set-up a creds file belongs to.
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let operator_jwt = nats_jwt(
+        json!({"name": "op", "sub": operator.public_key(), "nats": {"type": "operator", "version": 2}}),
+        &operator,
+    );
+    let unlimited = json!({"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1});
+    let account_jwt = nats_jwt(
+        json!({"name": "indexers", "sub": account.public_key(),
+               "nats": {"limits": unlimited, "type": "account", "version": 2}}),
+        &operator,
+    );
+    // JetStream needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = nats_jwt(
+        json!({"name": "SYS", "sub": system.public_key(), "nats": {"type": "account", "version": 2}}),
+        &operator,
+    );
+    let user_jwt = nats_jwt(
+        json!({"name": "indexer", "sub": user.public_key(),
+               "nats": {"pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2}}),
+        &account,
+    );
+    std::fs::write(
+        dir.join("indexer.creds"),
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            user.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let port = support::pynet::free_port();
+    let conf = dir.join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\noperator: \"{operator_jwt}\"\n\
+             system_account: {}\nresolver: MEMORY\n\
+             resolver_preload: {{ {}: \"{account_jwt}\", {}: \"{system_jwt}\" }}\n",
+            dir.join("js").display(),
+            system.public_key(),
+            account.public_key(),
+            system.public_key()
+        ),
+    )
+    .unwrap();
+    let _server = support::nats::Server::start_with_config(&conf, port, &dir.join("nats.log"));
+
+    let coordinator = PyNode::coordinator(dir);
+    let items = fixture_items();
+    let _sensor = PyNode::sensor_with_items(dir, &coordinator, &Value::Array(items.clone()));
+    let sink = format!(
+        "[sink.nats]\nservers = [\"nats://127.0.0.1:{port}\"]\nreplicas = 1\ncreds_file = \"{}\"\n",
+        dir.join("indexer.creds").display()
+    );
+    let daemon = Daemon::start_with(dir, &coordinator, &sink);
+    daemon.wait_until(
+        "published with the creds file",
+        Duration::from_secs(120),
+        |d| {
+            d["events"].as_u64() == Some(items.len() as u64)
+                && d["sink"]["lag"].as_u64() == Some(0)
+                && d["sink"]["last_error"].is_null()
+        },
+    );
+}
