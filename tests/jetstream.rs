@@ -356,27 +356,12 @@ fn the_sink_connects_with_tls_and_an_nkey_as_configured() {
         ),
     )
     .unwrap();
-    let _server = support::nats::Server::start_with_config(&conf, port, &dir.join("nats.log"));
-
-    let coordinator = PyNode::coordinator(dir);
-    let items = fixture_items();
-    let _sensor = PyNode::sensor_with_items(dir, &coordinator, &Value::Array(items.clone()));
     let sink = format!(
-        "[sink.nats]\nservers = [\"tls://127.0.0.1:{port}\"]\nreplicas = 1\nnkey_seed_file = \"{}\"\ntls_ca = \"{}\"\n",
+        "servers = [\"tls://127.0.0.1:{port}\"]\nnkey_seed_file = \"{}\"\ntls_ca = \"{}\"\n",
         dir.join("nats.nk").display(),
         dir.join("ca.pem").display()
     );
-    let daemon = Daemon::start_with(dir, &coordinator, &sink);
-    wait_published(
-        &daemon,
-        items.len(),
-        Duration::from_secs(120),
-        "published over TLS with the NKey",
-    );
-    assert_eq!(
-        daemon.metric("koi_indexer_sink_published_total", &[]),
-        items.len() as f64
-    );
+    fixtures_published_through(dir, &conf, port, &sink, "published over TLS with the NKey");
 }
 
 /// A NATS JWT (`header.claims.signature`) of `claims`, signed by `signer`, with its `jti` as nats-server's own
@@ -453,23 +438,34 @@ fn the_sink_connects_with_a_creds_file() {
         ),
     )
     .unwrap();
-    let _server = support::nats::Server::start_with_config(&conf, port, &dir.join("nats.log"));
+    let sink = format!(
+        "servers = [\"nats://127.0.0.1:{port}\"]\ncreds_file = \"{}\"\n",
+        dir.join("indexer.creds").display()
+    );
+    fixtures_published_through(dir, &conf, port, &sink, "published with the creds file");
+}
 
+/// Starts `nats-server -c conf` (listening on `port`), the koi-net coordinator and a sensor with the fixtures, and
+/// a daemon with `[sink.nats]` `sink_keys` (replicas 1); waits until every fixture is indexed and published.
+fn fixtures_published_through(
+    dir: &std::path::Path,
+    conf: &std::path::Path,
+    port: u16,
+    sink_keys: &str,
+    what: &str,
+) {
+    let _server = support::nats::Server::start_with_config(conf, port, &dir.join("nats.log"));
     let coordinator = PyNode::coordinator(dir);
     let items = fixture_items();
     let _sensor = PyNode::sensor_with_items(dir, &coordinator, &Value::Array(items.clone()));
-    let sink = format!(
-        "[sink.nats]\nservers = [\"nats://127.0.0.1:{port}\"]\nreplicas = 1\ncreds_file = \"{}\"\n",
-        dir.join("indexer.creds").display()
+    let daemon = Daemon::start_with(
+        dir,
+        &coordinator,
+        &format!("[sink.nats]\nreplicas = 1\n{sink_keys}"),
     );
-    let daemon = Daemon::start_with(dir, &coordinator, &sink);
-    daemon.wait_until(
-        "published with the creds file",
-        Duration::from_secs(120),
-        |d| {
-            d["events"].as_u64() == Some(items.len() as u64)
-                && d["sink"]["lag"].as_u64() == Some(0)
-                && d["sink"]["last_error"].is_null()
-        },
+    wait_published(&daemon, items.len(), Duration::from_secs(120), what);
+    assert_eq!(
+        daemon.metric("koi_indexer_sink_published_total", &[]),
+        items.len() as f64
     );
 }
